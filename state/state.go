@@ -1,0 +1,223 @@
+// Package state is the chain's state transition as pure logic: given the
+// state after block n (its header, the account and nullifier trees and the
+// MMR of block commitments) and block n+1, it checks every rule and computes
+// the state after n+1, or says precisely which rule the block broke. It does
+// no I/O; the store wraps it with files and SQLite, the producer uses Build
+// to make blocks that pass it.
+//
+// States are immutable values that share structure (the trees are
+// persistent), so a reader can keep using the state it took while the next
+// one is computed.
+package state
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	"storesync/block"
+	"storesync/genesis"
+	"storesync/merkle"
+)
+
+// State is the chain state after block Header.Number.
+type State struct {
+	Header     block.Header
+	Commitment merkle.Hash // Header.Commitment(), kept to avoid rehashing
+	Accounts   *merkle.SMT // account id -> state commitment
+	Nullifiers *merkle.SMT // nullifier -> NullifierValue(block that spent it)
+	Chain      *merkle.MMR // commitments of blocks 0..Header.Number
+}
+
+// Rules are the chain parameters that validation needs from genesis.
+type Rules struct {
+	Producer ed25519.PublicKey
+}
+
+// RulesOf returns the rules of a genesis file.
+func RulesOf(g *genesis.File) Rules { return Rules{Producer: g.Producer()} }
+
+// Genesis returns the state after the genesis block.
+func Genesis(g *genesis.File) *State {
+	b := g.Block()
+	kvs := make([]merkle.KV, len(b.Body.Accounts))
+	for i, a := range b.Body.Accounts {
+		kvs[i] = merkle.KV{Key: a.ID, Value: a.Commitment}
+	}
+	c := b.Header.Commitment()
+	return &State{
+		Header:     b.Header,
+		Commitment: c,
+		Accounts:   merkle.BuildSMT(kvs),
+		Nullifiers: merkle.NewSMT(),
+		Chain:      (&merkle.MMR{}).Append(c),
+	}
+}
+
+// NullifierValue is the value stored for a spent nullifier: the number of the
+// block that spent it (never zero, since genesis spends nothing).
+func NullifierValue(spentAt uint64) merkle.Hash {
+	var h merkle.Hash
+	binary.LittleEndian.PutUint64(h[:], spentAt)
+	return h
+}
+
+// SpentAt decodes a NullifierValue.
+func SpentAt(v merkle.Hash) uint64 { return binary.LittleEndian.Uint64(v[:]) }
+
+// Applied is the result of a successful Apply: the new state and what the
+// store must persist beyond the block itself.
+type Applied struct {
+	State   *State
+	NoteIDs []merkle.Hash // IDs of the block's notes, in order
+	// Time spent in the checks themselves and in computing the new trees
+	// (which the root checks need), reported per stage by the store.
+	Validate, Trees time.Duration
+}
+
+// Apply validates b on top of s and returns the state after it. s is not
+// changed. Checks run cheapest first, so a forged block costs little.
+func (s *State) Apply(b *block.Block, rules Rules) (*Applied, error) {
+	start := time.Now()
+	h := &b.Header
+	want := s.Header.Number + 1
+	if h.Version != block.Version {
+		return nil, reject(want, CheckVersion, "header version %d, want %d", h.Version, block.Version)
+	}
+	if h.Number != want {
+		return nil, reject(want, CheckNumber, "got block %d, want %d", h.Number, want)
+	}
+	if h.PrevCommitment != s.Commitment {
+		return nil, reject(want, CheckPrevCommitment, "header names %s, block %d is %s", h.PrevCommitment.Short(), s.Header.Number, s.Commitment.Short())
+	}
+	if h.Timestamp < s.Header.Timestamp {
+		return nil, reject(want, CheckTimestamp, "timestamp %d is before block %d's %d", h.Timestamp, s.Header.Number, s.Header.Timestamp)
+	}
+	if err := b.VerifySignature(rules.Producer); err != nil {
+		r := reject(want, CheckSignature, "%v", err)
+		r.Cause = err
+		return nil, r
+	}
+	if c := b.Body.TxCommitment(); c != h.TxCommitment {
+		return nil, reject(want, CheckTxCommitment, "header has %s, transactions hash to %s", h.TxCommitment.Short(), c.Short())
+	}
+	ids := b.NoteIDs()
+	if r := block.NoteRoot(ids); r != h.NoteRoot {
+		return nil, reject(want, CheckNoteRoot, "header has %s, notes hash to %s", h.NoteRoot.Short(), r.Short())
+	}
+	if err := s.checkBody(b); err != nil {
+		return nil, err
+	}
+	if c := s.Chain.Root(); c != h.ChainCommitment {
+		return nil, reject(want, CheckChainCommitment, "header has %s, chain of blocks 0..%d is %s", h.ChainCommitment.Short(), s.Header.Number, c.Short())
+	}
+	treesStart := time.Now()
+	accounts, nullifiers := s.nextTrees(b)
+	chain := s.Chain.Append(h.Commitment())
+	treesEnd := time.Now()
+	if r := accounts.Root(); r != h.AccountRoot {
+		return nil, reject(want, CheckAccountRoot, "header has %s, updates give %s", h.AccountRoot.Short(), r.Short())
+	}
+	if r := nullifiers.Root(); r != h.NullifierRoot {
+		return nil, reject(want, CheckNullifierRoot, "header has %s, nullifiers give %s", h.NullifierRoot.Short(), r.Short())
+	}
+	return &Applied{
+		State:    &State{Header: *h, Commitment: chain.Leaf(h.Number), Accounts: accounts, Nullifiers: nullifiers, Chain: chain},
+		NoteIDs:  ids,
+		Validate: treesStart.Sub(start),
+		Trees:    treesEnd.Sub(treesStart),
+	}, nil
+}
+
+// checkBody enforces the canonical body (sorted, unique account updates with
+// non-zero commitments; sorted nullifiers) and rejects nullifiers already
+// spent, before any tree is touched.
+func (s *State) checkBody(b *block.Block) error {
+	n := b.Header.Number
+	for i, a := range b.Body.Accounts {
+		if a.Commitment.IsZero() {
+			return reject(n, CheckBody, "account update %d (%s) has a zero commitment", i, a.ID.Short())
+		}
+		if i > 0 {
+			if c := bytes.Compare(b.Body.Accounts[i-1].ID[:], a.ID[:]); c >= 0 {
+				what := "out of order"
+				if c == 0 {
+					what = "duplicated"
+				}
+				return reject(n, CheckBody, "account update %d (%s) is %s", i, a.ID.Short(), what)
+			}
+		}
+	}
+	for i, nf := range b.Body.Nullifiers {
+		if i > 0 {
+			c := bytes.Compare(b.Body.Nullifiers[i-1][:], nf[:])
+			if c == 0 {
+				return reject(n, CheckDoubleSpend, "nullifier %s appears twice in the block", nf.Short())
+			}
+			if c > 0 {
+				return reject(n, CheckBody, "nullifier %d (%s) is out of order", i, nf.Short())
+			}
+		}
+		if v, ok := s.Nullifiers.Get(nf); ok {
+			return reject(n, CheckDoubleSpend, "nullifier %s was already spent in block %d", nf.Short(), SpentAt(v))
+		}
+	}
+	return nil
+}
+
+// nextTrees computes both updated trees; they are independent, so they are
+// built on both cores.
+func (s *State) nextTrees(b *block.Block) (accounts, nullifiers *merkle.SMT) {
+	akv := make([]merkle.KV, len(b.Body.Accounts))
+	for i, a := range b.Body.Accounts {
+		akv[i] = merkle.KV{Key: a.ID, Value: a.Commitment}
+	}
+	nkv := make([]merkle.KV, len(b.Body.Nullifiers))
+	v := NullifierValue(b.Header.Number)
+	for i, nf := range b.Body.Nullifiers {
+		nkv[i] = merkle.KV{Key: nf, Value: v}
+	}
+	done := make(chan struct{})
+	go func() {
+		nullifiers = s.Nullifiers.Update(nkv)
+		close(done)
+	}()
+	accounts = s.Accounts.Update(akv)
+	<-done
+	return accounts, nullifiers
+}
+
+// Build completes a block for the given body on top of s: it fills every
+// header field that the body and state determine, and signs it. The body must
+// be canonical (see checkBody); Build sorts account updates and nullifiers.
+func (s *State) Build(body block.Body, timestamp uint64, key ed25519.PrivateKey) (*block.Block, error) {
+	sortBody(&body)
+	if timestamp < s.Header.Timestamp {
+		timestamp = s.Header.Timestamp
+	}
+	b := &block.Block{Body: body}
+	h := &b.Header
+	h.Version = block.Version
+	h.Number = s.Header.Number + 1
+	h.PrevCommitment = s.Commitment
+	h.ChainCommitment = s.Chain.Root()
+	h.Timestamp = timestamp
+	h.TxCommitment = body.TxCommitment()
+	h.NoteRoot = block.NoteRoot(b.NoteIDs())
+	if err := s.checkBody(b); err != nil {
+		return nil, fmt.Errorf("build block %d: %w", h.Number, err)
+	}
+	accounts, nullifiers := s.nextTrees(b)
+	h.AccountRoot = accounts.Root()
+	h.NullifierRoot = nullifiers.Root()
+	b.Sign(key)
+	return b, nil
+}
+
+func sortBody(b *block.Body) {
+	slices.SortFunc(b.Accounts, func(x, y block.AccountUpdate) int { return bytes.Compare(x.ID[:], y.ID[:]) })
+	slices.SortFunc(b.Nullifiers, func(x, y merkle.Hash) int { return bytes.Compare(x[:], y[:]) })
+}

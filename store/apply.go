@@ -1,0 +1,185 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"storesync/block"
+	"storesync/merkle"
+	"storesync/state"
+)
+
+// Report says what one ApplyBlock did and where its time went, stage by
+// stage, for metrics and traces.
+type Report struct {
+	Number    uint64
+	Bytes     int
+	Start     time.Time
+	Validate  time.Duration // every check except the tree roots
+	Trees     time.Duration // computing the new trees and MMR
+	BlockFile time.Duration // write + fdatasync of the block file
+	SQLite    time.Duration // the transaction, commit included
+}
+
+// ApplyBlockBytes decodes and applies an encoded block. A block that does not
+// decode is rejected as the next block expected.
+func (s *Store) ApplyBlockBytes(ctx context.Context, data []byte) (Report, error) {
+	b, err := block.Decode(data)
+	if err != nil {
+		committed, _ := s.Tips()
+		return Report{}, &state.RejectError{Number: committed + 1, Check: state.CheckDecode, Reason: err.Error(), Cause: err}
+	}
+	return s.ApplyBlock(ctx, b)
+}
+
+// ApplyBlock validates b against the committed tip and commits it. A
+// rejected block returns a *state.RejectError and changes nothing. Any
+// other error (I/O) also leaves the committed state as it was. thread-safe:
+// writers are serialised.
+func (s *Store) ApplyBlock(ctx context.Context, b *block.Block) (Report, error) {
+	rep := Report{Number: b.Header.Number, Start: time.Now()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return rep, ErrClosed
+	}
+	cur := s.snap.Load()
+	next, err := cur.State.Apply(b, s.rules)
+	if err != nil {
+		return rep, err
+	}
+	rep.Validate, rep.Trees = next.Validate, next.Trees
+	n := b.Header.Number
+
+	t := time.Now()
+	data := b.Encode()
+	rep.Bytes = len(data)
+	l := loc{len: uint32(len(data))}
+	if n%SegmentSpan != 0 {
+		l.off = cur.blockLocs[n-1].end()
+	}
+	if err := s.blocks.write(n, l.off, data); err != nil {
+		return rep, fmt.Errorf("apply block %d: %w", n, err)
+	}
+	rep.BlockFile = time.Since(t)
+
+	t = time.Now()
+	if err := s.commitBlock(ctx, b, next, l, merkle.Sum(data)); err != nil {
+		return rep, fmt.Errorf("apply block %d: %w", n, err)
+	}
+	rep.SQLite = time.Since(t)
+
+	s.snap.Store(&Snapshot{
+		st:        s,
+		State:     next.State,
+		Proven:    cur.Proven,
+		blockLocs: append(cur.blockLocs, l),
+		proofLocs: cur.proofLocs,
+	})
+	return rep, nil
+}
+
+// commitBlock runs the block's SQLite transaction: the commit point.
+// CONTRACT: s.mu must be locked.
+func (s *Store) commitBlock(ctx context.Context, b *block.Block, a *state.Applied, l loc, fileHash merkle.Hash) error {
+	// Once begun, the transaction is not abandoned halfway because the
+	// caller's context ended: either it commits or it rolls back.
+	ctx = context.WithoutCancel(ctx)
+	if err := s.w.begin(ctx); err != nil {
+		return fmt.Errorf("sqlite begin: %w", err)
+	}
+	n := b.Header.Number
+	err := s.insertBlockRows(ctx, b, a, l, fileHash)
+	if err == nil {
+		err = execOne(ctx, s.w.setCommitted, "set committed tip", n, n-1)
+	}
+	if err == nil {
+		if err = s.w.commit(ctx); err == nil {
+			return nil
+		}
+		err = fmt.Errorf("sqlite commit: %w", err)
+	}
+	s.w.rollback()
+	return err
+}
+
+// insertBlockRows writes the block's rows (not the tips).
+// CONTRACT: s.mu must be locked and a transaction open.
+func (s *Store) insertBlockRows(ctx context.Context, b *block.Block, a *state.Applied, l loc, fileHash merkle.Hash) error {
+	n := b.Header.Number
+	c := a.State.Commitment
+	if _, err := s.w.insBlock.ExecContext(ctx, n, c[:], b.Header.Encode(), l.off, l.len, fileHash[:]); err != nil {
+		return fmt.Errorf("insert block row: %w", err)
+	}
+	body := &b.Body
+	if err := s.w.upAccount.insert(ctx, len(body.Accounts), func(i int, args []any) []any {
+		u := &body.Accounts[i]
+		return append(args, u.ID[:], u.Commitment[:], n)
+	}); err != nil {
+		return fmt.Errorf("upsert accounts: %w", err)
+	}
+	if err := s.w.insNote.insert(ctx, len(body.Notes), func(i int, args []any) []any {
+		nt := &body.Notes[i]
+		return append(args, notePos(n, uint32(i)), a.NoteIDs[i][:], nt.Tag, nt.Sender[:], nt.Details)
+	}); err != nil {
+		return fmt.Errorf("insert notes: %w", err)
+	}
+	if err := s.w.insNullifier.insert(ctx, len(body.Nullifiers), func(i int, args []any) []any {
+		return append(args, body.Nullifiers[i][:], n)
+	}); err != nil {
+		return fmt.Errorf("insert nullifiers: %w", err)
+	}
+	return nil
+}
+
+// ApplyProof verifies and stores the proof of block n. Proofs are applied
+// strictly in order (n = proven+1) and never past the committed tip.
+// thread-safe.
+func (s *Store) ApplyProof(ctx context.Context, n uint64, proof []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	cur := s.snap.Load()
+	if n != cur.Proven+1 {
+		return fmt.Errorf("apply proof %d: %w: proven tip is %d", n, ErrProofOrder, cur.Proven)
+	}
+	if n > cur.Committed() {
+		return fmt.Errorf("apply proof %d: %w: committed tip is %d", n, ErrProofAhead, cur.Committed())
+	}
+	if err := s.verifier.VerifyProof(n, cur.State.Chain.Leaf(n), proof); err != nil {
+		return fmt.Errorf("apply proof %d: %w", n, err)
+	}
+	l := loc{len: uint32(len(proof))}
+	if n%SegmentSpan != 0 && n > 1 {
+		l.off = cur.proofLocs[n-2].end()
+	}
+	if err := s.proofs.write(n, l.off, proof); err != nil {
+		return fmt.Errorf("apply proof %d: %w", n, err)
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err := s.w.begin(ctx); err != nil {
+		return fmt.Errorf("apply proof %d: sqlite begin: %w", n, err)
+	}
+	_, err := s.w.insProof.ExecContext(ctx, n, l.off, l.len)
+	if err == nil {
+		err = execOne(ctx, s.w.setProven, "set proven tip", n, n-1)
+	}
+	if err == nil {
+		err = s.w.commit(ctx)
+	}
+	if err != nil {
+		s.w.rollback()
+		return fmt.Errorf("apply proof %d: %w", n, err)
+	}
+	s.snap.Store(&Snapshot{
+		st:        s,
+		State:     cur.State,
+		Proven:    n,
+		blockLocs: cur.blockLocs,
+		proofLocs: append(cur.proofLocs, l),
+	})
+	return nil
+}

@@ -1,0 +1,19 @@
+package store
+
+import "errors"
+
+var (
+	// ErrNotFound: the block, proof, account or note is not in this store (yet).
+	ErrNotFound = errors.New("not found")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store closed")
+	// ErrProofOrder: proofs are applied strictly in order, one past the proven tip.
+	ErrProofOrder = errors.New("proof out of order")
+	// ErrProofAhead: a proof for a block that is not committed here yet.
+	ErrProofAhead = errors.New("proof past the committed tip")
+	// ErrDamaged: Open found damage it cannot repair by itself; the error names
+	// the file and the block.
+	ErrDamaged = errors.New("store damaged")
+	// ErrGenesis: the data directory belongs to another chain.
+	ErrGenesis = errors.New("genesis mismatch")
+)

@@ -1,0 +1,134 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"storesync/block"
+	"storesync/merkle"
+	"storesync/workload"
+)
+
+// chains are built once per profile and length and shared by the tests: a
+// chain is deterministic, and building one costs as much as applying it.
+var (
+	chainsMu sync.Mutex
+	chains   = map[string]*workload.Chain{}
+)
+
+func testChain(tb testing.TB, profile string, n int) *workload.Chain {
+	tb.Helper()
+	chainsMu.Lock()
+	defer chainsMu.Unlock()
+	key := fmt.Sprintf("%s/%d", profile, n)
+	if c, ok := chains[key]; ok {
+		return c
+	}
+	p, err := workload.ProfileByName(profile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := workload.BuildChain(7, p, n, 1000)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	chains[key] = c
+	return c
+}
+
+func openStore(tb testing.TB, dir string, c *workload.Chain) *Store {
+	tb.Helper()
+	s, err := Open(dir, c.Genesis)
+	if err != nil {
+		tb.Fatalf("open store: %v", err)
+	}
+	return s
+}
+
+func applyAll(tb testing.TB, s *Store, blocks []*block.Block) {
+	tb.Helper()
+	for _, b := range blocks {
+		if _, err := s.ApplyBlock(context.Background(), b); err != nil {
+			tb.Fatalf("apply block %d: %v", b.Header.Number, err)
+		}
+	}
+}
+
+// fingerprint captures everything a rejected block must leave unchanged:
+// tips, roots, the size of every file, and the row count of every table.
+type fingerprint struct {
+	committed, proven    uint64
+	commitment           merkle.Hash
+	accounts, nullifiers merkle.Hash
+	chain                merkle.Hash
+	files                map[string]int64
+	rows                 map[string]int
+	accountRows          merkle.Hash
+}
+
+func takeFingerprint(tb testing.TB, s *Store) fingerprint {
+	tb.Helper()
+	sn := s.Snapshot()
+	fp := fingerprint{
+		committed: sn.Committed(), proven: sn.Proven, commitment: sn.State.Commitment,
+		accounts: sn.State.Accounts.Root(), nullifiers: sn.State.Nullifiers.Root(), chain: sn.State.Chain.Root(),
+		files: map[string]int64{}, rows: map[string]int{},
+	}
+	for _, sub := range []string{"blocks", "proofs"} {
+		entries, err := os.ReadDir(filepath.Join(s.dir, sub))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, e := range entries {
+			info, err := e.Info()
+			if err != nil {
+				tb.Fatal(err)
+			}
+			fp.files[sub+"/"+e.Name()] = info.Size()
+		}
+	}
+	for _, table := range []string{"blocks", "accounts", "notes", "nullifiers", "proofs", "meta"} {
+		var n int
+		if err := s.db.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
+			tb.Fatal(err)
+		}
+		fp.rows[table] = n
+	}
+	var tips [2]uint64
+	if err := s.db.QueryRow(`SELECT committed, proven FROM tips`).Scan(&tips[0], &tips[1]); err != nil {
+		tb.Fatal(err)
+	}
+	fp.rows["tips.committed"], fp.rows["tips.proven"] = int(tips[0]), int(tips[1])
+	// Accounts are the one table updated in place: compare content too.
+	var acc []byte
+	if err := s.db.QueryRow(`SELECT coalesce(group_concat(hex(id) || hex(commitment) || block, ','), '') FROM (SELECT * FROM accounts ORDER BY id)`).Scan(&acc); err != nil {
+		tb.Fatal(err)
+	}
+	fp.accountRows = merkle.Sum(acc)
+	return fp
+}
+
+func sameFingerprint(tb testing.TB, want, got fingerprint) {
+	tb.Helper()
+	if want.committed != got.committed || want.proven != got.proven || want.commitment != got.commitment ||
+		want.accounts != got.accounts || want.nullifiers != got.nullifiers || want.chain != got.chain || want.accountRows != got.accountRows {
+		tb.Errorf("state changed: before %+v, after %+v", want, got)
+	}
+	for k, v := range want.files {
+		if got.files[k] != v {
+			tb.Errorf("file %s changed: %d -> %d", k, v, got.files[k])
+		}
+	}
+	if len(got.files) != len(want.files) {
+		tb.Errorf("files changed: %v -> %v", want.files, got.files)
+	}
+	for k, v := range want.rows {
+		if got.rows[k] != v {
+			tb.Errorf("rows %s changed: %d -> %d", k, v, got.rows[k])
+		}
+	}
+}

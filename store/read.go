@@ -1,0 +1,213 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"storesync/block"
+	"storesync/merkle"
+	"storesync/state"
+)
+
+// Reads go through a Snapshot so that every answer belongs to one tip. Rows
+// in SQLite past the snapshot's tip (committed by the writer meanwhile) are
+// filtered out by block number; the trees and file locations are the
+// snapshot's own.
+
+// BlockBytes returns the encoded block n. thread-safe.
+func (s *Snapshot) BlockBytes(n uint64) ([]byte, error) {
+	if n > s.Committed() {
+		return nil, fmt.Errorf("block %d: %w (committed tip %d)", n, ErrNotFound, s.Committed())
+	}
+	return s.st.blocks.read(n, s.blockLocs[n])
+}
+
+// Block returns block n decoded.
+func (s *Snapshot) Block(n uint64) (*block.Block, error) {
+	data, err := s.BlockBytes(n)
+	if err != nil {
+		return nil, err
+	}
+	b, err := block.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: block file %s: block %d: %w", ErrDamaged, s.st.blocks.path(n/SegmentSpan), n, err)
+	}
+	return b, nil
+}
+
+// ProofBytes returns the encoded proof of block n, if n is proven.
+func (s *Snapshot) ProofBytes(n uint64) ([]byte, error) {
+	if n == 0 || n > s.Proven {
+		return nil, fmt.Errorf("proof of block %d: %w (proven tip %d)", n, ErrNotFound, s.Proven)
+	}
+	return s.st.proofs.read(n, s.proofLocs[n-1])
+}
+
+// Header returns the header of block n.
+func (s *Snapshot) Header(ctx context.Context, n uint64) (block.Header, error) {
+	if n > s.Committed() {
+		return block.Header{}, fmt.Errorf("header %d: %w (committed tip %d)", n, ErrNotFound, s.Committed())
+	}
+	if n == s.Committed() {
+		return s.State.Header, nil
+	}
+	var hdr []byte
+	if err := s.st.db.QueryRowContext(ctx, `SELECT header FROM blocks WHERE number = ?`, n).Scan(&hdr); err != nil {
+		return block.Header{}, fmt.Errorf("header %d: %w", n, err)
+	}
+	return block.DecodeHeader(hdr)
+}
+
+// ChainProof proves block n's commitment against the MMR of blocks
+// 0..Committed() (the tip's chain commitment plus the tip itself).
+func (s *Snapshot) ChainProof(n uint64) (merkle.MMRProof, error) {
+	if n > s.Committed() {
+		return merkle.MMRProof{}, fmt.Errorf("chain proof %d: %w (committed tip %d)", n, ErrNotFound, s.Committed())
+	}
+	return s.State.Chain.Prove(n)
+}
+
+// Account returns an account's state commitment and its proof against the
+// account root of the committed tip. For an unknown account the commitment
+// is zero and the proof shows absence.
+func (s *Snapshot) Account(id merkle.Hash) (merkle.Hash, merkle.SMTProof, bool) {
+	v, ok := s.State.Accounts.Get(id)
+	return v, s.State.Accounts.Prove(id), ok
+}
+
+// NullifierStatus says whether a nullifier is spent, where, and proves it.
+type NullifierStatus struct {
+	Nullifier merkle.Hash
+	SpentAt   uint64 // 0: not spent (genesis spends nothing)
+	Proof     merkle.SMTProof
+}
+
+// Nullifiers returns the status of each nullifier, in order.
+func (s *Snapshot) Nullifiers(nfs []merkle.Hash) []NullifierStatus {
+	out := make([]NullifierStatus, len(nfs))
+	for i, nf := range nfs {
+		out[i] = NullifierStatus{Nullifier: nf, Proof: s.State.Nullifiers.Prove(nf)}
+		if v, ok := s.State.Nullifiers.Get(nf); ok {
+			out[i].SpentAt = state.SpentAt(v)
+		}
+	}
+	return out
+}
+
+// NoteRecord is a stored note with its position.
+type NoteRecord struct {
+	ID    merkle.Hash
+	Block uint64
+	Index uint32
+	Note  block.Note
+}
+
+// Position orders notes: by block, then index in the block.
+type Position struct {
+	Block uint64
+	Index uint32
+}
+
+func (p Position) String() string { return fmt.Sprintf("%d.%d", p.Block, p.Index) }
+
+// notePos packs a note's position into the notes table's integer key, so
+// that rows are appended in chain order and a position range is a key range.
+// A block holds fewer than 2^20 notes (MaxBlockBytes / smallest note).
+func notePos(block uint64, index uint32) uint64 { return block<<20 | uint64(index) }
+
+const noteColumns = `pos, id, tag, sender, details`
+
+func scanNote(sc interface{ Scan(...any) error }) (NoteRecord, error) {
+	var r NoteRecord
+	var id, sender []byte
+	var pos uint64
+	if err := sc.Scan(&pos, &id, &r.Note.Tag, &sender, &r.Note.Details); err != nil {
+		return r, err
+	}
+	r.Block, r.Index = pos>>20, uint32(pos&(1<<20-1))
+	copy(r.ID[:], id)
+	copy(r.Note.Sender[:], sender)
+	return r, nil
+}
+
+// NotesByID returns the notes with these IDs that exist at this snapshot,
+// in the order asked; unknown IDs are skipped.
+func (s *Snapshot) NotesByID(ctx context.Context, ids []merkle.Hash) ([]NoteRecord, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, 0, len(ids)+1)
+	for _, id := range ids {
+		args = append(args, id[:])
+	}
+	args = append(args, notePos(s.Committed()+1, 0))
+	q := `SELECT ` + noteColumns + ` FROM notes WHERE id IN (?` + strings.Repeat(",?", len(ids)-1) + `) AND pos < ?`
+	rows, err := s.st.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("notes by id: %w", err)
+	}
+	defer rows.Close()
+	found := map[merkle.Hash]NoteRecord{}
+	for rows.Next() {
+		r, err := scanNote(rows)
+		if err != nil {
+			return nil, fmt.Errorf("notes by id: %w", err)
+		}
+		found[r.ID] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("notes by id: %w", err)
+	}
+	out := make([]NoteRecord, 0, len(found))
+	for _, id := range ids {
+		if r, ok := found[id]; ok {
+			out = append(out, r)
+			delete(found, id) // an ID asked twice is answered once
+		}
+	}
+	return out, nil
+}
+
+// NotesByTags returns up to limit notes with any of the tags, from position
+// from onwards, in position order, and the position to continue from (nil
+// when there is nothing more at this snapshot).
+func (s *Snapshot) NotesByTags(ctx context.Context, tags []uint32, from Position, limit int) ([]NoteRecord, *Position, error) {
+	if len(tags) == 0 || limit <= 0 {
+		return nil, nil, nil
+	}
+	args := make([]any, 0, len(tags)+5)
+	for _, t := range tags {
+		args = append(args, t)
+	}
+	args = append(args, notePos(from.Block, from.Index), notePos(s.Committed()+1, 0), limit+1)
+	q := `SELECT ` + noteColumns + ` FROM notes WHERE tag IN (?` + strings.Repeat(",?", len(tags)-1) + `)
+		AND pos >= ? AND pos < ? ORDER BY pos LIMIT ?`
+	rows, err := s.st.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("notes by tags: %w", err)
+	}
+	defer rows.Close()
+	var out []NoteRecord
+	for rows.Next() {
+		r, err := scanNote(rows)
+		if err != nil {
+			return nil, nil, fmt.Errorf("notes by tags: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("notes by tags: %w", err)
+	}
+	if len(out) > limit {
+		next := &Position{Block: out[limit].Block, Index: out[limit].Index}
+		return out[:limit], next, nil
+	}
+	return out, nil, nil
+}
+
+// Block returns block n of the current snapshot (the workload's History).
+func (s *Store) Block(n uint64) (*block.Block, error) { return s.Snapshot().Block(n) }
+
+// BlockBytes returns encoded block n of the current snapshot.
+func (s *Store) BlockBytes(n uint64) ([]byte, error) { return s.Snapshot().BlockBytes(n) }

@@ -1,0 +1,198 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+)
+
+// SegmentSpan is how many consecutive blocks (or proofs) share one file.
+// Appending to a segment needs one fdatasync per block, where a file per
+// block would also need a directory fsync; and it keeps the directory small
+// for long chains. 4096 `large` blocks make a segment of about 4.5 GB.
+const SegmentSpan = 4096
+
+// loc is where one item lives in its segment.
+type loc struct {
+	off uint64
+	len uint32
+}
+
+func (l loc) end() uint64 { return l.off + uint64(l.len) }
+
+// segments is a family of append-only files holding items 0, 1, 2, ... in
+// order: blocks or proofs. Item n lives in segment n/SegmentSpan.
+//
+// Writes come from the store's single writer; ReadAt is safe concurrently
+// with them (it only reads committed ranges).
+type segments struct {
+	dir  string
+	kind string // "block" or "proof", for errors
+
+	mu    sync.Mutex // guards files
+	files map[uint64]*os.File
+}
+
+func openSegments(dir, kind string) (*segments, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open %s files: %w", kind, err)
+	}
+	return &segments{dir: dir, kind: kind, files: map[uint64]*os.File{}}, nil
+}
+
+func (s *segments) path(seg uint64) string {
+	return filepath.Join(s.dir, fmt.Sprintf("%08d.seg", seg))
+}
+
+// file returns the open segment, opening (and if create, creating) it.
+// thread-safe.
+func (s *segments) file(seg uint64, create bool) (*os.File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.files[seg]; ok {
+		return f, nil
+	}
+	flags := os.O_RDWR
+	if create {
+		flags |= os.O_CREATE
+	}
+	f, err := os.OpenFile(s.path(seg), flags, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if create {
+		// The new directory entry must be durable before any block in it
+		// is committed.
+		if err := syncDir(s.dir); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	s.files[seg] = f
+	return f, nil
+}
+
+// write stores item n at off and makes it durable. Anything past the item
+// is cut, so a failed earlier attempt leaves no tail behind.
+func (s *segments) write(n uint64, off uint64, data []byte) error {
+	f, err := s.file(n/SegmentSpan, true)
+	if err != nil {
+		return fmt.Errorf("write %s %d: %w", s.kind, n, err)
+	}
+	if _, err := f.WriteAt(data, int64(off)); err != nil {
+		return fmt.Errorf("write %s %d to %s: %w", s.kind, n, f.Name(), err)
+	}
+	if err := s.cut(f, off+uint64(len(data))); err != nil {
+		return fmt.Errorf("write %s %d to %s: %w", s.kind, n, f.Name(), err)
+	}
+	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+		return fmt.Errorf("write %s %d: fsync %s: %w", s.kind, n, f.Name(), err)
+	}
+	return nil
+}
+
+// cut truncates f to size if it is longer.
+func (s *segments) cut(f *os.File, size uint64) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if uint64(st.Size()) > size {
+		return f.Truncate(int64(size))
+	}
+	return nil
+}
+
+// read returns item n. thread-safe.
+func (s *segments) read(n uint64, l loc) ([]byte, error) {
+	f, err := s.file(n/SegmentSpan, false)
+	if err != nil {
+		return nil, fmt.Errorf("read %s %d: %w", s.kind, n, err)
+	}
+	buf := make([]byte, l.len)
+	if _, err := f.ReadAt(buf, int64(l.off)); err != nil {
+		return nil, fmt.Errorf("read %s %d from %s: %w", s.kind, n, f.Name(), err)
+	}
+	return buf, nil
+}
+
+// recover makes the files match the committed items locs[0..]: it checks
+// that every segment holding committed items exists and is long enough, cuts
+// what lies past the last committed item (written before a crash, never
+// committed) and removes later segments. first is the number of locs[0].
+func (s *segments) recover(first uint64, locs []loc) error {
+	var last uint64 // segment of the last committed item
+	have := len(locs) > 0
+	if have {
+		lastN := first + uint64(len(locs)) - 1
+		last = lastN / SegmentSpan
+		for seg := first / SegmentSpan; seg <= last; seg++ {
+			n := min((seg+1)*SegmentSpan-1, lastN) // the segment's last committed item
+			end := locs[n-first].end()
+			path := s.path(seg)
+			st, err := os.Stat(path)
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%w: %s file %s holding committed %s %d is missing", ErrDamaged, s.kind, path, s.kind, n)
+			}
+			if err != nil {
+				return fmt.Errorf("recover %s files: %w", s.kind, err)
+			}
+			if uint64(st.Size()) < end {
+				return fmt.Errorf("%w: %s file %s is %d bytes, committed %s %d ends at byte %d", ErrDamaged, s.kind, path, st.Size(), s.kind, n, end)
+			}
+			if seg == last && uint64(st.Size()) > end {
+				// Written before a crash, never committed.
+				if err := os.Truncate(path, int64(end)); err != nil {
+					return fmt.Errorf("recover %s files: cut %s: %w", s.kind, path, err)
+				}
+			}
+		}
+	}
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("recover %s files: %w", s.kind, err)
+	}
+	for _, e := range entries {
+		var seg uint64
+		if _, err := fmt.Sscanf(e.Name(), "%08d.seg", &seg); err != nil {
+			continue
+		}
+		if !have || seg > last {
+			// Written before a crash, nothing in it committed.
+			if err := os.Remove(filepath.Join(s.dir, e.Name())); err != nil {
+				return fmt.Errorf("recover %s files: %w", s.kind, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *segments) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for seg, f := range s.files {
+		errs = append(errs, f.Close())
+		delete(s.files, seg)
+	}
+	return errors.Join(errs...)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
