@@ -86,7 +86,9 @@ func (g *File) check() error {
 func (g *File) Producer() ed25519.PublicKey { return ed25519.PublicKey(g.ProducerKey) }
 
 // Verifier returns the proof verifier for this chain.
-func (g *File) Verifier() block.Verifier { return block.KeyVerifier{Key: ed25519.PublicKey(g.ProverKey)} }
+func (g *File) Verifier() block.Verifier {
+	return block.KeyVerifier{Key: ed25519.PublicKey(g.ProverKey)}
+}
 
 // Block returns the genesis block. It is not signed: it is trusted because
 // its commitment is the one in the genesis file. Its previous commitment is

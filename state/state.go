@@ -30,6 +30,9 @@ type State struct {
 	Accounts   *merkle.SMT // account id -> state commitment
 	Nullifiers *merkle.SMT // nullifier -> NullifierValue(block that spent it)
 	Chain      *merkle.MMR // commitments of blocks 0..Header.Number
+	// PrevChain is Chain without the tip: the MMR the tip header's chain
+	// commitment is the root of, so proofs against it verify with the header.
+	PrevChain *merkle.MMR
 }
 
 // Rules are the chain parameters that validation needs from genesis.
@@ -54,6 +57,7 @@ func Genesis(g *genesis.File) *State {
 		Accounts:   merkle.BuildSMT(kvs),
 		Nullifiers: merkle.NewSMT(),
 		Chain:      (&merkle.MMR{}).Append(c),
+		PrevChain:  &merkle.MMR{},
 	}
 }
 
@@ -125,7 +129,7 @@ func (s *State) Apply(b *block.Block, rules Rules) (*Applied, error) {
 		return nil, reject(want, CheckNullifierRoot, "header has %s, nullifiers give %s", h.NullifierRoot.Short(), r.Short())
 	}
 	return &Applied{
-		State:    &State{Header: *h, Commitment: chain.Leaf(h.Number), Accounts: accounts, Nullifiers: nullifiers, Chain: chain},
+		State:    &State{Header: *h, Commitment: chain.Leaf(h.Number), Accounts: accounts, Nullifiers: nullifiers, Chain: chain, PrevChain: s.Chain},
 		NoteIDs:  ids,
 		Validate: treesStart.Sub(start),
 		Trees:    treesEnd.Sub(treesStart),

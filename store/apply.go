@@ -70,7 +70,7 @@ func (s *Store) ApplyBlock(ctx context.Context, b *block.Block) (Report, error) 
 	}
 	rep.SQLite = time.Since(t)
 
-	s.snap.Store(&Snapshot{
+	s.publish(&Snapshot{
 		st:        s,
 		State:     next.State,
 		Proven:    cur.Proven,
@@ -121,7 +121,8 @@ func (s *Store) insertBlockRows(ctx context.Context, b *block.Block, a *state.Ap
 	}
 	if err := s.w.insNote.insert(ctx, len(body.Notes), func(i int, args []any) []any {
 		nt := &body.Notes[i]
-		return append(args, notePos(n, uint32(i)), a.NoteIDs[i][:], nt.Tag, nt.Sender[:], nt.Details)
+		id := &a.NoteIDs[i]
+		return append(args, notePos(n, uint32(i)), n, nt.Tag, idPrefix(id), id[:], nt.Sender[:], nt.Details)
 	}); err != nil {
 		return fmt.Errorf("insert notes: %w", err)
 	}
@@ -174,7 +175,7 @@ func (s *Store) ApplyProof(ctx context.Context, n uint64, proof []byte) error {
 		s.w.rollback()
 		return fmt.Errorf("apply proof %d: %w", n, err)
 	}
-	s.snap.Store(&Snapshot{
+	s.publish(&Snapshot{
 		st:        s,
 		State:     cur.State,
 		Proven:    n,

@@ -132,3 +132,11 @@ func sameFingerprint(tb testing.TB, want, got fingerprint) {
 		}
 	}
 }
+
+func proveBlock(tb testing.TB, s *Store, c *workload.Chain, n int) {
+	tb.Helper()
+	p := block.Prove(c.Keys.Prover, uint64(n), c.States[n].Commitment).Encode()
+	if err := s.ApplyProof(context.Background(), uint64(n), p); err != nil {
+		tb.Fatalf("apply proof %d: %v", n, err)
+	}
+}

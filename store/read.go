@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"strings"
 
@@ -59,13 +60,14 @@ func (s *Snapshot) Header(ctx context.Context, n uint64) (block.Header, error) {
 	return block.DecodeHeader(hdr)
 }
 
-// ChainProof proves block n's commitment against the MMR of blocks
-// 0..Committed() (the tip's chain commitment plus the tip itself).
+// ChainProof proves block n's commitment against the tip header's chain
+// commitment (the MMR of blocks 0..tip-1), so a client holding the tip header
+// can verify it. The tip itself has no such proof: it is the header.
 func (s *Snapshot) ChainProof(n uint64) (merkle.MMRProof, error) {
-	if n > s.Committed() {
-		return merkle.MMRProof{}, fmt.Errorf("chain proof %d: %w (committed tip %d)", n, ErrNotFound, s.Committed())
+	if n >= s.Committed() {
+		return merkle.MMRProof{}, fmt.Errorf("chain proof %d: %w: only blocks below the committed tip %d have one", n, ErrNotFound, s.Committed())
 	}
-	return s.State.Chain.Prove(n)
+	return s.State.PrevChain.Prove(n)
 }
 
 // Account returns an account's state commitment and its proof against the
@@ -116,6 +118,9 @@ func (p Position) String() string { return fmt.Sprintf("%d.%d", p.Block, p.Index
 // A block holds fewer than 2^20 notes (MaxBlockBytes / smallest note).
 func notePos(block uint64, index uint32) uint64 { return block<<20 | uint64(index) }
 
+// idPrefix is the indexed part of a note ID.
+func idPrefix(id *merkle.Hash) int64 { return int64(binary.LittleEndian.Uint64(id[:8])) }
+
 const noteColumns = `pos, id, tag, sender, details`
 
 func scanNote(sc interface{ Scan(...any) error }) (NoteRecord, error) {
@@ -138,11 +143,13 @@ func (s *Snapshot) NotesByID(ctx context.Context, ids []merkle.Hash) ([]NoteReco
 		return nil, nil
 	}
 	args := make([]any, 0, len(ids)+1)
-	for _, id := range ids {
-		args = append(args, id[:])
+	want := make(map[merkle.Hash]bool, len(ids))
+	for i := range ids {
+		args = append(args, idPrefix(&ids[i]))
+		want[ids[i]] = true
 	}
 	args = append(args, notePos(s.Committed()+1, 0))
-	q := `SELECT ` + noteColumns + ` FROM notes WHERE id IN (?` + strings.Repeat(",?", len(ids)-1) + `) AND pos < ?`
+	q := `SELECT ` + noteColumns + ` FROM notes WHERE id_prefix IN (?` + strings.Repeat(",?", len(ids)-1) + `) AND pos < ?`
 	rows, err := s.st.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("notes by id: %w", err)
@@ -154,7 +161,9 @@ func (s *Snapshot) NotesByID(ctx context.Context, ids []merkle.Hash) ([]NoteReco
 		if err != nil {
 			return nil, fmt.Errorf("notes by id: %w", err)
 		}
-		found[r.ID] = r
+		if want[r.ID] { // a prefix match is not yet a match
+			found[r.ID] = r
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("notes by id: %w", err)
@@ -180,9 +189,11 @@ func (s *Snapshot) NotesByTags(ctx context.Context, tags []uint32, from Position
 	for _, t := range tags {
 		args = append(args, t)
 	}
-	args = append(args, notePos(from.Block, from.Index), notePos(s.Committed()+1, 0), limit+1)
+	args = append(args, from.Block, s.Committed(), notePos(from.Block, from.Index), limit+1)
+	// The (block, tag) index gives rows in block order; only each block's
+	// few matches are sorted by position, and LIMIT stops the scan early.
 	q := `SELECT ` + noteColumns + ` FROM notes WHERE tag IN (?` + strings.Repeat(",?", len(tags)-1) + `)
-		AND pos >= ? AND pos < ? ORDER BY pos LIMIT ?`
+		AND block >= ? AND block <= ? AND pos >= ? ORDER BY block, pos LIMIT ?`
 	rows, err := s.st.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("notes by tags: %w", err)

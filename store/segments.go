@@ -76,8 +76,10 @@ func (s *segments) file(seg uint64, create bool) (*os.File, error) {
 	return f, nil
 }
 
-// write stores item n at off and makes it durable. Anything past the item
-// is cut, so a failed earlier attempt leaves no tail behind.
+// write stores item n at off and makes it durable. Bytes left past the
+// item by an attempt that failed to commit are not cut here: reads never
+// look past committed items, the next write overwrites them, and recover
+// cuts whatever remains at the next Open.
 func (s *segments) write(n uint64, off uint64, data []byte) error {
 	f, err := s.file(n/SegmentSpan, true)
 	if err != nil {
@@ -86,23 +88,8 @@ func (s *segments) write(n uint64, off uint64, data []byte) error {
 	if _, err := f.WriteAt(data, int64(off)); err != nil {
 		return fmt.Errorf("write %s %d to %s: %w", s.kind, n, f.Name(), err)
 	}
-	if err := s.cut(f, off+uint64(len(data))); err != nil {
-		return fmt.Errorf("write %s %d to %s: %w", s.kind, n, f.Name(), err)
-	}
 	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
 		return fmt.Errorf("write %s %d: fsync %s: %w", s.kind, n, f.Name(), err)
-	}
-	return nil
-}
-
-// cut truncates f to size if it is longer.
-func (s *segments) cut(f *os.File, size uint64) error {
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if uint64(st.Size()) > size {
-		return f.Truncate(int64(size))
 	}
 	return nil
 }

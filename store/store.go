@@ -51,7 +51,8 @@ type Store struct {
 	w      *writer
 	closed bool
 
-	snap atomic.Pointer[Snapshot] // what readers see
+	snap    atomic.Pointer[Snapshot]      // what readers see
+	changed atomic.Pointer[chan struct{}] // closed and replaced at each publish
 }
 
 // Snapshot is one consistent view of the store: everything a reader sees
@@ -197,7 +198,7 @@ func (s *Store) load(ctx context.Context) error {
 	}
 
 	// Blocks: commitments into the MMR, file locations, the tip's header.
-	chain := &merkle.MMR{}
+	chain, prevChain := &merkle.MMR{}, &merkle.MMR{}
 	blockLocs := make([]loc, 0, committed+1)
 	var tip block.Header
 	var tipHash merkle.Hash
@@ -235,7 +236,7 @@ func (s *Store) load(ctx context.Context) error {
 			}
 			copy(tipHash[:], fh)
 		}
-		chain = chain.Append(h)
+		prevChain, chain = chain, chain.Append(h)
 		blockLocs = append(blockLocs, l)
 	}
 	rows.Close()
@@ -310,9 +311,9 @@ func (s *Store) load(ctx context.Context) error {
 	if nullifiers.Root() != tip.NullifierRoot {
 		return fmt.Errorf("%w: nullifiers in the database do not give block %d's nullifier root", ErrDamaged, committed)
 	}
-	s.snap.Store(&Snapshot{
+	s.publish(&Snapshot{
 		st:        s,
-		State:     &state.State{Header: tip, Commitment: chain.Leaf(committed), Accounts: accounts, Nullifiers: nullifiers, Chain: chain},
+		State:     &state.State{Header: tip, Commitment: chain.Leaf(committed), Accounts: accounts, Nullifiers: nullifiers, Chain: chain, PrevChain: prevChain},
 		Proven:    proven,
 		blockLocs: blockLocs,
 		proofLocs: proofLocs,
@@ -382,6 +383,21 @@ func (s *Store) Genesis() *genesis.File { return s.genesis }
 
 // Dir returns the store's data directory.
 func (s *Store) Dir() string { return s.dir }
+
+// publish makes sn the view readers see and wakes everyone waiting on
+// Changed. CONTRACT: s.mu must be locked (or Open still running).
+func (s *Store) publish(sn *Snapshot) {
+	s.snap.Store(sn)
+	next := make(chan struct{})
+	if old := s.changed.Swap(&next); old != nil {
+		close(*old)
+	}
+}
+
+// Changed returns a channel that is closed when the next block or proof is
+// committed: take it, check the snapshot, then wait on it, and nothing is
+// missed. thread-safe.
+func (s *Store) Changed() <-chan struct{} { return *s.changed.Load() }
 
 // Snapshot returns the current consistent view. thread-safe.
 func (s *Store) Snapshot() *Snapshot { return s.snap.Load() }

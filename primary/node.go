@@ -1,0 +1,177 @@
+package primary
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"storesync/api"
+	"storesync/genesis"
+	"storesync/store"
+	"storesync/workload"
+)
+
+// Config is a primary's configuration; cmd/primary fills it from flags.
+type Config struct {
+	DataDir        string
+	Listen         string        // public read API
+	InternalListen string        // internal write path (loopback by default)
+	Produce        bool          // run the built-in block producer
+	BlockInterval  time.Duration // time between produced blocks
+	Profile        string        // workload profile of produced blocks
+	Seed           uint64        // workload seed
+	ProveDelay     time.Duration // a block is proven this long after its timestamp...
+	ProveJitter    time.Duration // ...plus or minus up to this
+	ShutdownGrace  time.Duration // how long in-flight calls may finish on shutdown
+	Log            *slog.Logger
+}
+
+// Node is a running primary.
+type Node struct {
+	cfg      Config
+	st       *store.Store
+	gen      *workload.Generator
+	prover   ed25519.PrivateKey
+	public   *grpc.Server
+	internal *grpc.Server
+	pubLis   net.Listener
+	intLis   net.Listener
+}
+
+// New opens the store and binds both listeners; Run starts the work.
+func New(cfg Config) (*Node, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	profile, err := workload.ProfileByName(cfg.Profile)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Produce && cfg.BlockInterval <= 0 {
+		return nil, fmt.Errorf("block interval must be positive, got %s", cfg.BlockInterval)
+	}
+	g, err := genesis.Load(filepath.Join(cfg.DataDir, GenesisFile))
+	if err != nil {
+		return nil, fmt.Errorf("%w (run `primary init --data-dir %s` first)", err, cfg.DataDir)
+	}
+	n := &Node{cfg: cfg}
+	var producer ed25519.PrivateKey
+	if cfg.Produce {
+		producer, err = ReadKey(filepath.Join(cfg.DataDir, ProducerFile))
+		if err != nil {
+			return nil, err
+		}
+		if err := checkKey(ProducerFile, producer, g.ProducerKey); err != nil {
+			return nil, err
+		}
+		n.prover, err = ReadKey(filepath.Join(cfg.DataDir, ProverFile))
+		if err != nil {
+			return nil, err
+		}
+		if err := checkKey(ProverFile, n.prover, g.ProverKey); err != nil {
+			return nil, err
+		}
+	}
+	if n.st, err = store.Open(filepath.Join(cfg.DataDir, StoreDir), g); err != nil {
+		return nil, err
+	}
+	if cfg.Produce {
+		n.gen = workload.NewGenerator(cfg.Seed, profile, producer, n.st)
+	}
+	if n.pubLis, err = net.Listen("tcp", cfg.Listen); err != nil {
+		n.st.Close()
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if n.intLis, err = net.Listen("tcp", cfg.InternalListen); err != nil {
+		n.pubLis.Close()
+		n.st.Close()
+		return nil, fmt.Errorf("listen internal %s: %w", cfg.InternalListen, err)
+	}
+	n.public = grpc.NewServer(api.PublicServerOptions()...)
+	api.RegisterPublic(n.public, n.st)
+	n.internal = grpc.NewServer(api.InternalServerOptions()...)
+	api.RegisterInternal(n.internal, n.st)
+	return n, nil
+}
+
+// PublicAddr is the bound address of the read API.
+func (n *Node) PublicAddr() string { return n.pubLis.Addr().String() }
+
+// InternalAddr is the bound address of the write path.
+func (n *Node) InternalAddr() string { return n.intLis.Addr().String() }
+
+// Store is the node's store.
+func (n *Node) Store() *store.Store { return n.st }
+
+// Run serves and produces until ctx ends, then shuts down in order: stop
+// producing and proving (a block being committed completes), drain the
+// servers, close the store.
+func (n *Node) Run(ctx context.Context) error {
+	log := n.cfg.Log
+	c, p := n.st.Tips()
+	log.Info("primary started", "chain", n.st.Genesis().ChainID, "committed", c, "proven", p,
+		"listen", n.PublicAddr(), "internal", n.InternalAddr(), "produce", n.cfg.Produce)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, s := range []struct {
+		srv *grpc.Server
+		lis net.Listener
+	}{{n.public, n.pubLis}, {n.internal, n.intLis}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.srv.Serve(s.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				errs <- err
+			}
+		}()
+	}
+	work, stopWork := context.WithCancel(ctx)
+	var workers sync.WaitGroup
+	if n.cfg.Produce {
+		workers.Add(2)
+		go func() { defer workers.Done(); produce(work, n.st, n.gen, n.cfg.BlockInterval, log) }()
+		go func() {
+			defer workers.Done()
+			prove(work, n.st, n.prover, n.cfg.Seed, n.cfg.ProveDelay, n.cfg.ProveJitter, log)
+		}()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	stopWork()
+	workers.Wait()
+	for _, srv := range []*grpc.Server{n.public, n.internal} {
+		stopGracefully(srv, n.cfg.ShutdownGrace)
+	}
+	wg.Wait()
+	c, p = n.st.Tips()
+	if err := n.st.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	log.Info("primary stopped", "committed", c, "proven", p)
+	return runErr
+}
+
+// stopGracefully lets in-flight calls finish for up to grace, then cuts them.
+func stopGracefully(srv *grpc.Server, grace time.Duration) {
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		srv.Stop()
+		<-done
+	}
+}
