@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -51,6 +52,21 @@ func InternalServerOptions() []grpc.ServerOption {
 // ClientOptions let a client receive the largest block.
 func ClientOptions() []grpc.DialOption {
 	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxResponseBytes), grpc.MaxCallSendMsgSize(MaxInternalRequestBytes))}
+}
+
+// StopGracefully lets in-flight calls finish for up to grace, then cuts
+// them.
+func StopGracefully(srv *grpc.Server, grace time.Duration) {
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	t := time.NewTimer(max(grace, time.Millisecond))
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		srv.Stop()
+		<-done
+	}
 }
 
 // RegisterPublic registers the read API and server reflection on gs.
@@ -267,4 +283,3 @@ func (s *InternalServer) ApplyBlock(ctx context.Context, req *storev1.ApplyBlock
 	c, _ := s.st.Tips()
 	return &storev1.ApplyBlockResponse{CommittedTip: c}, nil
 }
-

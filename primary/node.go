@@ -151,7 +151,7 @@ func (n *Node) Run(ctx context.Context) error {
 	stopWork()
 	workers.Wait()
 	for _, srv := range []*grpc.Server{n.public, n.internal} {
-		stopGracefully(srv, n.cfg.ShutdownGrace)
+		api.StopGracefully(srv, n.cfg.ShutdownGrace)
 	}
 	wg.Wait()
 	c, p = n.st.Tips()
@@ -160,18 +160,4 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	log.Info("primary stopped", "committed", c, "proven", p)
 	return runErr
-}
-
-// stopGracefully lets in-flight calls finish for up to grace, then cuts them.
-func stopGracefully(srv *grpc.Server, grace time.Duration) {
-	done := make(chan struct{})
-	go func() { srv.GracefulStop(); close(done) }()
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		srv.Stop()
-		<-done
-	}
 }

@@ -1,0 +1,117 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"storesync/messages"
+	"storesync/state"
+	"storesync/store"
+)
+
+// applier applies delivered blocks one at a time with the store's
+// ApplyBlock, the primary's own code path. A block that fails validation is
+// never applied: the Fetcher hears of it and refetches. An I/O failure is
+// retried after a backoff; the block stays where it is.
+type applier struct {
+	// immutable after construction
+	e     *Engine
+	cfg   *Config
+	peers *peers
+
+	// owned by the actor, rebuilt from the store at every (re)start
+	next     uint64 // the block number the store expects
+	pending  *messages.Deliver
+	attempts int
+	dropped  bool // deliveries were dropped while a block was pending
+	retry    *time.Timer
+}
+
+// retryApply is sent by the applier's timer to try the pending block again.
+type retryApply struct{}
+
+func newApplier(e *Engine, cfg *Config, p *peers) *applier {
+	return &applier{e: e, cfg: cfg, peers: p}
+}
+
+// Receive implements actor.Actor.
+func (a *applier) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.cfg.Hooks.started(ApplierName)
+		committed, _ := a.cfg.Store.Tips()
+		a.next = committed + 1
+		// Whatever the Fetcher delivered to an earlier incarnation is gone.
+		ctx.Send(a.peers.fetcher, &messages.Resync{Next: a.next})
+	case *actor.Restarting, *actor.Stopping:
+		if a.retry != nil {
+			a.retry.Stop()
+		}
+	case *actor.Stopped:
+	case *messages.Deliver:
+		a.cfg.Hooks.receive(ApplierName, m)
+		n := m.Block.Header.Number
+		switch {
+		case n < a.next:
+			return // a duplicate from before a resync: already applied
+		case a.pending != nil:
+			a.dropped = true // redelivered after the pending block is in
+			return
+		case n > a.next:
+			// A gap: something was lost. Ask again from what the store expects.
+			ctx.Send(a.peers.fetcher, &messages.Resync{Next: a.next})
+			return
+		}
+		a.apply(ctx, m)
+	case retryApply:
+		a.cfg.Hooks.receive(ApplierName, m)
+		if p := a.pending; p != nil {
+			a.pending = nil
+			a.apply(ctx, p)
+		}
+	}
+}
+
+func (a *applier) apply(ctx actor.Context, d *messages.Deliver) {
+	n := d.Block.Header.Number
+	rep, err := a.cfg.Store.ApplyBlock(context.Background(), d.Block)
+	if r := state.Rejection(err); r != nil {
+		ctx.Send(a.peers.fetcher, &messages.Rejected{Number: n, Upstream: d.Upstream, Check: r.Check, Reason: r.Reason, Trace: d.Trace})
+		return
+	}
+	if err != nil {
+		if errors.Is(err, store.ErrClosed) {
+			return
+		}
+		a.attempts++
+		delay := Backoff(a.attempts, a.cfg.RetryInitial, a.cfg.RetryMax, nil)
+		if a.attempts == 1 {
+			a.cfg.Log.Error("applying a block failed; retrying", "block", n, "err", err, "delay", delay)
+		}
+		a.pending = d
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		a.retry = time.AfterFunc(delay, func() { root.Send(self, retryApply{}) })
+		return
+	}
+	if a.attempts > 0 {
+		a.cfg.Log.Info("applying blocks again", "block", n, "after_attempts", a.attempts)
+		a.attempts = 0
+	}
+	a.next = n + 1
+	// The proof first: the ProofTracker then never asks for a proof that
+	// is already on its way.
+	if d.Proof != nil {
+		ctx.Send(a.peers.proofTracker, &messages.ProofArrived{Number: n, Proof: d.Proof, Upstream: d.Upstream, Trace: d.Trace})
+	}
+	applied := &messages.Applied{Tip: n, Block: d.Block, Upstream: d.Upstream, Report: rep, Trace: d.Trace}
+	ctx.Send(a.peers.fetcher, applied)
+	ctx.Send(a.peers.proofTracker, applied)
+	ctx.Send(a.peers.supervisor, applied)
+	if a.dropped {
+		a.dropped = false
+		ctx.Send(a.peers.fetcher, &messages.Resync{Next: a.next})
+	}
+}

@@ -1,0 +1,183 @@
+package actors
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"storesync/store"
+)
+
+// Config configures the engine.
+type Config struct {
+	Store     *store.Store
+	Upstreams []Upstream
+
+	FetchWindow      int           // blocks in flight or held, at most
+	FetchWindowBytes int64         // bytes held or expected, at most
+	Credits          int           // deliveries the Applier may hold unacknowledged
+	FetchTimeout     time.Duration // per GetBlockByNumber call
+	PollInterval     time.Duration // asking for the next block once caught up
+	RetryInitial     time.Duration // first retry delay after a failed fetch
+	RetryMax         time.Duration // cap on retry delays
+	SuspectFor       time.Duration // how long an upstream that served a bad block is avoided
+	ProofMaxWait     time.Duration // cap on the ProofTracker's backoff between asks
+	Restart          RestartPolicy
+
+	Log   *slog.Logger
+	Hooks *Hooks // tests only
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.FetchWindow <= 0 {
+		c.FetchWindow = 64
+	}
+	if c.FetchWindowBytes <= 0 {
+		c.FetchWindowBytes = 64 << 20
+	}
+	if c.Credits <= 0 {
+		c.Credits = 8
+	}
+	set(&c.FetchTimeout, 10*time.Second)
+	set(&c.PollInterval, 200*time.Millisecond)
+	set(&c.RetryInitial, 100*time.Millisecond)
+	set(&c.RetryMax, 5*time.Second)
+	set(&c.SuspectFor, time.Minute)
+	set(&c.ProofMaxWait, 16*c.PollInterval)
+	if c.Restart == (RestartPolicy{}) {
+		c.Restart = DefaultRestartPolicy
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// Hooks let tests inject failures and watch lifecycles. Receive runs
+// before an actor handles a user message (a panic there is a failure of that
+// actor); Started runs each time an actor starts or restarts.
+type Hooks struct {
+	Receive func(actor string, msg any)
+	Started func(actor string)
+}
+
+func (h *Hooks) receive(name string, msg any) {
+	if h != nil && h.Receive != nil {
+		h.Receive(name, msg)
+	}
+}
+
+func (h *Hooks) started(name string) {
+	if h != nil && h.Started != nil {
+		h.Started(name)
+	}
+}
+
+// Actor names, also the last element of their PIDs.
+const (
+	SupervisorName   = "supervisor"
+	FetcherName      = "fetcher"
+	ApplierName      = "applier"
+	ProofTrackerName = "prooftracker"
+)
+
+// View is the follower's view of the tips, owned by the Supervisor.
+type View struct {
+	Committed   uint64
+	Proven      uint64
+	UpstreamTip uint64            // highest block any upstream served
+	Upstreams   map[string]uint64 // per upstream
+	Restarts    map[string]int    // per actor
+	Updated     time.Time
+}
+
+// Engine is a running sync engine.
+type Engine struct {
+	system     *actor.ActorSystem
+	supervisor *actor.PID
+	view       atomic.Pointer[View]
+	stats      Stats
+
+	fatalOnce sync.Once
+	fatal     chan error
+}
+
+// Stats are the engine's counters, read by metrics. thread-safe.
+type Stats struct {
+	FetchedBytes   atomic.Int64 // block bytes the Fetcher received
+	ProofBytes     atomic.Int64 // proof bytes received (useful)
+	RedundantBytes atomic.Int64 // block bytes received again only to ask for a proof
+	Rejected       atomic.Int64 // blocks that failed validation
+}
+
+// ErrFatal wraps the error the engine stops with.
+var ErrFatal = errors.New("sync engine stopped")
+
+// Start spawns the Supervisor (which spawns the rest) on system.
+func Start(system *actor.ActorSystem, cfg Config) (*Engine, error) {
+	cfg.Defaults()
+	if cfg.Store == nil || len(cfg.Upstreams) == 0 {
+		return nil, fmt.Errorf("start engine: a store and at least one upstream are needed")
+	}
+	e := &Engine{system: system, fatal: make(chan error, 1)}
+	c, p := cfg.Store.Tips()
+	e.view.Store(&View{Committed: c, Proven: p, Upstreams: map[string]uint64{}, Restarts: map[string]int{}, Updated: time.Now()})
+	props := actor.PropsFromProducer(func() actor.Actor { return newSupervisor(e, &cfg) },
+		actor.WithSupervisor(newRestartStrategy(e, &cfg)),
+		actor.WithGuardian(&supervisorGuardian{e: e, cfg: &cfg}))
+	pid, err := system.Root.SpawnNamed(props, "follower")
+	if err != nil {
+		return nil, fmt.Errorf("start engine: %w", err)
+	}
+	e.supervisor = pid
+	return e, nil
+}
+
+// View returns the current view of the tips. thread-safe.
+func (e *Engine) View() *View { return e.view.Load() }
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() *Stats { return &e.stats }
+
+// Fatal delivers the error the engine gave up with, if it does.
+func (e *Engine) Fatal() <-chan error { return e.fatal }
+
+func (e *Engine) fail(err error) {
+	e.fatalOnce.Do(func() { e.fatal <- fmt.Errorf("%w: %w", ErrFatal, err) })
+}
+
+// Stop stops every actor (the Supervisor's children first) and waits.
+func (e *Engine) Stop() error {
+	if err := e.system.Root.PoisonFuture(e.supervisor).Wait(); err != nil {
+		return fmt.Errorf("stop engine: %w", err)
+	}
+	return nil
+}
+
+// PIDs returns the current PIDs of the three workers (for tests that check
+// a restart kept the others untouched).
+func (e *Engine) PIDs() map[string]*actor.PID {
+	out := map[string]*actor.PID{}
+	for _, name := range []string{FetcherName, ApplierName, ProofTrackerName} {
+		out[name] = childPID(e.supervisor, name)
+	}
+	return out
+}
+
+func childPID(parent *actor.PID, name string) *actor.PID {
+	return actor.NewPID(parent.Address, parent.Id+"/"+name)
+}
+
+// ed25519Key is the producer key the Fetcher checks signatures against.
+func (c *Config) producer() ed25519.PublicKey { return c.Store.Genesis().Producer() }

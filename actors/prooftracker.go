@@ -1,0 +1,199 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"storesync/block"
+	"storesync/messages"
+	"storesync/store"
+)
+
+// maxPendingProofs bounds the proofs held for blocks not yet committed or
+// not yet next in order (they arrive with blocks the Fetcher fetched ahead).
+const maxPendingProofs = 4096
+
+// proofTracker advances the proven tip, strictly in order and only over
+// blocks committed here. Proofs that came with blocks cost nothing; for a
+// block that came without one it asks `proven+1` with include_proof on the
+// ProofSchedule, which keeps the block bytes fetched again for nothing small.
+type proofTracker struct {
+	// immutable after construction
+	e     *Engine
+	cfg   *Config
+	peers *peers
+
+	// owned by the actor, rebuilt from the store at every (re)start
+	epoch     uint64
+	proven    uint64
+	committed uint64
+	pending   map[uint64][]byte
+	sched     *ProofSchedule
+	asking    bool // an ask is in flight
+	asks      int  // rotates asks over the upstreams
+	timer     *time.Timer
+	timerAt   time.Time
+	cancel    context.CancelFunc
+	callCtx   context.Context
+	calls     sync.WaitGroup
+	lastBad   string
+}
+
+// proofAnswer is the outcome of one ask, sent by its goroutine.
+type proofAnswer struct {
+	epoch     uint64
+	n         uint64
+	proof     []byte
+	blockSize int
+	err       error
+	at        time.Time
+}
+
+// proofDue is sent by the tracker's timer.
+type proofDue struct{ epoch uint64 }
+
+func newProofTracker(e *Engine, cfg *Config, p *peers) *proofTracker {
+	return &proofTracker{e: e, cfg: cfg, peers: p}
+}
+
+// Receive implements actor.Actor.
+func (p *proofTracker) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		p.cfg.Hooks.started(ProofTrackerName)
+		p.epoch = epochCounter.Add(1)
+		p.committed, p.proven = p.cfg.Store.Tips()
+		p.pending = map[uint64][]byte{}
+		p.sched = NewProofSchedule(p.cfg.PollInterval, p.cfg.ProofMaxWait)
+		p.callCtx, p.cancel = context.WithCancel(context.Background())
+		self, root, epoch := ctx.Self(), ctx.ActorSystem().Root, p.epoch
+		p.timer = time.AfterFunc(time.Hour, func() { root.Send(self, proofDue{epoch: epoch}) })
+		p.timer.Stop()
+		p.timerAt = time.Time{}
+		p.step(ctx)
+	case *actor.Restarting, *actor.Stopping:
+		if p.cancel != nil {
+			p.cancel()
+			p.timer.Stop()
+		}
+		p.calls.Wait()
+	case *actor.Stopped:
+	default:
+		p.cfg.Hooks.receive(ProofTrackerName, m)
+		p.handle(m)
+		p.step(ctx)
+	}
+}
+
+func (p *proofTracker) handle(msg any) {
+	switch m := msg.(type) {
+	case *messages.Applied:
+		p.committed = max(p.committed, m.Tip)
+	case *messages.ProofArrived:
+		if m.Number > p.proven && len(p.pending) < maxPendingProofs {
+			p.pending[m.Number] = m.Proof
+		}
+	case *proofAnswer:
+		if m.epoch != p.epoch {
+			return
+		}
+		p.asking = false
+		switch {
+		case m.err != nil:
+			p.sched.Miss(m.at)
+		case m.proof != nil:
+			p.e.stats.RedundantBytes.Add(int64(m.blockSize))
+			p.e.stats.ProofBytes.Add(int64(len(m.proof)))
+			if ts, err := p.timestamp(m.n); err == nil {
+				p.sched.Hit(m.at, ts)
+			}
+			if m.n > p.proven {
+				p.pending[m.n] = m.proof
+			}
+		default:
+			p.e.stats.RedundantBytes.Add(int64(m.blockSize))
+			p.sched.Miss(m.at)
+		}
+	case proofDue:
+		if m.epoch == p.epoch {
+			p.timerAt = time.Time{}
+		}
+	}
+}
+
+// step applies every proof it can, in order, then asks for the next one or
+// arms the timer for when to.
+func (p *proofTracker) step(ctx actor.Context) {
+	for {
+		n := p.proven + 1
+		proof, ok := p.pending[n]
+		if !ok || n > p.committed {
+			break
+		}
+		delete(p.pending, n)
+		if err := p.cfg.Store.ApplyProof(context.Background(), n, proof); err != nil {
+			if errors.Is(err, store.ErrProofOrder) {
+				_, p.proven = p.cfg.Store.Tips() // someone else moved it; follow the store
+				continue
+			}
+			if errors.Is(err, block.ErrProof) && p.lastBad != err.Error() {
+				p.lastBad = err.Error()
+				p.cfg.Log.Warn("proof rejected", "block", n, "err", err)
+			}
+			break
+		}
+		p.proven = n
+		p.sched.Reset()
+		ctx.Send(p.peers.supervisor, &messages.Proven{Tip: n})
+	}
+	for k := range p.pending {
+		if k <= p.proven {
+			delete(p.pending, k)
+		}
+	}
+	n := p.proven + 1
+	if p.asking || n > p.committed || p.pending[n] != nil {
+		return
+	}
+	ts, err := p.timestamp(n)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	if at := p.sched.Next(now, ts); at.After(now) {
+		if p.timerAt.IsZero() || at.Before(p.timerAt) {
+			p.timerAt = at
+			p.timer.Reset(at.Sub(now))
+		}
+		return
+	}
+	p.ask(ctx, n)
+}
+
+func (p *proofTracker) timestamp(n uint64) (time.Time, error) {
+	h, err := p.cfg.Store.Snapshot().Header(context.Background(), n)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(int64(h.Timestamp)), nil
+}
+
+// ask requests block n with its proof from the next upstream in turn.
+func (p *proofTracker) ask(ctx actor.Context, n uint64) {
+	p.asking = true
+	up := p.cfg.Upstreams[p.asks%len(p.cfg.Upstreams)]
+	p.asks++
+	self, root, epoch, callCtx := ctx.Self(), ctx.ActorSystem().Root, p.epoch, p.callCtx
+	p.calls.Add(1)
+	go func() {
+		defer p.calls.Done()
+		cctx, cancel := context.WithTimeout(callCtx, p.cfg.FetchTimeout)
+		raw, proof, err := up.GetBlock(cctx, n, true)
+		cancel()
+		root.Send(self, &proofAnswer{epoch: epoch, n: n, proof: proof, blockSize: len(raw), err: err, at: time.Now()})
+	}()
+}

@@ -1,0 +1,249 @@
+package actors
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// Window is the Fetcher's decision logic, apart from any I/O: which block
+// numbers to fetch now, which fetched blocks may go to the Applier, when to
+// retry, when to poll past the upstream's tip. The Fetcher actor steps it
+// with what happens (Fetched, Empty, Failed, Acked, Reset) and acts on what
+// Launch and Deliverable return. thread-compatible: owned by one actor.
+//
+// The window is bounded in blocks and in bytes: held blocks count their real
+// size, blocks in flight count the running average size. Counting blocks
+// alone lets a run of large blocks exhaust memory.
+type Window struct {
+	// immutable after construction
+	maxBlocks    int
+	maxBytes     int64
+	credits      int           // deliveries the Applier may hold unacknowledged
+	pollInterval time.Duration // probing past the tip, once caught up
+	retryInitial time.Duration
+	retryMax     time.Duration
+	rng          *rand.Rand
+
+	next      uint64 // next number to deliver
+	delivered uint64 // highest number delivered (next-1)
+	acked     uint64 // committed tip the Applier last reported
+	slots     map[uint64]*slot
+	held      int64 // bytes of fetched blocks not yet delivered
+	avgSize   int64 // running average block size (estimate for blocks in flight)
+	// Past the tip: the lowest number an upstream answered empty. Nothing at or
+	// beyond it is fetched until the probe at probeAt finds it.
+	edge    uint64 // 0: unknown
+	probeAt time.Time
+}
+
+type slotState int
+
+const (
+	inFlight slotState = iota
+	ready
+	waiting // failed; retry at retryAt
+)
+
+type slot struct {
+	state    slotState
+	size     int64
+	attempts int
+	retryAt  time.Time
+}
+
+// WindowConfig sets a Window's bounds and timing.
+type WindowConfig struct {
+	MaxBlocks    int
+	MaxBytes     int64
+	Credits      int
+	PollInterval time.Duration
+	RetryInitial time.Duration
+	RetryMax     time.Duration
+	Seed         uint64 // jitter; fixed in tests
+}
+
+// initialSizeGuess is the size assumed for blocks in flight before any has
+// arrived: a `standard` block.
+const initialSizeGuess = 128 << 10
+
+// NewWindow returns a window that delivers from next.
+func NewWindow(c WindowConfig, next uint64) *Window {
+	w := &Window{
+		maxBlocks: max(c.MaxBlocks, 1), maxBytes: c.MaxBytes, credits: max(c.Credits, 1),
+		pollInterval: c.PollInterval, retryInitial: c.RetryInitial, retryMax: c.RetryMax,
+		rng: rand.New(rand.NewPCG(c.Seed, 0x5eed)), avgSize: initialSizeGuess,
+	}
+	w.Reset(next)
+	return w
+}
+
+// Reset forgets everything and delivers from next: after a rejected block,
+// a resync from the Applier, or a restart.
+func (w *Window) Reset(next uint64) {
+	w.next, w.delivered, w.acked = next, next-1, next-1
+	w.slots = map[uint64]*slot{}
+	w.held = 0
+	w.edge = 0
+}
+
+// Next is the next number to deliver.
+func (w *Window) Next() uint64 { return w.next }
+
+// Held returns the number of blocks and bytes the window holds or expects.
+func (w *Window) Held() (blocks int, bytes int64) {
+	return len(w.slots), w.held + int64(w.count(inFlight))*w.avgSize
+}
+
+func (w *Window) count(s slotState) int {
+	n := 0
+	for _, sl := range w.slots {
+		if sl.state == s {
+			n++
+		}
+	}
+	return n
+}
+
+// Launch returns the numbers to start fetching now, and marks them in
+// flight. The next block to deliver is always allowed, whatever its size, so
+// one block larger than the byte bound cannot wedge the window.
+func (w *Window) Launch(now time.Time) []uint64 {
+	var out []uint64
+	_, bytes := w.Held()
+	for n := w.next; n < w.next+uint64(w.maxBlocks); n++ {
+		if w.edge != 0 && n >= w.edge {
+			if n == w.edge && !now.Before(w.probeAt) && w.slots[n] == nil {
+				w.slots[n] = &slot{state: inFlight}
+				w.probeAt = now.Add(w.pollInterval)
+				out = append(out, n)
+			}
+			break
+		}
+		sl := w.slots[n]
+		switch {
+		case sl == nil:
+			if n != w.next && bytes+w.avgSize > w.maxBytes {
+				return out
+			}
+			w.slots[n] = &slot{state: inFlight}
+		case sl.state == waiting && !now.Before(sl.retryAt):
+			sl.state = inFlight
+		default:
+			continue
+		}
+		bytes += w.avgSize
+		out = append(out, n)
+	}
+	return out
+}
+
+// Fetched records block n of size bytes; false if n is no longer wanted
+// (the window was reset meanwhile) and should be dropped.
+func (w *Window) Fetched(n uint64, size int) bool {
+	sl := w.slots[n]
+	if sl == nil || sl.state != inFlight {
+		return false
+	}
+	sl.state, sl.size = ready, int64(size)
+	w.held += sl.size
+	w.avgSize += (int64(size) - w.avgSize) / 8
+	if w.edge != 0 && n >= w.edge {
+		w.edge = 0 // the upstream moved past the edge: fetch ahead again
+	}
+	return true
+}
+
+// Empty records that no upstream has block n yet: n is past the tip.
+// Nothing at or past n is fetched until a probe of n after the poll interval.
+func (w *Window) Empty(n uint64, now time.Time) {
+	sl := w.slots[n]
+	if sl == nil || sl.state != inFlight {
+		return
+	}
+	delete(w.slots, n)
+	if w.edge == 0 || n < w.edge {
+		w.edge = n
+		w.probeAt = now.Add(w.pollInterval)
+	}
+}
+
+// Retry puts n back to be fetched again at the time given (at once, from
+// another upstream; or when an upstream comes back from its backoff).
+func (w *Window) Retry(n uint64, at time.Time) {
+	if sl := w.slots[n]; sl != nil && sl.state == inFlight {
+		sl.state, sl.retryAt = waiting, at
+	}
+}
+
+// Failed records a failed fetch of n; it is retried after an exponential
+// backoff with jitter. It returns the delay.
+func (w *Window) Failed(n uint64, now time.Time) time.Duration {
+	sl := w.slots[n]
+	if sl == nil || sl.state != inFlight {
+		return 0
+	}
+	sl.attempts++
+	d := Backoff(sl.attempts, w.retryInitial, w.retryMax, w.rng)
+	sl.state, sl.retryAt = waiting, now.Add(d)
+	return d
+}
+
+// Deliverable pops the blocks that may go to the Applier now: contiguous
+// from next, while the Applier holds fewer than credits unacknowledged.
+func (w *Window) Deliverable() []uint64 {
+	var out []uint64
+	for int(w.delivered-w.acked) < w.credits {
+		sl := w.slots[w.next]
+		if sl == nil || sl.state != ready {
+			break
+		}
+		delete(w.slots, w.next)
+		w.held -= sl.size
+		out = append(out, w.next)
+		w.delivered = w.next
+		w.next++
+	}
+	return out
+}
+
+// Acked records the Applier's committed tip (cumulative).
+func (w *Window) Acked(tip uint64) {
+	if tip > w.acked && tip <= w.delivered {
+		w.acked = tip
+	}
+}
+
+// Outstanding is the number of deliveries not yet acknowledged.
+func (w *Window) Outstanding() int { return int(w.delivered - w.acked) }
+
+// NextWake is the earliest time a retry or probe falls due (zero if none).
+func (w *Window) NextWake() time.Time {
+	var t time.Time
+	for _, sl := range w.slots {
+		if sl.state == waiting && (t.IsZero() || sl.retryAt.Before(t)) {
+			t = sl.retryAt
+		}
+	}
+	if w.edge != 0 && w.slots[w.edge] == nil && (t.IsZero() || w.probeAt.Before(t)) {
+		t = w.probeAt
+	}
+	return t
+}
+
+// CaughtUp reports whether the window is waiting at the upstream's tip.
+func (w *Window) CaughtUp() bool { return w.edge != 0 && w.edge <= w.next }
+
+// Backoff is the delay before attempt+1: exponential from initial, capped
+// at max, with up to 50% jitter taken off so retries of many blocks spread
+// (no jitter when rng is nil).
+func Backoff(attempt int, initial, max time.Duration, rng *rand.Rand) time.Duration {
+	d := initial
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	if d <= 0 || rng == nil {
+		return d
+	}
+	return d - time.Duration(rng.Int64N(int64(d)/2+1))
+}

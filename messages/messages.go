@@ -1,0 +1,86 @@
+// Package messages holds every message the follower's actors exchange, each
+// with its sender and receiver. Messages are plain values: an actor never
+// shares mutable state with another, it sends what the other needs.
+//
+// Every message that belongs to a block's journey carries that block's trace
+// context (Trace), so the stages of one block (fetched, verified, waited,
+// applied, proven) join into one trace however many actors it crosses.
+//
+// Acknowledgements are cumulative (Applied carries the committed tip, not
+// just the block), so a message lost when an actor panics and restarts can
+// only delay the engine, never make it skip or repeat a block.
+package messages
+
+import (
+	"time"
+
+	"storesync/block"
+	"storesync/state"
+	"storesync/store"
+)
+
+// Trace is a W3C trace context (traceparent, tracestate) carried as a map.
+type Trace map[string]string
+
+// Deliver hands the next block to apply.
+// Sender: Fetcher. Receiver: Applier. Sent strictly in block order, at most
+// as many unacknowledged as the Fetcher's credits allow.
+type Deliver struct {
+	Block     *block.Block // decoded; number and producer signature already checked
+	Size      int          // encoded size in bytes
+	Proof     []byte       // the block's proof when the upstream had one (include_proof)
+	Upstream  string       // where it came from, to blame it if it fails validation
+	FetchedAt time.Time    // when the fetch completed (queue wait starts here)
+	Trace     Trace
+}
+
+// Applied reports a committed block and the new committed tip.
+// Sender: Applier. Receivers: Fetcher (credits), ProofTracker (what may now
+// be proven), Supervisor (the view of tips).
+type Applied struct {
+	Tip      uint64 // committed tip after this block (cumulative acknowledgement)
+	Block    *block.Block
+	Upstream string
+	Report   store.Report
+	Trace    Trace
+}
+
+// Rejected reports a block that failed validation and was not applied.
+// Sender: Applier. Receiver: Fetcher, which marks the upstream suspect and
+// refetches the block, preferring another upstream.
+type Rejected struct {
+	Number   uint64
+	Upstream string
+	Check    state.Check
+	Reason   string
+	Trace    Trace
+}
+
+// Resync tells the Fetcher to deliver from Next on: the Applier (re)started,
+// or received a block out of order, and discarded what it had queued.
+// Sender: Applier. Receiver: Fetcher.
+type Resync struct {
+	Next uint64
+}
+
+// ProofArrived passes on a proof that came along with a fetched block.
+// Sender: Applier (after the block is committed). Receiver: ProofTracker.
+type ProofArrived struct {
+	Number   uint64
+	Proof    []byte
+	Upstream string
+	Trace    Trace
+}
+
+// Proven reports a new proven tip.
+// Sender: ProofTracker. Receiver: Supervisor.
+type Proven struct {
+	Tip uint64
+}
+
+// UpstreamTip reports the highest block an upstream is known to hold.
+// Sender: Fetcher. Receiver: Supervisor.
+type UpstreamTip struct {
+	Upstream string
+	Tip      uint64
+}

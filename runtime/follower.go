@@ -1,0 +1,179 @@
+// Package runtime wires a follower together: its configuration, its store,
+// the clients of its upstreams, the actor system running the sync engine,
+// the read API served from its own store (read only: it has no write path at
+// all), and an orderly shutdown.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/grpc"
+
+	"storesync/actors"
+	"storesync/api"
+	"storesync/genesis"
+	"storesync/store"
+)
+
+// Config is a follower's configuration; cmd/follower fills it from flags.
+type Config struct {
+	DataDir       string
+	Genesis       string // path of the genesis file (the trust anchor)
+	Upstreams     []string
+	Listen        string // the read API
+	ShutdownGrace time.Duration
+	Engine        actors.Config // Store and Upstreams are filled in by New
+	Log           *slog.Logger
+}
+
+// Follower is a follower store with its engine and read API.
+type Follower struct {
+	cfg    Config
+	st     *store.Store
+	ups    []*grpcUpstream
+	system *actor.ActorSystem
+	engine *actors.Engine
+	server *grpc.Server
+	lis    net.Listener
+}
+
+// New opens the store, dials the upstreams and binds the listener. Run
+// starts the engine and the server.
+func New(cfg Config) (*Follower, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if len(cfg.Upstreams) == 0 {
+		return nil, errors.New("at least one --upstream is needed")
+	}
+	g, err := genesis.Load(cfg.Genesis)
+	if err != nil {
+		return nil, err
+	}
+	f := &Follower{cfg: cfg}
+	if f.st, err = store.Open(filepath.Join(cfg.DataDir, "store"), g); err != nil {
+		return nil, err
+	}
+	for _, addr := range cfg.Upstreams {
+		u, err := dialUpstream(addr)
+		if err != nil {
+			f.closeAll()
+			return nil, err
+		}
+		f.ups = append(f.ups, u)
+	}
+	if f.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
+		f.closeAll()
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	f.server = grpc.NewServer(api.PublicServerOptions()...)
+	api.RegisterPublic(f.server, f.st)
+	return f, nil
+}
+
+// Addr is the bound address of the read API.
+func (f *Follower) Addr() string { return f.lis.Addr().String() }
+
+// Store is the follower's store.
+func (f *Follower) Store() *store.Store { return f.st }
+
+// Engine is the running engine (nil before Run).
+func (f *Follower) Engine() *actors.Engine { return f.engine }
+
+// Start starts the engine and the server without blocking; Run does both
+// and waits.
+func (f *Follower) Start() error {
+	cfg := f.cfg.Engine
+	cfg.Store = f.st
+	cfg.Log = f.cfg.Log
+	for _, u := range f.ups {
+		cfg.Upstreams = append(cfg.Upstreams, u)
+	}
+	f.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		// protoactor logs every lifecycle event at info; only its warnings
+		// and errors are ours to see.
+		return slog.New(levelHandler{slog.LevelWarn, f.cfg.Log.Handler()})
+	}))
+	var err error
+	if f.engine, err = actors.Start(f.system, cfg); err != nil {
+		return err
+	}
+	go func() { _ = f.server.Serve(f.lis) }()
+	c, p := f.st.Tips()
+	f.cfg.Log.Info("follower started", "chain", f.st.Genesis().ChainID, "committed", c, "proven", p,
+		"listen", f.Addr(), "upstreams", f.cfg.Upstreams)
+	return nil
+}
+
+// Run serves and syncs until ctx ends or the engine gives up, then shuts
+// down: the engine first (a block being applied completes), then the
+// server, then the store.
+func (f *Follower) Run(ctx context.Context) error {
+	if err := f.Start(); err != nil {
+		f.closeAll()
+		return err
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-f.engine.Fatal():
+		f.cfg.Log.Error("sync engine gave up", "err", runErr)
+	}
+	if err := f.Stop(); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+// Stop shuts everything down in order.
+func (f *Follower) Stop() error {
+	var errs []error
+	if f.engine != nil {
+		errs = append(errs, f.engine.Stop())
+		f.system.Shutdown()
+	}
+	api.StopGracefully(f.server, f.cfg.ShutdownGrace)
+	c, p := f.st.Tips()
+	errs = append(errs, f.closeAll())
+	f.cfg.Log.Info("follower stopped", "committed", c, "proven", p)
+	return errors.Join(errs...)
+}
+
+func (f *Follower) closeAll() error {
+	var errs []error
+	for _, u := range f.ups {
+		errs = append(errs, u.close())
+	}
+	if f.lis != nil && f.server == nil {
+		errs = append(errs, f.lis.Close())
+	}
+	if f.st != nil {
+		errs = append(errs, f.st.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// levelHandler drops records below a level.
+type levelHandler struct {
+	min slog.Level
+	slog.Handler
+}
+
+func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h levelHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelHandler{h.min, h.Handler.WithAttrs(a)}
+}
+
+func (h levelHandler) WithGroup(n string) slog.Handler {
+	return levelHandler{h.min, h.Handler.WithGroup(n)}
+}

@@ -1,0 +1,153 @@
+package runtime
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"storesync/actors"
+	"storesync/primary"
+	"storesync/store"
+)
+
+// protoactor's dead-letter throttle runs a goroutine for one throttle
+// interval after a dead letter (a message to an actor that already stopped,
+// as happens at shutdown); it ends by itself and is not ours.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// startPrimary runs a primary producing small blocks every interval.
+func startPrimary(t *testing.T, interval time.Duration) *primary.Node {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := primary.Init(dir, "test", 9); err != nil {
+		t.Fatal(err)
+	}
+	n, err := primary.New(primary.Config{
+		DataDir: dir, Listen: "127.0.0.1:0", InternalListen: "127.0.0.1:0", Produce: true,
+		BlockInterval: interval, Profile: "small", Seed: 9,
+		ProveDelay: 150 * time.Millisecond, ProveJitter: 50 * time.Millisecond,
+		ShutdownGrace: time.Second, Log: quiet(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return n
+}
+
+func genesisOf(p *primary.Node) string { return filepath.Join(filepath.Dir(p.Store().Dir()), primary.GenesisFile) }
+
+// newFollower makes (but does not start) a follower of upstreams.
+func newFollower(t *testing.T, dir, genesisPath string, hooks *actors.Hooks, upstreams ...string) *Follower {
+	t.Helper()
+	f, err := New(Config{
+		DataDir: dir, Genesis: genesisPath, Upstreams: upstreams, Listen: "127.0.0.1:0", ShutdownGrace: time.Second,
+		Engine: actors.Config{FetchWindow: 16, PollInterval: 20 * time.Millisecond, RetryInitial: 10 * time.Millisecond,
+			RetryMax: 200 * time.Millisecond, FetchTimeout: 2 * time.Second, Hooks: hooks,
+			Restart: actors.RestartPolicy{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, Limit: 50, Window: time.Minute}},
+		Log: quiet(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// startFollower starts a follower and stops it when the test ends.
+func startFollower(t *testing.T, f *Follower) {
+	t.Helper()
+	if err := f.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			if err := f.Stop(); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sameChain checks that b holds exactly a's blocks up to b's tip: the same
+// commitment at every height, and the same roots at the tip.
+func sameChain(t *testing.T, a, b *store.Store) {
+	t.Helper()
+	sa, sb := a.Snapshot(), b.Snapshot()
+	if sb.Committed() > sa.Committed() {
+		t.Fatalf("follower at %d is ahead of its source at %d", sb.Committed(), sa.Committed())
+	}
+	for n := uint64(0); n <= sb.Committed(); n++ {
+		if sa.State.Chain.Leaf(n) != sb.State.Chain.Leaf(n) {
+			t.Fatalf("block %d differs", n)
+		}
+	}
+	ha, err := sa.Header(context.Background(), sb.Committed())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ha.AccountRoot != sb.State.Accounts.Root() || ha.NullifierRoot != sb.State.Nullifiers.Root() {
+		t.Fatalf("roots differ at block %d", sb.Committed())
+	}
+}
+
+// TestChainedFollowersConverge: a primary producing blocks, a follower of
+// the primary and a follower of that follower end with identical
+// commitments and roots at every height, proven tips included.
+func TestChainedFollowersConverge(t *testing.T) {
+	p := startPrimary(t, 15*time.Millisecond)
+	f1 := newFollower(t, t.TempDir(), genesisOf(p), nil, p.PublicAddr())
+	startFollower(t, f1)
+	f2 := newFollower(t, t.TempDir(), genesisOf(p), nil, f1.Addr())
+	startFollower(t, f2)
+	waitFor(t, 30*time.Second, "the primary to prove 40 blocks", func() bool { _, pr := p.Store().Tips(); return pr >= 40 })
+	target, proven := p.Store().Tips()
+	waitFor(t, 30*time.Second, "both followers to catch up", func() bool {
+		c1, p1 := f1.Store().Tips()
+		c2, p2 := f2.Store().Tips()
+		return c1 >= target && c2 >= target && p1 >= proven && p2 >= proven
+	})
+	sameChain(t, p.Store(), f1.Store())
+	sameChain(t, p.Store(), f2.Store())
+	for _, f := range []*Follower{f1, f2} {
+		sn := f.Store().Snapshot()
+		for n := uint64(1); n <= proven; n++ {
+			want, _ := p.Store().Snapshot().ProofBytes(n)
+			got, err := sn.ProofBytes(n)
+			if err != nil || string(got) != string(want) {
+				t.Fatalf("proof %d differs on a follower: %v", n, err)
+			}
+		}
+	}
+	if v := f2.Engine().View(); v.Committed < target || v.UpstreamTip < target {
+		t.Fatalf("supervisor view lags: %+v", v)
+	}
+}
