@@ -56,7 +56,10 @@ func (a *applier) Receive(ctx actor.Context) {
 		n := m.Block.Header.Number
 		switch {
 		case n < a.next:
-			return // a duplicate from before a resync: already applied
+			// A duplicate from before a resync: already applied. The ack
+			// tells the Fetcher where the store is, so its credits are right.
+			ctx.Send(a.peers.fetcher, &messages.Applied{Tip: a.next - 1})
+			return
 		case a.pending != nil:
 			a.dropped = true // redelivered after the pending block is in
 			return

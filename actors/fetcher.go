@@ -15,7 +15,7 @@ import (
 
 // stallAfter: deliveries unacknowledged for this long mean a message was
 // lost (an actor restarted); the Fetcher then resyncs from the store's tip.
-const stallAfter = 30 * time.Second
+const stallAfter = 10 * time.Second
 
 // fetcher keeps the window of blocks in flight, checks what arrives, and
 // delivers it to the Applier in order. The calls run in goroutines it owns
@@ -130,6 +130,11 @@ func (f *fetcher) handle(msg any) {
 		}
 	case *messages.Applied:
 		f.window.Acked(m.Tip)
+		for n := range f.ready {
+			if n <= m.Tip {
+				delete(f.ready, n)
+			}
+		}
 		if m.Tip > f.lastAcked {
 			f.lastAck, f.lastAcked = time.Now(), m.Tip
 		}

@@ -128,27 +128,23 @@ func (p *proofTracker) handle(msg any) {
 // step applies every proof it can, in order, then asks for the next one or
 // arms the timer for when to.
 func (p *proofTracker) step(ctx actor.Context) {
-	for {
-		n := p.proven + 1
-		proof, ok := p.pending[n]
-		if !ok || n > p.committed {
-			break
-		}
-		delete(p.pending, n)
-		if err := p.cfg.Store.ApplyProof(context.Background(), n, proof); err != nil {
-			if errors.Is(err, store.ErrProofOrder) {
-				_, p.proven = p.cfg.Store.Tips() // someone else moved it; follow the store
-				continue
+	// Every consecutive proof at hand goes in one batch (one fsync, one
+	// transaction); a batch that fails is retried one proof at a time, so a
+	// bad proof costs only itself.
+	var batch [][]byte
+	for n := p.proven + 1; n <= p.committed && p.pending[n] != nil; n++ {
+		batch = append(batch, p.pending[n])
+	}
+	if len(batch) > 0 && p.apply(p.proven+1, batch) != nil {
+		for _, proof := range batch {
+			if p.apply(p.proven+1, [][]byte{proof}) != nil {
+				delete(p.pending, p.proven+1)
+				break
 			}
-			if errors.Is(err, block.ErrProof) && p.lastBad != err.Error() {
-				p.lastBad = err.Error()
-				p.cfg.Log.Warn("proof rejected", "block", n, "err", err)
-			}
-			break
 		}
-		p.proven = n
-		p.sched.Reset()
-		ctx.Send(p.peers.supervisor, &messages.Proven{Tip: n})
+	}
+	if len(batch) > 0 {
+		ctx.Send(p.peers.supervisor, &messages.Proven{Tip: p.proven})
 	}
 	for k := range p.pending {
 		if k <= p.proven {
@@ -172,6 +168,22 @@ func (p *proofTracker) step(ctx actor.Context) {
 		return
 	}
 	p.ask(ctx, n)
+}
+
+// apply applies proofs from first on; on success the proven tip moves.
+func (p *proofTracker) apply(first uint64, proofs [][]byte) error {
+	err := p.cfg.Store.ApplyProofs(context.Background(), first, proofs)
+	switch {
+	case err == nil:
+		p.proven = first + uint64(len(proofs)) - 1
+		p.sched.Reset()
+	case errors.Is(err, store.ErrProofOrder):
+		_, p.proven = p.cfg.Store.Tips() // the store moved on; follow it
+	case errors.Is(err, block.ErrProof) && len(proofs) == 1 && p.lastBad != err.Error():
+		p.lastBad = err.Error()
+		p.cfg.Log.Warn("proof rejected", "block", first, "err", err)
+	}
+	return err
 }
 
 func (p *proofTracker) timestamp(n uint64) (time.Time, error) {

@@ -206,10 +206,24 @@ func (w *Window) Deliverable() []uint64 {
 	return out
 }
 
-// Acked records the Applier's committed tip (cumulative).
+// Acked records the Applier's committed tip (cumulative). A tip past what
+// this window delivered means the Applier applied deliveries made before a
+// reset: the window skips ahead to the block after it.
 func (w *Window) Acked(tip uint64) {
-	if tip > w.acked && tip <= w.delivered {
-		w.acked = tip
+	if tip <= w.acked {
+		return
+	}
+	w.acked = tip
+	if tip > w.delivered {
+		for n := w.next; n <= tip; n++ {
+			if sl := w.slots[n]; sl != nil {
+				if sl.state == ready {
+					w.held -= sl.size
+				}
+				delete(w.slots, n)
+			}
+		}
+		w.next, w.delivered = tip+1, tip
 	}
 }
 

@@ -36,7 +36,9 @@ type Deliver struct {
 
 // Applied reports a committed block and the new committed tip.
 // Sender: Applier. Receivers: Fetcher (credits), ProofTracker (what may now
-// be proven), Supervisor (the view of tips).
+// be proven), Supervisor (the view of tips). The Applier also sends it to
+// the Fetcher alone, with Block nil, when it drops a duplicate delivery: a
+// bare acknowledgement of where the store is.
 type Applied struct {
 	Tip      uint64 // committed tip after this block (cumulative acknowledgement)
 	Block    *block.Block

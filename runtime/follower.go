@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"time"
 
@@ -28,6 +29,7 @@ type Config struct {
 	Genesis       string // path of the genesis file (the trust anchor)
 	Upstreams     []string
 	Listen        string // the read API
+	HTTPListen    string // /livez and /status; empty: none
 	ShutdownGrace time.Duration
 	Engine        actors.Config // Store and Upstreams are filled in by New
 	Log           *slog.Logger
@@ -42,6 +44,8 @@ type Follower struct {
 	engine *actors.Engine
 	server *grpc.Server
 	lis    net.Listener
+	http   *http.Server
+	hlis   net.Listener
 }
 
 // New opens the store, dials the upstreams and binds the listener. Run
@@ -73,9 +77,26 @@ func New(cfg Config) (*Follower, error) {
 		f.closeAll()
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
+	if cfg.HTTPListen != "" {
+		if f.hlis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+			f.lis.Close()
+			f.lis = nil
+			f.closeAll()
+			return nil, fmt.Errorf("listen http %s: %w", cfg.HTTPListen, err)
+		}
+		f.http = &http.Server{Handler: f.handler(), ReadHeaderTimeout: 5 * time.Second}
+	}
 	f.server = grpc.NewServer(api.PublicServerOptions()...)
 	api.RegisterPublic(f.server, f.st)
 	return f, nil
+}
+
+// HTTPAddr is the bound address of the HTTP listener ("" if none).
+func (f *Follower) HTTPAddr() string {
+	if f.hlis == nil {
+		return ""
+	}
+	return f.hlis.Addr().String()
 }
 
 // Addr is the bound address of the read API.
@@ -106,6 +127,9 @@ func (f *Follower) Start() error {
 		return err
 	}
 	go func() { _ = f.server.Serve(f.lis) }()
+	if f.http != nil {
+		go func() { _ = f.http.Serve(f.hlis) }()
+	}
 	c, p := f.st.Tips()
 	f.cfg.Log.Info("follower started", "chain", f.st.Genesis().ChainID, "committed", c, "proven", p,
 		"listen", f.Addr(), "upstreams", f.cfg.Upstreams)
@@ -140,6 +164,11 @@ func (f *Follower) Stop() error {
 		f.system.Shutdown()
 	}
 	api.StopGracefully(f.server, f.cfg.ShutdownGrace)
+	if f.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), max(f.cfg.ShutdownGrace, time.Millisecond))
+		errs = append(errs, f.http.Shutdown(ctx))
+		cancel()
+	}
 	c, p := f.st.Tips()
 	errs = append(errs, f.closeAll())
 	f.cfg.Log.Info("follower stopped", "committed", c, "proven", p)

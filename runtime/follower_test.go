@@ -52,7 +52,9 @@ func startPrimary(t *testing.T, interval time.Duration) *primary.Node {
 	return n
 }
 
-func genesisOf(p *primary.Node) string { return filepath.Join(filepath.Dir(p.Store().Dir()), primary.GenesisFile) }
+func genesisOf(p *primary.Node) string {
+	return filepath.Join(filepath.Dir(p.Store().Dir()), primary.GenesisFile)
+}
 
 // newFollower makes (but does not start) a follower of upstreams.
 func newFollower(t *testing.T, dir, genesisPath string, hooks *actors.Hooks, upstreams ...string) *Follower {

@@ -135,7 +135,6 @@ func TestRestartStormIsFatal(t *testing.T) {
 	}
 }
 
-
 // TestFailover: with two upstreams, stopping one does not stop the sync.
 func TestFailover(t *testing.T) {
 	p := startPrimary(t, 10*time.Millisecond)

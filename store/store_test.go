@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"strings"
 	"testing"
 
 	"storesync/block"
@@ -328,5 +329,39 @@ func TestOpenRefusesOtherChain(t *testing.T) {
 	}
 	if _, err := Open(dir, other.Genesis); !errors.Is(err, ErrGenesis) {
 		t.Fatalf("open with another genesis: got %v, want ErrGenesis", err)
+	}
+}
+
+// TestApplyProofsBatch: a batch is applied whole or not at all.
+func TestApplyProofsBatch(t *testing.T) {
+	c := testChain(t, "small", 8)
+	s := openStore(t, t.TempDir(), c)
+	defer s.Close()
+	applyAll(t, s, c.Blocks[:6])
+	ctx := context.Background()
+	prove := func(n int) []byte { return block.Prove(c.Keys.Prover, uint64(n), c.States[n].Commitment).Encode() }
+	before := takeFingerprint(t, s)
+	bad := [][]byte{prove(1), prove(2), prove(4), prove(4)}
+	if err := s.ApplyProofs(ctx, 1, bad); !errors.Is(err, block.ErrProof) || !strings.Contains(err.Error(), "apply proof 3") {
+		t.Fatalf("batch with a bad third proof: got %v", err)
+	}
+	sameFingerprint(t, before, takeFingerprint(t, s))
+	if err := s.ApplyProofs(ctx, 1, [][]byte{prove(1), prove(2), prove(3)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyProofs(ctx, 4, [][]byte{prove(4), prove(5), prove(6), prove(6)}); !errors.Is(err, ErrProofAhead) {
+		t.Fatalf("batch past the committed tip: got %v", err)
+	}
+	if err := s.ApplyProofs(ctx, 4, [][]byte{prove(4), prove(5)}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openStore(t, s.Dir(), c)
+	defer s.Close()
+	for n := 1; n <= 5; n++ {
+		got, err := s.Snapshot().ProofBytes(uint64(n))
+		if err != nil || !bytes.Equal(got, prove(n)) {
+			t.Fatalf("proof %d after reopen: %v", n, err)
+		}
 	}
 }

@@ -1,0 +1,249 @@
+package actors
+
+import (
+	"testing"
+	"time"
+)
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+func testWindow(maxBlocks int, maxBytes int64, credits int) *Window {
+	return NewWindow(WindowConfig{MaxBlocks: maxBlocks, MaxBytes: maxBytes, Credits: credits,
+		PollInterval: 100 * time.Millisecond, RetryInitial: 10 * time.Millisecond, RetryMax: time.Second, Seed: 1}, 1)
+}
+
+func TestWindowLaunchesUpToTheBlockBound(t *testing.T) {
+	w := testWindow(4, 1<<30, 8)
+	if got := w.Launch(t0); len(got) != 4 || got[0] != 1 || got[3] != 4 {
+		t.Fatalf("launch = %v, want 1..4", got)
+	}
+	if got := w.Launch(t0); len(got) != 0 {
+		t.Fatalf("relaunched %v while all in flight", got)
+	}
+}
+
+// TestWindowByteBound: blocks held count their size; in flight, the average.
+// A run of big blocks shrinks the window; the next block always goes.
+func TestWindowByteBound(t *testing.T) {
+	w := testWindow(100, 1000, 100)
+	got := w.Launch(t0)
+	if len(got) != 1 { // 128 KiB guessed per block: only the next one fits
+		t.Fatalf("launch = %v, want just the next block", got)
+	}
+	w.Fetched(1, 100)
+	// average moved an eighth of the way from 128 KiB toward 100 B
+	if _, bytes := w.Held(); bytes != 100 {
+		t.Fatalf("held bytes = %d, want 100", bytes)
+	}
+	for range 60 { // let the average learn small blocks
+		w.avgSize += (100 - w.avgSize) / 8
+	}
+	got = w.Launch(t0)
+	if len(got) == 0 || len(got) > 9 {
+		t.Fatalf("launch = %v, want at most (1000-100)/100 blocks", got)
+	}
+}
+
+func TestWindowDeliversInOrderWithinCredits(t *testing.T) {
+	w := testWindow(10, 1<<30, 2)
+	w.Launch(t0)
+	w.Fetched(2, 10)
+	w.Fetched(3, 10)
+	if d := w.Deliverable(); len(d) != 0 {
+		t.Fatalf("delivered %v before block 1", d)
+	}
+	w.Fetched(1, 10)
+	if d := w.Deliverable(); len(d) != 2 || d[0] != 1 || d[1] != 2 {
+		t.Fatalf("deliverable = %v, want [1 2] (two credits)", d)
+	}
+	if d := w.Deliverable(); len(d) != 0 {
+		t.Fatalf("delivered %v beyond the credits", d)
+	}
+	w.Acked(1)
+	if d := w.Deliverable(); len(d) != 1 || d[0] != 3 {
+		t.Fatalf("after an ack: %v, want [3]", d)
+	}
+	if w.Outstanding() != 2 {
+		t.Fatalf("outstanding = %d, want 2", w.Outstanding())
+	}
+	w.Acked(3) // cumulative: covers 2 as well
+	if w.Outstanding() != 0 {
+		t.Fatalf("outstanding = %d, want 0", w.Outstanding())
+	}
+}
+
+func TestWindowRetriesWithBackoff(t *testing.T) {
+	w := testWindow(1, 1<<30, 8)
+	w.Launch(t0)
+	d1 := w.Failed(1, t0)
+	if got := w.Launch(t0.Add(d1 - time.Nanosecond)); len(got) != 0 {
+		t.Fatalf("retried before the backoff: %v", got)
+	}
+	if got := w.Launch(t0.Add(d1)); len(got) != 1 {
+		t.Fatalf("not retried after the backoff")
+	}
+	d2 := w.Failed(1, t0)
+	if d2 < d1/2 || d1 > 10*time.Millisecond || d2 > 20*time.Millisecond {
+		t.Fatalf("backoffs %s then %s: want growing from 10ms with jitter", d1, d2)
+	}
+}
+
+// TestWindowPollsPastTheTip: an empty answer stops fetching at and past that
+// block until one probe after the poll interval; when it arrives, the
+// window opens again.
+func TestWindowPollsPastTheTip(t *testing.T) {
+	w := testWindow(8, 1<<30, 8)
+	w.Launch(t0) // 1..8
+	for n := uint64(1); n <= 4; n++ {
+		w.Fetched(n, 10)
+	}
+	w.Empty(5, t0)
+	for n := uint64(6); n <= 8; n++ {
+		w.Empty(n, t0)
+	}
+	w.Deliverable()
+	if !w.CaughtUp() {
+		t.Fatal("not caught up at the edge")
+	}
+	if got := w.Launch(t0.Add(50 * time.Millisecond)); len(got) != 0 {
+		t.Fatalf("fetched %v before the poll interval", got)
+	}
+	if wake := w.NextWake(); !wake.Equal(t0.Add(100 * time.Millisecond)) {
+		t.Fatalf("next wake %s, want the probe time", wake)
+	}
+	got := w.Launch(t0.Add(100 * time.Millisecond))
+	if len(got) != 1 || got[0] != 5 {
+		t.Fatalf("probe = %v, want just [5]", got)
+	}
+	w.Fetched(5, 10)
+	if got := w.Launch(t0.Add(100 * time.Millisecond)); len(got) == 0 || got[0] != 6 {
+		t.Fatalf("window did not reopen after the probe found block 5: %v", got)
+	}
+}
+
+func TestWindowResetDropsEverything(t *testing.T) {
+	w := testWindow(4, 1<<30, 8)
+	w.Launch(t0)
+	w.Fetched(2, 10)
+	w.Reset(2)
+	if w.Fetched(3, 10) {
+		t.Fatal("a result from before the reset was accepted")
+	}
+	if got := w.Launch(t0); len(got) != 4 || got[0] != 2 {
+		t.Fatalf("after reset: %v, want from 2", got)
+	}
+}
+
+func TestUpstreamsPick(t *testing.T) {
+	c := WindowConfig{PollInterval: 100 * time.Millisecond, RetryInitial: 10 * time.Millisecond, RetryMax: time.Second, Seed: 1}
+	u := NewUpstreams([]string{"a", "b"}, c, time.Minute)
+	// Spread: consecutive blocks go to different upstreams.
+	i1, _ := u.Pick(1, t0, "")
+	i2, _ := u.Pick(2, t0, "")
+	if i1 == i2 {
+		t.Fatalf("blocks 1 and 2 both went to %s", u.Name(i1))
+	}
+	u.Done(i1)
+	u.Done(i2)
+	// A suspect is avoided while another will do.
+	u.Suspect("a", t0)
+	for n := uint64(1); n <= 4; n++ {
+		i, ok := u.Pick(n, t0, "")
+		if !ok || u.Name(i) != "b" {
+			t.Fatalf("block %d went to %s while a is suspect", n, u.Name(i))
+		}
+		u.Done(i)
+	}
+	// A backed-off upstream is not asked; with both down, nobody is.
+	u.Failed(1, t0)
+	i, ok := u.Pick(1, t0, "")
+	if !ok || u.Name(i) != "a" {
+		t.Fatalf("with b down, want suspect a; got %v %v", ok, i)
+	}
+	u.Done(i)
+	u.Failed(0, t0)
+	if _, ok := u.Pick(1, t0, ""); ok {
+		t.Fatal("picked an upstream while all are backed off")
+	}
+	if up := u.NextUp(); !up.After(t0) {
+		t.Fatalf("next up %s is not after now", up)
+	}
+	// Lacking a block: skipped until the answer goes stale.
+	u2 := NewUpstreams([]string{"a", "b"}, c, time.Minute)
+	u2.Lacks(0, 10, t0)
+	if i, _ := u2.Pick(10, t0, ""); u2.Name(i) != "b" {
+		t.Fatalf("asked a, which lacks block 10")
+	}
+	if u2.AllLack(10, t0) {
+		t.Fatal("b was not asked yet")
+	}
+	u2.Lacks(1, 10, t0)
+	if !u2.AllLack(10, t0) || u2.AllLack(10, t0.Add(c.PollInterval)) {
+		t.Fatal("AllLack wrong, or never goes stale")
+	}
+}
+
+func TestProofSchedule(t *testing.T) {
+	s := NewProofSchedule(100*time.Millisecond, 800*time.Millisecond)
+	blockTime := t0
+	if got := s.Next(t0, blockTime); !got.Equal(t0) {
+		t.Fatalf("first ask with nothing learned: %s, want now", got)
+	}
+	s.Miss(t0)
+	s.Miss(t0)
+	if got := s.Next(t0, blockTime); !got.Equal(t0.Add(200 * time.Millisecond)) {
+		t.Fatalf("after two misses: %s, want +200ms", got)
+	}
+	for range 10 {
+		s.Miss(t0)
+	}
+	if got := s.Next(t0, blockTime); !got.Equal(t0.Add(800 * time.Millisecond)) {
+		t.Fatalf("backoff not capped: %s", got)
+	}
+	s.Hit(t0.Add(3*time.Second), blockTime)
+	if s.Estimate() != 3*time.Second {
+		t.Fatalf("estimate %s, want 3s", s.Estimate())
+	}
+	next := t0.Add(10 * time.Second)
+	if got := s.Next(next, next); !got.Equal(next.Add(3 * time.Second)) {
+		t.Fatalf("next block: first ask at %s, want its time + 3s", got)
+	}
+	s.Hit(next.Add(7*time.Second), next)
+	if s.Estimate() != 4*time.Second { // a quarter of the way from 3s to 7s
+		t.Fatalf("estimate %s, want 4s", s.Estimate())
+	}
+}
+
+func TestRestartPolicy(t *testing.T) {
+	p := RestartPolicy{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Limit: 4, Window: time.Minute}
+	for _, tc := range []struct {
+		failures int
+		delay    time.Duration
+		giveUp   bool
+	}{{1, 10 * time.Millisecond, false}, {2, 20 * time.Millisecond, false}, {3, 40 * time.Millisecond, false}, {4, 50 * time.Millisecond, false}, {5, 0, true}} {
+		d, g := p.Decide(tc.failures)
+		if d != tc.delay || g != tc.giveUp {
+			t.Errorf("failures %d: got %s %v, want %s %v", tc.failures, d, g, tc.delay, tc.giveUp)
+		}
+	}
+}
+
+// TestWindowAckPastDelivered: after a reset, acks of an earlier round's
+// deliveries move the window past them instead of being lost (which would
+// leave its credits used up).
+func TestWindowAckPastDelivered(t *testing.T) {
+	w := testWindow(8, 1<<30, 2)
+	w.Launch(t0)
+	for n := uint64(1); n <= 4; n++ {
+		w.Fetched(n, 10)
+	}
+	w.Deliverable() // 1, 2
+	w.Reset(1)      // the Applier restarted; but it had applied 1 and 2
+	w.Acked(2)
+	if w.Next() != 3 || w.Outstanding() != 0 {
+		t.Fatalf("after a late ack: next %d outstanding %d, want 3 and 0", w.Next(), w.Outstanding())
+	}
+	if got := w.Launch(t0); len(got) == 0 || got[0] != 3 {
+		t.Fatalf("launch after a late ack = %v, want from 3", got)
+	}
+}

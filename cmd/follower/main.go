@@ -1,0 +1,96 @@
+// Command follower runs a follower store: it copies blocks and proofs from
+// one or more upstream stores (a primary or other followers) through their
+// read API, applies them with the same ApplyBlock the primary uses, and
+// serves the read API from its own store.
+//
+//	follower run --data-dir D --genesis G --upstream ADDR [--upstream ADDR2] --listen ADDR --http-listen ADDR
+//
+// Every flag can also be set from the environment as FOLLOWER_<FLAG>, e.g.
+// FOLLOWER_UPSTREAM=127.0.0.1:7100,127.0.0.1:7200. `follower run --help`
+// lists them.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"storesync/actors"
+	"storesync/flagenv"
+	"storesync/runtime"
+)
+
+const envPrefix = "FOLLOWER"
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	if v = strings.TrimSpace(v); v == "" {
+		return fmt.Errorf("empty value")
+	}
+	*l = append(*l, v)
+	return nil
+}
+func (l *listFlag) IsList() bool { return true }
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] != "run" {
+		fmt.Fprintln(os.Stderr, "usage: follower run --data-dir D --genesis G --upstream ADDR [--upstream ADDR2] [flags]\n       follower run --help lists the flags")
+		os.Exit(2)
+	}
+	if err := run(os.Args[2:]); err != nil {
+		fmt.Fprintln(os.Stderr, "follower:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	cfg := runtime.Config{}
+	var ups listFlag
+	e := &cfg.Engine
+	fs.StringVar(&cfg.DataDir, "data-dir", "follower-data", "directory of the follower's store")
+	fs.StringVar(&cfg.Genesis, "genesis", "genesis.json", "genesis file of the chain (the trust anchor)")
+	fs.Var(&ups, "upstream", "read API address of a store to follow; repeat for several (fetches spread, fail over)")
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:7200", "address of this follower's read API")
+	fs.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7280", "address of /livez and /status (empty: off)")
+	fs.IntVar(&e.FetchWindow, "fetch-window", 64, "blocks in flight or waiting to be applied, at most")
+	fs.Int64Var(&e.FetchWindowBytes, "fetch-window-bytes", 64<<20, "bytes of blocks in flight or waiting, at most")
+	fs.IntVar(&e.Credits, "credits", 8, "blocks handed to the applier but not yet applied, at most")
+	fs.DurationVar(&e.FetchTimeout, "fetch-timeout", 10*time.Second, "timeout of one GetBlockByNumber call")
+	fs.DurationVar(&e.PollInterval, "poll-interval", 200*time.Millisecond, "how often to ask for the next block once caught up")
+	fs.DurationVar(&e.RetryInitial, "retry-initial", 100*time.Millisecond, "first retry delay after a failed call (doubles, with jitter)")
+	fs.DurationVar(&e.RetryMax, "retry-max", 5*time.Second, "longest retry delay")
+	fs.DurationVar(&e.SuspectFor, "suspect-for", time.Minute, "how long an upstream that served a bad block is avoided")
+	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight reads may finish on shutdown")
+	restartLimit := fs.Int("restart-limit", actors.DefaultRestartPolicy.Limit, "actor failures tolerated per minute before the follower stops with an error")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Usage = flagenv.Usage(fs, envPrefix, "follower run [flags]")
+	_ = fs.Parse(args)
+	if err := flagenv.Apply(fs, envPrefix); err != nil {
+		return err
+	}
+	cfg.Upstreams = ups
+	e.Restart = actors.DefaultRestartPolicy
+	e.Restart.Limit = *restartLimit
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	f, err := runtime.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return f.Run(ctx)
+}
