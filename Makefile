@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 5s
 DATA      ?= devnet
 
-.PHONY: all build test vet unit fuzz-short fuzz bench crash run demo proto proto-check clean
+.PHONY: all build test vet unit fuzz-short fuzz bench bench-catchup crash run primary demo proto proto-check clean
 
 all: build
 
@@ -36,17 +36,27 @@ bench:
 	$(GO) test -run '^$$' -bench ApplyBlock -benchtime 3s ./store/
 	$(GO) test -run '^$$' -bench ReadAPI -benchtime 3s ./api/
 
+# A fresh follower catching up 2,000 standard blocks from a primary on
+# loopback, next to the apply-only limit (about two minutes).
+bench-catchup:
+	$(GO) test -run '^$$' -bench CatchUp -benchtime 1x -timeout 30m ./runtime/
+
 # The crash test alone, with another seed: make crash SEED=7
 crash:
 	STORESYNC_CRASH_SEED=$(SEED) $(GO) test -count=1 -race -run TestCrashRecovery -v ./store/
 
-# make run: a primary on a fresh data directory, producing a standard block
-# a second and proving each about 3 s later. Ctrl-C stops it cleanly.
+# make run: the devnet. A primary producing a standard block a second (proofs
+# about 3 s later), follower A following it and follower B following A, on
+# fresh data directories under $(DATA); a line a second with every store's
+# tips and lag. Ctrl-C stops it cleanly.
 run: build
-	rm -rf $(DATA)/primary
-	./bin/primary init --data-dir $(DATA)/primary --chain-id devnet
-	@echo "read API on 127.0.0.1:7100 (try: grpcurl -plaintext 127.0.0.1:7100 list)"
-	./bin/primary run --data-dir $(DATA)/primary --listen 127.0.0.1:7100 --internal-listen 127.0.0.1:7101
+	./bin/devnet --data-dir $(DATA) --log $(DATA)/devnet.log
+
+# A primary alone, in the foreground with its log.
+primary: build
+	rm -rf $(DATA)-primary
+	./bin/primary init --data-dir $(DATA)-primary --chain-id devnet
+	./bin/primary run --data-dir $(DATA)-primary --listen 127.0.0.1:7100 --internal-listen 127.0.0.1:7101
 
 # A store filled directly with a synthetic chain, no network.
 demo: build
@@ -61,4 +71,4 @@ proto-check: proto
 	git diff --exit-code -- api/storev1 || { echo "api/storev1 is stale: run make proto and commit"; exit 1; }
 
 clean:
-	rm -rf bin $(DATA)
+	rm -rf bin $(DATA) $(DATA)-primary

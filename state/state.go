@@ -105,15 +105,27 @@ func (s *State) Apply(b *block.Block, rules Rules) (*Applied, error) {
 		r.Cause = err
 		return nil, r
 	}
-	if c := b.Body.TxCommitment(); c != h.TxCommitment {
-		return nil, reject(want, CheckTxCommitment, "header has %s, transactions hash to %s", h.TxCommitment.Short(), c.Short())
+	// The note IDs and root on one core, the transaction commitment and the
+	// body checks on the other; the verdicts are then read in check order.
+	var ids []merkle.Hash
+	var noteRoot merkle.Hash
+	notesDone := make(chan struct{})
+	go func() {
+		ids = b.NoteIDs()
+		noteRoot = block.NoteRoot(ids)
+		close(notesDone)
+	}()
+	txc := b.Body.TxCommitment()
+	bodyErr := s.checkBody(b)
+	<-notesDone
+	if txc != h.TxCommitment {
+		return nil, reject(want, CheckTxCommitment, "header has %s, transactions hash to %s", h.TxCommitment.Short(), txc.Short())
 	}
-	ids := b.NoteIDs()
-	if r := block.NoteRoot(ids); r != h.NoteRoot {
-		return nil, reject(want, CheckNoteRoot, "header has %s, notes hash to %s", h.NoteRoot.Short(), r.Short())
+	if noteRoot != h.NoteRoot {
+		return nil, reject(want, CheckNoteRoot, "header has %s, notes hash to %s", h.NoteRoot.Short(), noteRoot.Short())
 	}
-	if err := s.checkBody(b); err != nil {
-		return nil, err
+	if bodyErr != nil {
+		return nil, bodyErr
 	}
 	if c := s.Chain.Root(); c != h.ChainCommitment {
 		return nil, reject(want, CheckChainCommitment, "header has %s, chain of blocks 0..%d is %s", h.ChainCommitment.Short(), s.Header.Number, c.Short())
