@@ -31,7 +31,9 @@ type Config struct {
 	Listen        string // the read API
 	HTTPListen    string // /livez and /status; empty: none
 	ShutdownGrace time.Duration
-	Engine        actors.Config // Store and Upstreams are filled in by New
+	// Engine configures the sync engine. New sets its Store and appends an
+	// upstream per address in Upstreams to any it already has.
+	Engine actors.Config
 	Log           *slog.Logger
 }
 
