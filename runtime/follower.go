@@ -34,7 +34,7 @@ type Config struct {
 	// Engine configures the sync engine. New sets its Store and appends an
 	// upstream per address in Upstreams to any it already has.
 	Engine actors.Config
-	Log           *slog.Logger
+	Log    *slog.Logger
 }
 
 // Follower is a follower store with its engine and read API.
