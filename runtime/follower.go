@@ -12,14 +12,18 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/grpc"
+	grpchealth "google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"storesync/actors"
 	"storesync/api"
 	"storesync/genesis"
+	"storesync/health"
 	"storesync/store"
 )
 
@@ -28,8 +32,11 @@ type Config struct {
 	DataDir       string
 	Genesis       string // path of the genesis file (the trust anchor)
 	Upstreams     []string
-	Listen        string // the read API
-	HTTPListen    string // /livez and /status; empty: none
+	Listen        string        // the read API
+	HTTPListen    string        // /livez, /readyz, /status; empty: none
+	Peers         []string      // other stores whose tips count toward the chain tip
+	Health        health.Config // readiness rules
+	HealthEvery   time.Duration // how often sources are polled
 	ShutdownGrace time.Duration
 	// Engine configures the sync engine. New sets its Store and appends an
 	// upstream per address in Upstreams to any it already has.
@@ -48,6 +55,11 @@ type Follower struct {
 	lis    net.Listener
 	http   *http.Server
 	hlis   net.Listener
+	peers  []*grpcUpstream
+	health *grpchealth.Server
+	poller *health.Poller
+	stop   context.CancelFunc
+	bg     sync.WaitGroup
 }
 
 // New opens the store, dials the upstreams and binds the listener. Run
@@ -75,6 +87,21 @@ func New(cfg Config) (*Follower, error) {
 		}
 		f.ups = append(f.ups, u)
 	}
+	for _, addr := range cfg.Peers {
+		u, err := dialUpstream(addr)
+		if err != nil {
+			f.closeAll()
+			return nil, err
+		}
+		f.peers = append(f.peers, u)
+	}
+	if cfg.Health == (health.Config{}) {
+		cfg.Health = health.DefaultConfig
+	}
+	if cfg.HealthEvery <= 0 {
+		cfg.HealthEvery = time.Second
+	}
+	f.cfg = cfg
 	if f.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
 		f.closeAll()
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
@@ -90,8 +117,39 @@ func New(cfg Config) (*Follower, error) {
 	}
 	f.server = grpc.NewServer(api.PublicServerOptions()...)
 	api.RegisterPublic(f.server, f.st)
+	// Standard gRPC health: NOT_SERVING until the follower proves it is
+	// within MaxLag of the chain tip, for the empty name and the API's.
+	f.health = grpchealth.NewServer()
+	healthpb.RegisterHealthServer(f.server, f.health)
+	f.setServing(false)
+	var sources []health.Source
+	seen := map[string]bool{}
+	for _, u := range append(append([]*grpcUpstream{}, f.ups...), f.peers...) {
+		if !seen[u.addr] {
+			seen[u.addr] = true
+			sources = append(sources, health.Source{Name: u.addr, Client: u.client})
+		}
+	}
+	f.poller = health.NewPoller(sources, g.Producer(), func() uint64 { c, _ := f.st.Tips(); return c },
+		cfg.HealthEvery, cfg.Health, cfg.Log, func(v health.Verdict) { f.setServing(v.Ready) })
 	return f, nil
 }
+
+// ServiceName is the gRPC health service name besides "" that the
+// follower reports.
+const ServiceName = "storesync.v1.Store"
+
+func (f *Follower) setServing(ready bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ready {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	f.health.SetServingStatus("", st)
+	f.health.SetServingStatus(ServiceName, st)
+}
+
+// Health returns the latest readiness verdict.
+func (f *Follower) Health() health.Verdict { return f.poller.Verdict() }
 
 // HTTPAddr is the bound address of the HTTP listener ("" if none).
 func (f *Follower) HTTPAddr() string {
@@ -128,6 +186,10 @@ func (f *Follower) Start() error {
 	if f.engine, err = actors.Start(f.system, cfg); err != nil {
 		return err
 	}
+	var ctx context.Context
+	ctx, f.stop = context.WithCancel(context.Background())
+	f.bg.Add(1)
+	go func() { defer f.bg.Done(); f.poller.Run(ctx) }()
 	go func() { _ = f.server.Serve(f.lis) }()
 	if f.http != nil {
 		go func() { _ = f.http.Serve(f.hlis) }()
@@ -161,10 +223,16 @@ func (f *Follower) Run(ctx context.Context) error {
 // Stop shuts everything down in order.
 func (f *Follower) Stop() error {
 	var errs []error
+	if f.stop != nil {
+		f.stop()
+		f.bg.Wait()
+	}
 	if f.engine != nil {
 		errs = append(errs, f.engine.Stop())
 		f.system.Shutdown()
 	}
+	// Tell health checkers first, so balancers stop sending reads here.
+	f.health.Shutdown()
 	api.StopGracefully(f.server, f.cfg.ShutdownGrace)
 	if f.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), max(f.cfg.ShutdownGrace, time.Millisecond))
@@ -179,7 +247,7 @@ func (f *Follower) Stop() error {
 
 func (f *Follower) closeAll() error {
 	var errs []error
-	for _, u := range f.ups {
+	for _, u := range append(f.ups, f.peers...) {
 		errs = append(errs, u.close())
 	}
 	if f.lis != nil && f.server == nil {
@@ -208,3 +276,8 @@ func (h levelHandler) WithAttrs(a []slog.Attr) slog.Handler {
 func (h levelHandler) WithGroup(n string) slog.Handler {
 	return levelHandler{h.min, h.Handler.WithGroup(n)}
 }
+
+// ClientServiceConfig is the gRPC service config that makes a grpc-go client
+// balance reads round robin over followers and skip those whose health
+// check says NOT_SERVING (the client must import google.golang.org/grpc/health).
+const ClientServiceConfig = `{"loadBalancingConfig":[{"round_robin":{}}],"healthCheckConfig":{"serviceName":""}}`

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,13 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // startPrimary runs a primary producing small blocks every interval.
 func startPrimary(t *testing.T, interval time.Duration) *primary.Node {
 	t.Helper()
+	n, _ := startStoppablePrimary(t, interval)
+	return n
+}
+
+// startStoppablePrimary also returns a function that stops it early.
+func startStoppablePrimary(t *testing.T, interval time.Duration) (*primary.Node, func()) {
+	t.Helper()
 	dir := t.TempDir()
 	if _, err := primary.Init(dir, "test", 9); err != nil {
 		t.Fatal(err)
@@ -43,13 +51,17 @@ func startPrimary(t *testing.T, interval time.Duration) *primary.Node {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	return n
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return n, stop
 }
 
 func genesisOf(p *primary.Node) string {

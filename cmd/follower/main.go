@@ -23,6 +23,7 @@ import (
 
 	"storesync/actors"
 	"storesync/flagenv"
+	"storesync/health"
 	"storesync/runtime"
 )
 
@@ -55,13 +56,19 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	cfg := runtime.Config{}
-	var ups listFlag
+	var ups, peers listFlag
 	e := &cfg.Engine
 	fs.StringVar(&cfg.DataDir, "data-dir", "follower-data", "directory of the follower's store")
 	fs.StringVar(&cfg.Genesis, "genesis", "genesis.json", "genesis file of the chain (the trust anchor)")
 	fs.Var(&ups, "upstream", "read API address of a store to follow; repeat for several (fetches spread, fail over)")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:7200", "address of this follower's read API")
 	fs.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7280", "address of /livez and /status (empty: off)")
+	fs.Var(&peers, "peer", "read API address of another store whose tip counts toward the chain tip (repeatable)")
+	fs.Uint64Var(&cfg.Health.MaxLag, "max-lag", health.DefaultConfig.MaxLag, "ready iff the chain tip is at most this many blocks ahead")
+	fs.DurationVar(&cfg.Health.StaleAfter, "health-stale-after", health.DefaultConfig.StaleAfter, "a store not heard from for this long does not count (none left: lag unknown, not ready)")
+	fs.IntVar(&cfg.Health.Fall, "health-fall", health.DefaultConfig.Fall, "consecutive failing checks before turning not ready")
+	fs.IntVar(&cfg.Health.Rise, "health-rise", health.DefaultConfig.Rise, "consecutive passing checks before turning ready")
+	fs.DurationVar(&cfg.HealthEvery, "health-interval", time.Second, "how often upstreams and peers are asked for their tip")
 	fs.IntVar(&e.FetchWindow, "fetch-window", 64, "blocks in flight or waiting to be applied, at most")
 	fs.Int64Var(&e.FetchWindowBytes, "fetch-window-bytes", 64<<20, "bytes of blocks in flight or waiting, at most")
 	fs.IntVar(&e.Credits, "credits", 8, "blocks handed to the applier but not yet applied, at most")
@@ -78,7 +85,7 @@ func run(args []string) error {
 	if err := flagenv.Apply(fs, envPrefix); err != nil {
 		return err
 	}
-	cfg.Upstreams = ups
+	cfg.Upstreams, cfg.Peers = ups, peers
 	e.Restart = actors.DefaultRestartPolicy
 	e.Restart.Limit = *restartLimit
 	var lv slog.Level
