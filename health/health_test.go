@@ -86,3 +86,24 @@ func TestRiseAndFall(t *testing.T) {
 		t.Fatal("after three consecutive failing checks: want not ready")
 	}
 }
+
+func TestWatermark(t *testing.T) {
+	for _, tc := range []struct {
+		tips []uint64
+		k    int
+		want uint64
+		ok   bool
+	}{
+		{[]uint64{100, 98, 99}, 1, 100, true},
+		{[]uint64{100, 98, 99}, 2, 99, true},
+		{[]uint64{100, 98, 99}, 3, 98, true},
+		{[]uint64{100, 98, 99}, 4, 0, false},
+		{[]uint64{7, 7}, 2, 7, true},
+		{nil, 1, 0, false},
+	} {
+		got, ok := Watermark(tc.tips, tc.k)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("Watermark(%v, %d) = %d, %v; want %d, %v", tc.tips, tc.k, got, ok, tc.want, tc.ok)
+		}
+	}
+}

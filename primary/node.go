@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ type Config struct {
 	DataDir        string
 	Listen         string        // public read API
 	InternalListen string        // internal write path (loopback by default)
+	HTTPListen     string        // /livez and /status; empty: none
 	Produce        bool          // run the built-in block producer
 	BlockInterval  time.Duration // time between produced blocks
 	Profile        string        // workload profile of produced blocks
@@ -44,6 +46,8 @@ type Node struct {
 	internal *grpc.Server
 	pubLis   net.Listener
 	intLis   net.Listener
+	http     *http.Server
+	httpLis  net.Listener
 }
 
 // New opens the store and binds both listeners; Run starts the work.
@@ -95,11 +99,39 @@ func New(cfg Config) (*Node, error) {
 		n.st.Close()
 		return nil, fmt.Errorf("listen internal %s: %w", cfg.InternalListen, err)
 	}
+	if cfg.HTTPListen != "" {
+		if n.httpLis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+			n.pubLis.Close()
+			n.intLis.Close()
+			n.st.Close()
+			return nil, fmt.Errorf("listen http %s: %w", cfg.HTTPListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+		mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) { api.WriteJSON(w, n.Status()) })
+		n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	}
 	n.public = grpc.NewServer(api.PublicServerOptions()...)
 	api.RegisterPublic(n.public, n.st)
 	n.internal = grpc.NewServer(api.InternalServerOptions()...)
 	api.RegisterInternal(n.internal, n.st)
 	return n, nil
+}
+
+// Status is what /status serves: the primary is the chain's source, so it is
+// always at the chain tip.
+func (n *Node) Status() api.NodeStatus {
+	c, p := n.st.Tips()
+	return api.NodeStatus{Role: "primary", Chain: n.st.Genesis().ChainID, Committed: c, Proven: p, Ready: true,
+		LagKnown: true, ChainTip: c, ChainTipSrc: "local", Reason: "primary: the source of the chain", Updated: time.Now()}
+}
+
+// HTTPAddr is the bound address of the HTTP listener ("" if none).
+func (n *Node) HTTPAddr() string {
+	if n.httpLis == nil {
+		return ""
+	}
+	return n.httpLis.Addr().String()
 }
 
 // PublicAddr is the bound address of the read API.
@@ -133,6 +165,9 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	if n.http != nil {
+		go func() { _ = n.http.Serve(n.httpLis) }()
+	}
 	work, stopWork := context.WithCancel(ctx)
 	var workers sync.WaitGroup
 	if n.cfg.Produce {
@@ -154,6 +189,11 @@ func (n *Node) Run(ctx context.Context) error {
 		api.StopGracefully(srv, n.cfg.ShutdownGrace)
 	}
 	wg.Wait()
+	if n.http != nil {
+		hctx, cancel := context.WithTimeout(context.Background(), max(n.cfg.ShutdownGrace, time.Millisecond))
+		_ = n.http.Shutdown(hctx)
+		cancel()
+	}
 	c, p = n.st.Tips()
 	if err := n.st.Close(); err != nil && runErr == nil {
 		runErr = err

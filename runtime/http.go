@@ -1,42 +1,22 @@
 package runtime
 
 import (
-	"encoding/json"
+	"storesync/api"
+
 	"fmt"
 	"net/http"
 	"time"
 )
 
-// Status is the JSON of /status.
-type Status struct {
-	Chain       string            `json:"chain"`
-	Committed   uint64            `json:"committed_tip"`
-	Proven      uint64            `json:"proven_tip"`
-	UpstreamTip uint64            `json:"upstream_tip"`
-	Upstreams   map[string]uint64 `json:"upstreams"`
-	Restarts    map[string]int    `json:"actor_restarts"`
-	Fetched     int64             `json:"fetched_bytes"`
-	ProofBytes  int64             `json:"proof_bytes"`
-	Redundant   int64             `json:"redundant_bytes"`
-	Rejected    int64             `json:"rejected_blocks"`
-	Updated     time.Time         `json:"updated"`
-	Ready       bool              `json:"ready"`
-	LagKnown    bool              `json:"lag_known"`
-	Lag         uint64            `json:"lag"`
-	ChainTip    uint64            `json:"chain_tip"`
-	ChainTipSrc string            `json:"chain_tip_from"`
-	Reason      string            `json:"health"`
-}
-
 // Status returns the follower's status: tips from its store, the rest from
-// the engine's view.
-func (f *Follower) Status() Status {
+// the engine's view and the health poller.
+func (f *Follower) Status() api.NodeStatus {
 	c, p := f.st.Tips()
-	s := Status{Chain: f.st.Genesis().ChainID, Committed: c, Proven: p}
+	s := api.NodeStatus{Role: "follower", Chain: f.st.Genesis().ChainID, Committed: c, Proven: p, Updated: time.Now()}
 	if f.engine != nil {
 		v := f.engine.View()
 		st := f.engine.Stats()
-		s.UpstreamTip, s.Upstreams, s.Restarts, s.Updated = v.UpstreamTip, v.Upstreams, v.Restarts, v.Updated
+		s.UpstreamTip, s.Upstreams, s.Restarts = v.UpstreamTip, v.Upstreams, v.Restarts
 		s.Fetched, s.ProofBytes, s.Redundant, s.Rejected = st.FetchedBytes.Load(), st.ProofBytes.Load(), st.RedundantBytes.Load(), st.Rejected.Load()
 	}
 	h := f.Health()
@@ -59,11 +39,6 @@ func (f *Follower) handler() http.Handler {
 		}
 		fmt.Fprintf(w, "ready: %s\n", h.Reason)
 	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(f.Status())
-	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) { api.WriteJSON(w, f.Status()) })
 	return mux
 }

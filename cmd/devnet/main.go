@@ -58,7 +58,7 @@ func run() error {
 	if _, err := primary.Init(pdir, "devnet", 1); err != nil {
 		return err
 	}
-	p, err := primary.New(primary.Config{DataDir: pdir, Listen: "127.0.0.1:7100", InternalListen: "127.0.0.1:7101",
+	p, err := primary.New(primary.Config{DataDir: pdir, Listen: "127.0.0.1:7100", InternalListen: "127.0.0.1:7101", HTTPListen: "127.0.0.1:7180",
 		Produce: true, BlockInterval: *interval, Profile: *profile, Seed: 1, ProveDelay: *proveDelay,
 		ProveJitter: *proveDelay / 6, ShutdownGrace: 2 * time.Second, Log: log.With("node", "primary")})
 	if err != nil {
@@ -89,10 +89,12 @@ func run() error {
 		}
 	}
 	fmt.Printf("devnet up in %s (logs in %s)\n", *dir, *logFile)
-	fmt.Printf("  primary     read API %s  internal %s\n", p.PublicAddr(), p.InternalAddr())
+	fmt.Printf("  primary     read API %s  internal %s  http %s\n", p.PublicAddr(), p.InternalAddr(), p.HTTPAddr())
 	fmt.Printf("  follower-a  read API %s  http %s  (follows the primary)\n", a.Addr(), a.HTTPAddr())
 	fmt.Printf("  follower-b  read API %s  http %s  (follows follower-a)\n", b.Addr(), b.HTTPAddr())
-	fmt.Println("try: grpcurl -plaintext 127.0.0.1:7300 storesync.v1.Store/Status ; curl 127.0.0.1:7380/status ; Ctrl-C to stop")
+	fmt.Println("try: grpcurl -plaintext 127.0.0.1:7300 storesync.v1.Store/Status")
+	fmt.Println("     ./bin/follower status --store http://127.0.0.1:7180 --store http://127.0.0.1:7280 --store http://127.0.0.1:7380")
+	fmt.Println("Ctrl-C to stop")
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {

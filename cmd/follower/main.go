@@ -43,11 +43,20 @@ func (l *listFlag) Set(v string) error {
 func (l *listFlag) IsList() bool { return true }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "run" {
-		fmt.Fprintln(os.Stderr, "usage: follower run --data-dir D --genesis G --upstream ADDR [--upstream ADDR2] [flags]\n       follower run --help lists the flags")
+	if len(os.Args) < 2 || (os.Args[1] != "run" && os.Args[1] != "status") {
+		fmt.Fprintln(os.Stderr, `usage:
+  follower run --data-dir D --genesis G --upstream ADDR [--upstream ADDR2] [flags]
+      Follow the upstream stores and serve reads. follower run --help lists the flags.
+  follower status --store HOST:PORT [--store ...] [--min-copies 2] [--json]
+      Every store's tips, lag and readiness (from their HTTP /status), and the
+      replicated watermark: the highest block committed on at least k followers.`)
 		os.Exit(2)
 	}
-	if err := run(os.Args[2:]); err != nil {
+	cmd := run
+	if os.Args[1] == "status" {
+		cmd = statusCmd
+	}
+	if err := cmd(os.Args[2:]); err != nil {
 		fmt.Fprintln(os.Stderr, "follower:", err)
 		os.Exit(1)
 	}

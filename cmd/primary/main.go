@@ -79,6 +79,7 @@ func runCmd(args []string) error {
 	fs.StringVar(&cfg.DataDir, "data-dir", "primary-data", "directory made by primary init")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:7100", "address of the public read API")
 	fs.StringVar(&cfg.InternalListen, "internal-listen", "127.0.0.1:7101", "address of the internal ApplyBlock API (keep it private)")
+	fs.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7180", "address of /livez and /status (empty: off)")
 	fs.BoolVar(&cfg.Produce, "produce", true, "run the built-in block producer and prover")
 	fs.DurationVar(&cfg.BlockInterval, "block-interval", time.Second, "time between produced blocks")
 	fs.StringVar(&cfg.Profile, "profile", "standard", "size of produced blocks: small (16 txs), standard (256), large (2048)")

@@ -1,0 +1,38 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// NodeStatus is the JSON every node serves at /status on its HTTP listener,
+// read by operators, scripts and `follower status`.
+type NodeStatus struct {
+	Role        string            `json:"role"` // "primary" or "follower"
+	Chain       string            `json:"chain"`
+	Committed   uint64            `json:"committed_tip"`
+	Proven      uint64            `json:"proven_tip"`
+	Ready       bool              `json:"ready"`
+	LagKnown    bool              `json:"lag_known"`
+	Lag         uint64            `json:"lag"`
+	ChainTip    uint64            `json:"chain_tip"`
+	ChainTipSrc string            `json:"chain_tip_from,omitempty"`
+	Reason      string            `json:"health"`
+	Upstreams   map[string]uint64 `json:"upstreams,omitempty"` // tip served, per upstream
+	UpstreamTip uint64            `json:"upstream_tip,omitempty"`
+	Restarts    map[string]int    `json:"actor_restarts,omitempty"`
+	Fetched     int64             `json:"fetched_bytes,omitempty"`
+	ProofBytes  int64             `json:"proof_bytes,omitempty"`
+	Redundant   int64             `json:"redundant_bytes,omitempty"`
+	Rejected    int64             `json:"rejected_blocks,omitempty"`
+	Updated     time.Time         `json:"updated"`
+}
+
+// WriteJSON writes v as indented JSON.
+func WriteJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
