@@ -1,0 +1,215 @@
+package runtime
+
+import (
+	"context"
+	"encoding/csv"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"storesync/api/storev1"
+)
+
+// cutProxy forwards TCP to a target until cut: then it drops every
+// connection and refuses new ones, until restored. It stands for a broken
+// link between a follower and its upstream.
+type cutProxy struct {
+	target string
+	lis    net.Listener
+	mu     sync.Mutex
+	cut    bool
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{target: target, lis: lis, conns: map[net.Conn]bool{}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(func() { lis.Close(); p.setCut(true); p.wg.Wait() })
+	return p
+}
+
+func (p *cutProxy) addr() string { return p.lis.Addr().String() }
+
+func (p *cutProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.lis.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.cut {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.conns[c], p.conns[up] = true, true
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go func() { defer p.wg.Done(); io.Copy(up, c); up.Close() }()
+		go func() { defer p.wg.Done(); io.Copy(c, up); c.Close() }()
+	}
+}
+
+func (p *cutProxy) setCut(cut bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = cut
+	if cut {
+		for c := range p.conns {
+			c.Close()
+		}
+		p.conns = map[net.Conn]bool{}
+	}
+}
+
+// haproxyStates reads every server's status (UP, DOWN, ...) from the stats
+// socket.
+func haproxyStates(t *testing.T, sock string) map[string]string {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		return nil
+	}
+	defer c.Close()
+	c.Write([]byte("show stat\n"))
+	data, _ := io.ReadAll(c)
+	r := csv.NewReader(strings.NewReader(strings.TrimPrefix(string(data), "# ")))
+	r.FieldsPerRecord = -1
+	recs, err := r.ReadAll()
+	if err != nil || len(recs) == 0 {
+		return nil
+	}
+	col := map[string]int{}
+	for i, h := range recs[0] {
+		col[h] = i
+	}
+	out := map[string]string{}
+	for _, rec := range recs[1:] {
+		if len(rec) > col["status"] && rec[col["pxname"]] == "followers" && strings.HasPrefix(rec[col["svname"]], "f") {
+			out[rec[col["svname"]]] = rec[col["status"]]
+		}
+	}
+	return out
+}
+
+// TestHAProxy: three followers behind HAProxy with deploy/haproxy.cfg. One
+// is stalled (its upstream link cut): HAProxy marks it DOWN while reads
+// through HAProxy keep succeeding on the others; it comes back UP once it
+// has caught up. With all three unable to tell their lag, reads fail closed.
+func TestHAProxy(t *testing.T) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("haproxy is not installed; .ci/run installs it")
+		}
+		t.Skip("haproxy not installed (apt-get install haproxy)")
+	}
+	p, stopPrimary := startStoppablePrimary(t, 20*time.Millisecond)
+	link := newCutProxy(t, p.PublicAddr())
+	fs := []*Follower{
+		healthFollower(t, genesisOf(p), []string{p.PublicAddr()}, nil),
+		healthFollower(t, genesisOf(p), []string{p.PublicAddr()}, nil),
+		// The stalled one gets blocks through the link, and hears the
+		// primary's tip directly, so its lag shows.
+		healthFollower(t, genesisOf(p), []string{link.addr()}, []string{p.PublicAddr()}),
+	}
+	_, file, _, _ := goruntime.Caller(0)
+	cfg := filepath.Join(filepath.Dir(filepath.Dir(file)), "deploy", "haproxy.cfg")
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "stats.sock")
+	bind, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bindAddr := bind.Addr().String()
+	bind.Close()
+	env := append(os.Environ(), "READS_BIND="+bindAddr, "STATS_SOCKET="+sock, "CHECK_INTER=100ms")
+	for i, f := range fs {
+		host, port, _ := net.SplitHostPort(f.HTTPAddr())
+		n := string(rune('1' + i))
+		env = append(env, "F"+n+"_GRPC="+f.Addr(), "F"+n+"_HTTP="+host, "F"+n+"_HTTP_PORT="+port)
+	}
+	cmd := exec.Command(bin, "-f", cfg, "-db")
+	cmd.Env = env
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	allUp := func() bool {
+		s := haproxyStates(t, sock)
+		return s["f1"] == "UP" && s["f2"] == "UP" && s["f3"] == "UP"
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !allUp() {
+		if time.Now().After(deadline) {
+			t.Fatalf("HAProxy never saw all three UP: %v\n%s", haproxyStates(t, sock), logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	conn, err := grpc.NewClient(bindAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := storev1.NewStoreClient(conn)
+	read := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := client.GetBlockHeaderByNumber(ctx, &storev1.BlockHeaderByNumberRequest{})
+		return err
+	}
+	if err := read(); err != nil {
+		t.Fatalf("read through HAProxy: %v\n%s", err, logs.String())
+	}
+
+	link.setCut(true)
+	waitFor(t, 30*time.Second, "HAProxy to mark the stalled follower DOWN", func() bool {
+		s := haproxyStates(t, sock)
+		return s["f3"] == "DOWN" && s["f1"] == "UP" && s["f2"] == "UP"
+	})
+	for i := range 30 {
+		if err := read(); err != nil {
+			t.Fatalf("read %d through HAProxy with one follower down: %v", i, err)
+		}
+	}
+	link.setCut(false)
+	waitFor(t, 30*time.Second, "the stalled follower to come back UP after catching up", allUp)
+
+	stopPrimary()
+	waitFor(t, 30*time.Second, "all three DOWN once none can tell its lag", func() bool {
+		s := haproxyStates(t, sock)
+		return s["f1"] == "DOWN" && s["f2"] == "DOWN" && s["f3"] == "DOWN"
+	})
+	if err := read(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("read with every follower down: got %v, want UNAVAILABLE (fail closed)", err)
+	}
+}
