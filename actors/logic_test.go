@@ -247,3 +247,25 @@ func TestWindowAckPastDelivered(t *testing.T) {
 		t.Fatalf("launch after a late ack = %v, want from 3", got)
 	}
 }
+
+// TestWindowProbeRetriedAfterFailure: a probe of the edge that fails (the
+// upstream went away while the follower was caught up) is retried after its
+// backoff, not left waiting forever.
+func TestWindowProbeRetriedAfterFailure(t *testing.T) {
+	w := testWindow(4, 1<<30, 8)
+	w.Launch(t0)
+	for n := uint64(1); n <= 4; n++ {
+		w.Empty(n, t0)
+	}
+	probeAt := t0.Add(100 * time.Millisecond)
+	if got := w.Launch(probeAt); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("probe = %v, want [1]", got)
+	}
+	d := w.Failed(1, probeAt)
+	if wake := w.NextWake(); !wake.Equal(probeAt.Add(d)) {
+		t.Fatalf("next wake %s, want the probe's retry at %s", wake, probeAt.Add(d))
+	}
+	if got := w.Launch(probeAt.Add(d)); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("after the backoff: %v, want the probe of 1 again", got)
+	}
+}

@@ -112,10 +112,18 @@ func (w *Window) Launch(now time.Time) []uint64 {
 	_, bytes := w.Held()
 	for n := w.next; n < w.next+uint64(w.maxBlocks); n++ {
 		if w.edge != 0 && n >= w.edge {
-			if n == w.edge && !now.Before(w.probeAt) && w.slots[n] == nil {
-				w.slots[n] = &slot{state: inFlight}
-				w.probeAt = now.Add(w.pollInterval)
-				out = append(out, n)
+			// Past the tip only the edge itself is asked: a probe per poll
+			// interval, or the retry of a probe that failed.
+			if n == w.edge {
+				switch sl := w.slots[n]; {
+				case sl == nil && !now.Before(w.probeAt):
+					w.slots[n] = &slot{state: inFlight}
+					w.probeAt = now.Add(w.pollInterval)
+					out = append(out, n)
+				case sl != nil && sl.state == waiting && !now.Before(sl.retryAt):
+					sl.state = inFlight
+					out = append(out, n)
+				}
 			}
 			break
 		}

@@ -97,7 +97,9 @@ func (p *Poller) Step(ctx context.Context) Verdict {
 }
 
 func (p *Poller) poll(ctx context.Context, s Source) {
-	cctx, cancel := context.WithTimeout(ctx, p.interval)
+	// A poll may take longer than the interval (the verification fetches a
+	// block), but a silent source must not hold up the evaluation for long.
+	cctx, cancel := context.WithTimeout(ctx, max(p.interval, time.Second))
 	defer cancel()
 	resp, err := s.Client.GetBlockHeaderByNumber(cctx, &storev1.BlockHeaderByNumberRequest{})
 	if err != nil {

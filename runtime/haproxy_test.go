@@ -130,7 +130,9 @@ func TestHAProxy(t *testing.T) {
 		}
 		t.Skip("haproxy not installed (apt-get install haproxy)")
 	}
-	p, stopPrimary := startStoppablePrimary(t, 20*time.Millisecond)
+	// Blocks slow enough that a healthy follower stays within max-lag even on
+	// a loaded machine; the stalled one falls 3 blocks behind in 300 ms.
+	p, stopPrimary := startStoppablePrimary(t, 100*time.Millisecond)
 	link := newCutProxy(t, p.PublicAddr())
 	fs := []*Follower{
 		healthFollower(t, genesisOf(p), []string{p.PublicAddr()}, nil),

@@ -3,8 +3,10 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"storesync/api"
@@ -18,8 +20,17 @@ type grpcUpstream struct {
 	client storev1.StoreClient
 }
 
+// upstreamBackoff paces reconnection to an upstream. gRPC's default grows to
+// two minutes, which would keep a follower behind long after a broken link
+// is mended; the Fetcher's own backoff already paces the calls.
+var upstreamBackoff = grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+	MinConnectTimeout: 5 * time.Second,
+}
+
 func dialUpstream(addr string) (*grpcUpstream, error) {
-	conn, err := grpc.NewClient(addr, append(api.ClientOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	conn, err := grpc.NewClient(addr, append(api.ClientOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(upstreamBackoff))...)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", addr, err)
 	}
