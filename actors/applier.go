@@ -104,6 +104,9 @@ func (a *applier) apply(ctx actor.Context, d *messages.Deliver) {
 		a.attempts = 0
 	}
 	a.next = n + 1
+	_, proven := a.cfg.Store.Tips()
+	a.cfg.Metrics.Tips(n, proven)
+	a.cfg.Metrics.Applied(rep.Validate, rep.Trees, rep.BlockFile, rep.SQLite, time.UnixMilli(int64(d.Block.Header.Timestamp)))
 	// The proof first: the ProofTracker then never asks for a proof that
 	// is already on its way.
 	if d.Proof != nil {

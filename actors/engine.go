@@ -11,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"storesync/otel"
 	"storesync/store"
 )
 
@@ -30,8 +31,9 @@ type Config struct {
 	ProofMaxWait     time.Duration // cap on the ProofTracker's backoff between asks
 	Restart          RestartPolicy
 
-	Log   *slog.Logger
-	Hooks *Hooks // tests only
+	Log     *slog.Logger
+	Metrics *otel.Metrics // nil: none
+	Hooks   *Hooks        // tests only
 }
 
 // Defaults fills unset fields.
@@ -108,6 +110,7 @@ type Engine struct {
 	supervisor *actor.PID
 	view       atomic.Pointer[View]
 	stats      Stats
+	restarts   [4]atomic.Int64 // per actor, indexed by actorIndex; counted by the strategies
 
 	fatalOnce sync.Once
 	fatal     chan error
@@ -144,8 +147,31 @@ func Start(system *actor.ActorSystem, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// View returns the current view of the tips. thread-safe.
-func (e *Engine) View() *View { return e.view.Load() }
+// View returns the current view of the tips and restart counts. thread-safe.
+func (e *Engine) View() *View {
+	v := *e.view.Load()
+	v.Restarts = map[string]int{}
+	for i, name := range actorNames {
+		if n := e.restarts[i].Load(); n > 0 {
+			v.Restarts[name] = int(n)
+		}
+	}
+	return &v
+}
+
+var actorNames = [4]string{SupervisorName, FetcherName, ApplierName, ProofTrackerName}
+
+// restarted counts a restart of the named actor. It is counted by the
+// supervision strategies, not by a message, so a restart is never lost to
+// the failure it follows.
+func (e *Engine) restarted(name string, m *otel.Metrics) {
+	for i, n := range actorNames {
+		if n == name {
+			e.restarts[i].Add(1)
+		}
+	}
+	m.Restarted(name)
+}
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() *Stats { return &e.stats }

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,7 @@ type fetchResult struct {
 	bad      error // it served something that fails the cheap checks
 	err      error // the call failed
 	at       time.Time
+	took     time.Duration
 }
 
 // wakeUp is sent by the fetcher's timer when a retry or probe falls due.
@@ -140,6 +142,7 @@ func (f *fetcher) handle(msg any) {
 		}
 	case *messages.Rejected:
 		f.e.stats.Rejected.Add(1)
+		f.cfg.Metrics.Rejected(string(m.Check))
 		f.ups.Suspect(m.Upstream, time.Now())
 		f.cfg.Log.Warn("block failed validation: not applied, upstream marked suspect, refetching",
 			"block", m.Number, "upstream", m.Upstream, "check", string(m.Check), "reason", m.Reason)
@@ -185,6 +188,7 @@ func (f *fetcher) step(ctx actor.Context) {
 			next = t
 		}
 	}
+	f.cfg.Metrics.Window(f.window.Held())
 	if !next.IsZero() && (f.wakeAt.IsZero() || next.Before(f.wakeAt)) {
 		f.wakeAt = next
 		f.wake.Reset(max(time.Until(next), 0))
@@ -213,10 +217,12 @@ func (f *fetcher) call(ctx actor.Context, n uint64, i int) {
 // thread-safe: runs in the call's goroutine and touches no fetcher state.
 func (f *fetcher) fetch(ctx context.Context, up Upstream, n uint64) *fetchResult {
 	r := &fetchResult{n: n}
+	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, f.cfg.FetchTimeout)
 	raw, proof, err := up.GetBlock(cctx, n, true)
 	cancel()
 	r.at = time.Now()
+	r.took = r.at.Sub(start)
 	switch {
 	case err != nil:
 		r.err = err
@@ -253,18 +259,23 @@ func (f *fetcher) result(r *fetchResult) {
 	f.ups.Done(r.upstream)
 	now := r.at
 	name := f.ups.Name(r.upstream)
+	m := f.cfg.Metrics
 	switch {
 	case r.err != nil:
+		m.Fetched("error", r.took)
 		f.problem(name, fmt.Sprintf("GetBlockByNumber failed: %v", r.err), r.n)
 		f.ups.Failed(r.upstream, now)
 		f.window.Failed(r.n, now)
 	case r.bad != nil:
+		m.Fetched("bad", r.took)
+		m.Rejected(badReason(r.bad))
 		f.e.stats.Rejected.Add(1)
 		f.problem(name, fmt.Sprintf("served a bad block: %v", r.bad), r.n)
 		f.ups.Suspect(name, now)
 		f.avoid[r.n] = name
 		f.window.Retry(r.n, now)
 	case r.empty:
+		m.Fetched("empty", r.took)
 		f.recovered(name)
 		f.ups.Lacks(r.upstream, r.n, now)
 		if f.ups.AllLack(r.n, now) {
@@ -273,6 +284,8 @@ func (f *fetcher) result(r *fetchResult) {
 			f.window.Retry(r.n, now)
 		}
 	default:
+		m.Fetched("ok", r.took)
+		m.Bytes("useful", r.size+len(r.proof))
 		f.recovered(name)
 		f.ups.Has(r.upstream, r.n)
 		if f.window.Fetched(r.n, r.size) {
@@ -282,6 +295,7 @@ func (f *fetcher) result(r *fetchResult) {
 		if tip := f.ups.Tip(r.upstream); tip > f.reported[r.upstream] {
 			f.reported[r.upstream] = tip
 			f.send(f.peers.supervisor, &messages.UpstreamTip{Upstream: name, Tip: tip})
+			m.UpstreamTip(name, tip)
 		}
 	}
 }
@@ -299,6 +313,18 @@ func (f *fetcher) recovered(upstream string) {
 	if _, ok := f.problems[upstream]; ok {
 		delete(f.problems, upstream)
 		f.cfg.Log.Info("upstream recovered", "upstream", upstream)
+	}
+}
+
+// badReason names the cheap check a bad answer failed, for the metric.
+func badReason(err error) string {
+	switch {
+	case errors.Is(err, block.ErrDecode):
+		return "decode"
+	case errors.Is(err, block.ErrSignature):
+		return "signature"
+	default:
+		return "number"
 	}
 }
 

@@ -108,6 +108,8 @@ func (p *proofTracker) handle(msg any) {
 		case m.proof != nil:
 			p.e.stats.RedundantBytes.Add(int64(m.blockSize))
 			p.e.stats.ProofBytes.Add(int64(len(m.proof)))
+			p.cfg.Metrics.Bytes("redundant", m.blockSize)
+			p.cfg.Metrics.Bytes("useful", len(m.proof))
 			if ts, err := p.timestamp(m.n); err == nil {
 				p.sched.Hit(m.at, ts)
 			}
@@ -116,6 +118,7 @@ func (p *proofTracker) handle(msg any) {
 			}
 		default:
 			p.e.stats.RedundantBytes.Add(int64(m.blockSize))
+			p.cfg.Metrics.Bytes("redundant", m.blockSize)
 			p.sched.Miss(m.at)
 		}
 	case proofDue:
@@ -177,6 +180,7 @@ func (p *proofTracker) apply(first uint64, proofs [][]byte) error {
 	case err == nil:
 		p.proven = first + uint64(len(proofs)) - 1
 		p.sched.Reset()
+		p.cfg.Metrics.Tips(p.cfg.Store.Tips())
 	case errors.Is(err, store.ErrProofOrder):
 		_, p.proven = p.cfg.Store.Tips() // the store moved on; follow it
 	case errors.Is(err, block.ErrProof) && len(proofs) == 1 && p.lastBad != err.Error():

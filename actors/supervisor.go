@@ -60,7 +60,7 @@ func (s *supervisor) handle(msg any) {
 		// After a failure the view is rebuilt from the store; the upstream
 		// tips come back with the next blocks.
 		c, p := s.cfg.Store.Tips()
-		s.update(func(v *View) { v.Committed, v.Proven = c, p; v.Restarts[SupervisorName]++ })
+		s.update(func(v *View) { v.Committed, v.Proven = c, p })
 	case *messages.Applied:
 		s.update(func(v *View) { v.Committed = max(v.Committed, m.Tip) })
 	case *messages.Proven:
@@ -70,8 +70,6 @@ func (s *supervisor) handle(msg any) {
 			v.Upstreams[m.Upstream] = max(v.Upstreams[m.Upstream], m.Tip)
 			v.UpstreamTip = max(v.UpstreamTip, m.Tip)
 		})
-	case restarted:
-		s.update(func(v *View) { v.Restarts[m.name]++ })
 	}
 }
 
@@ -79,7 +77,7 @@ func (s *supervisor) handle(msg any) {
 func (s *supervisor) update(f func(v *View)) {
 	old := s.e.view.Load()
 	v := *old
-	v.Upstreams, v.Restarts = maps.Clone(old.Upstreams), maps.Clone(old.Restarts)
+	v.Upstreams = maps.Clone(old.Upstreams)
 	f(&v)
 	v.Updated = time.Now()
 	s.e.view.Store(&v)
@@ -89,9 +87,6 @@ func (s *supervisor) update(f func(v *View)) {
 type peers struct {
 	fetcher, applier, proofTracker, supervisor *actor.PID
 }
-
-// restarted tells the Supervisor that a child was restarted (for the view).
-type restarted struct{ name string }
 
 // reload tells the Supervisor, resumed after a failure, to rebuild its view.
 type reload struct{}
@@ -119,6 +114,7 @@ func (g *supervisorGuardian) HandleFailure(system *actor.ActorSystem, sup actor.
 		return
 	}
 	g.cfg.Log.Warn("actor failed; restarting it alone", "actor", SupervisorName, "failures", failures, "delay", delay, "reason", fmt.Sprint(reason))
+	g.e.restarted(SupervisorName, g.cfg.Metrics)
 	time.AfterFunc(delay, func() {
 		system.Root.Send(child, reload{})
 		sup.ResumeChildren(child)
@@ -151,10 +147,8 @@ func (r *restartStrategy) HandleFailure(system *actor.ActorSystem, sup actor.Sup
 		return
 	}
 	r.cfg.Log.Warn("actor failed; restarting it alone", "actor", name, "failures", failures, "delay", delay, "reason", fmt.Sprint(reason), "message", fmt.Sprintf("%T", message))
-	time.AfterFunc(delay, func() {
-		sup.RestartChildren(child)
-		system.Root.Send(r.e.supervisor, restarted{name: name})
-	})
+	r.e.restarted(name, r.cfg.Metrics)
+	time.AfterFunc(delay, func() { sup.RestartChildren(child) })
 }
 
 func actorName(pid *actor.PID) string {

@@ -24,13 +24,13 @@ type Source struct {
 // the tips that verify, and evaluates the Tracker. thread-safe.
 type Poller struct {
 	// immutable after construction
-	sources  []Source
-	producer ed25519.PublicKey
-	local    func() uint64
-	interval time.Duration
-	cfg      Config
-	log      *slog.Logger
-	onChange func(Verdict) // called when readiness flips, and once at start
+	sources   []Source
+	producer  ed25519.PublicKey
+	local     func() uint64
+	interval  time.Duration
+	cfg       Config
+	log       *slog.Logger
+	onVerdict func(v Verdict, flipped bool) // after every evaluation; flipped when readiness changed
 
 	mu       sync.Mutex
 	tracker  *Tracker
@@ -44,8 +44,8 @@ type verifiedTip struct {
 }
 
 // NewPoller polls sources; local returns the follower's committed tip.
-func NewPoller(sources []Source, producer ed25519.PublicKey, local func() uint64, interval time.Duration, cfg Config, log *slog.Logger, onChange func(Verdict)) *Poller {
-	p := &Poller{sources: sources, producer: producer, local: local, interval: interval, cfg: cfg, log: log, onChange: onChange,
+func NewPoller(sources []Source, producer ed25519.PublicKey, local func() uint64, interval time.Duration, cfg Config, log *slog.Logger, onVerdict func(Verdict, bool)) *Poller {
+	p := &Poller{sources: sources, producer: producer, local: local, interval: interval, cfg: cfg, log: log, onVerdict: onVerdict,
 		tracker: NewTracker(cfg), verified: map[string]verifiedTip{}, problems: map[string]string{}}
 	p.verdict = Verdict{Reason: "starting: no store heard from yet", Evaluated: time.Now()}
 	return p
@@ -60,9 +60,6 @@ func (p *Poller) Verdict() Verdict {
 
 // Run polls until ctx ends.
 func (p *Poller) Run(ctx context.Context) {
-	if p.onChange != nil {
-		p.onChange(p.Verdict())
-	}
 	t := time.NewTicker(p.interval)
 	defer t.Stop()
 	for {
@@ -89,9 +86,9 @@ func (p *Poller) Step(ctx context.Context) Verdict {
 	p.mu.Unlock()
 	if v.Ready != before {
 		p.log.Info("readiness changed", "ready", v.Ready, "reason", v.Reason)
-		if p.onChange != nil {
-			p.onChange(v)
-		}
+	}
+	if p.onVerdict != nil {
+		p.onVerdict(v, v.Ready != before)
 	}
 	return v
 }

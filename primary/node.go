@@ -16,6 +16,7 @@ import (
 
 	"storesync/api"
 	"storesync/genesis"
+	"storesync/otel"
 	"storesync/store"
 	"storesync/workload"
 )
@@ -48,6 +49,7 @@ type Node struct {
 	intLis   net.Listener
 	http     *http.Server
 	httpLis  net.Listener
+	metrics  *otel.Metrics
 }
 
 // New opens the store and binds both listeners; Run starts the work.
@@ -99,6 +101,8 @@ func New(cfg Config) (*Node, error) {
 		n.st.Close()
 		return nil, fmt.Errorf("listen internal %s: %w", cfg.InternalListen, err)
 	}
+	n.metrics = otel.NewMetrics()
+	n.metrics.Tips(n.st.Tips())
 	if cfg.HTTPListen != "" {
 		if n.httpLis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 			n.pubLis.Close()
@@ -109,9 +113,10 @@ func New(cfg Config) (*Node, error) {
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 		mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) { api.WriteJSON(w, n.Status()) })
+		mux.Handle("GET /metrics", n.metrics.Handler())
 		n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
-	n.public = grpc.NewServer(api.PublicServerOptions()...)
+	n.public = grpc.NewServer(append(api.PublicServerOptions(), grpc.UnaryInterceptor(n.metrics.UnaryInterceptor()))...)
 	api.RegisterPublic(n.public, n.st)
 	n.internal = grpc.NewServer(api.InternalServerOptions()...)
 	api.RegisterInternal(n.internal, n.st)
@@ -172,10 +177,10 @@ func (n *Node) Run(ctx context.Context) error {
 	var workers sync.WaitGroup
 	if n.cfg.Produce {
 		workers.Add(2)
-		go func() { defer workers.Done(); produce(work, n.st, n.gen, n.cfg.BlockInterval, log) }()
+		go func() { defer workers.Done(); produce(work, n.st, n.gen, n.cfg.BlockInterval, n.metrics, log) }()
 		go func() {
 			defer workers.Done()
-			prove(work, n.st, n.prover, n.cfg.Seed, n.cfg.ProveDelay, n.cfg.ProveJitter, log)
+			prove(work, n.st, n.prover, n.cfg.Seed, n.cfg.ProveDelay, n.cfg.ProveJitter, n.metrics, log)
 		}()
 	}
 	var runErr error

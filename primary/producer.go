@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"storesync/otel"
 	"storesync/store"
 	"storesync/workload"
 )
@@ -12,7 +13,7 @@ import (
 // produce commits one generated block per interval until ctx ends. A block
 // that fails to apply (it cannot, short of a disk error) is logged and
 // retried at the next tick with a fresh build.
-func produce(ctx context.Context, st *store.Store, gen *workload.Generator, interval time.Duration, log *slog.Logger) {
+func produce(ctx context.Context, st *store.Store, gen *workload.Generator, interval time.Duration, m *otel.Metrics, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -33,6 +34,8 @@ func produce(ctx context.Context, st *store.Store, gen *workload.Generator, inte
 			log.Error("commit block", "block", b.Header.Number, "err", err)
 			continue
 		}
+		m.Tips(st.Tips())
+		m.Applied(r.Validate, r.Trees, r.BlockFile, r.SQLite, time.UnixMilli(int64(b.Header.Timestamp)))
 		log.Info("committed", "block", r.Number, "txs", len(b.Body.Transactions), "bytes", r.Bytes,
 			"apply_ms", float64((r.Validate+r.Trees+r.BlockFile+r.SQLite).Microseconds())/1000)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"storesync/block"
+	"storesync/otel"
 	"storesync/store"
 )
 
@@ -24,7 +25,7 @@ func proveDue(seed, n, timestampMs uint64, delay, jitter time.Duration) time.Tim
 
 // prove proves committed blocks strictly in order, each no earlier than its
 // due time, until ctx ends.
-func prove(ctx context.Context, st *store.Store, key ed25519.PrivateKey, seed uint64, delay, jitter time.Duration, log *slog.Logger) {
+func prove(ctx context.Context, st *store.Store, key ed25519.PrivateKey, seed uint64, delay, jitter time.Duration, m *otel.Metrics, log *slog.Logger) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -56,7 +57,9 @@ func prove(ctx context.Context, st *store.Store, key ed25519.PrivateKey, seed ui
 			if !pause(ctx, timer, retryAfter) {
 				return
 			}
+			continue
 		}
+		m.Tips(st.Tips())
 		log.Debug("proven", "block", n)
 	}
 }

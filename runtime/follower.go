@@ -24,6 +24,7 @@ import (
 	"storesync/api"
 	"storesync/genesis"
 	"storesync/health"
+	"storesync/otel"
 	"storesync/store"
 )
 
@@ -46,20 +47,22 @@ type Config struct {
 
 // Follower is a follower store with its engine and read API.
 type Follower struct {
-	cfg    Config
-	st     *store.Store
-	ups    []*grpcUpstream
-	system *actor.ActorSystem
-	engine *actors.Engine
-	server *grpc.Server
-	lis    net.Listener
-	http   *http.Server
-	hlis   net.Listener
-	peers  []*grpcUpstream
-	health *grpchealth.Server
-	poller *health.Poller
-	stop   context.CancelFunc
-	bg     sync.WaitGroup
+	cfg      Config
+	st       *store.Store
+	ups      []*grpcUpstream
+	system   *actor.ActorSystem
+	engine   *actors.Engine
+	server   *grpc.Server
+	lis      net.Listener
+	http     *http.Server
+	hlis     net.Listener
+	peers    []*grpcUpstream
+	health   *grpchealth.Server
+	metrics  *otel.Metrics
+	progress progress
+	poller   *health.Poller
+	stop     context.CancelFunc
+	bg       sync.WaitGroup
 }
 
 // New opens the store, dials the upstreams and binds the listener. Run
@@ -75,7 +78,7 @@ func New(cfg Config) (*Follower, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Follower{cfg: cfg}
+	f := &Follower{cfg: cfg, metrics: otel.NewMetrics()}
 	if f.st, err = store.Open(filepath.Join(cfg.DataDir, "store"), g); err != nil {
 		return nil, err
 	}
@@ -115,7 +118,7 @@ func New(cfg Config) (*Follower, error) {
 		}
 		f.http = &http.Server{Handler: f.handler(), ReadHeaderTimeout: 5 * time.Second}
 	}
-	f.server = grpc.NewServer(api.PublicServerOptions()...)
+	f.server = grpc.NewServer(append(api.PublicServerOptions(), grpc.UnaryInterceptor(f.metrics.UnaryInterceptor()))...)
 	api.RegisterPublic(f.server, f.st)
 	// Standard gRPC health: NOT_SERVING until the follower proves it is
 	// within MaxLag of the chain tip, for the empty name and the API's.
@@ -131,7 +134,7 @@ func New(cfg Config) (*Follower, error) {
 		}
 	}
 	f.poller = health.NewPoller(sources, g.Producer(), func() uint64 { c, _ := f.st.Tips(); return c },
-		cfg.HealthEvery, cfg.Health, cfg.Log, func(v health.Verdict) { f.setServing(v.Ready) })
+		cfg.HealthEvery, cfg.Health, cfg.Log, f.onVerdict)
 	return f, nil
 }
 
@@ -174,6 +177,8 @@ func (f *Follower) Start() error {
 	cfg := f.cfg.Engine
 	cfg.Store = f.st
 	cfg.Log = f.cfg.Log
+	cfg.Metrics = f.metrics
+	f.metrics.Tips(f.st.Tips())
 	for _, u := range f.ups {
 		cfg.Upstreams = append(cfg.Upstreams, u)
 	}

@@ -39,6 +39,7 @@ func (f *Follower) handler() http.Handler {
 		}
 		fmt.Fprintf(w, "ready: %s\n", h.Reason)
 	})
+	mux.Handle("GET /metrics", f.metrics.Handler())
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) { api.WriteJSON(w, f.Status()) })
 	return mux
 }

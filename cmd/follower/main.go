@@ -89,6 +89,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight reads may finish on shutdown")
 	restartLimit := fs.Int("restart-limit", actors.DefaultRestartPolicy.Limit, "actor failures tolerated per minute before the follower stops with an error")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "text", "text or json")
 	fs.Usage = flagenv.Usage(fs, envPrefix, "follower run [flags]")
 	_ = fs.Parse(args)
 	if err := flagenv.Apply(fs, envPrefix); err != nil {
@@ -101,7 +102,15 @@ func run(args []string) error {
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	opts := &slog.HandlerOptions{Level: lv}
+	switch *format {
+	case "text":
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, opts))
+	case "json":
+		cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	default:
+		return fmt.Errorf("--log-format: want text or json, got %q", *format)
+	}
 	f, err := runtime.New(cfg)
 	if err != nil {
 		return err

@@ -88,6 +88,7 @@ func runCmd(args []string) error {
 	fs.DurationVar(&cfg.ProveJitter, "prove-jitter", 500*time.Millisecond, "plus or minus up to this much (proofs stay in order)")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight calls may finish on shutdown")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "text", "text or json")
 	fs.Usage = flagenv.Usage(fs, envPrefix, "primary run [flags]")
 	_ = fs.Parse(args)
 	if err := flagenv.Apply(fs, envPrefix); err != nil {
@@ -97,7 +98,15 @@ func runCmd(args []string) error {
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	opts := &slog.HandlerOptions{Level: lv}
+	switch *format {
+	case "text":
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, opts))
+	case "json":
+		cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	default:
+		return fmt.Errorf("--log-format: want text or json, got %q", *format)
+	}
 	node, err := primary.New(cfg)
 	if err != nil {
 		return err
