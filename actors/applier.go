@@ -6,8 +6,11 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"storesync/messages"
+	"storesync/otel"
 	"storesync/state"
 	"storesync/store"
 )
@@ -80,8 +83,17 @@ func (a *applier) Receive(ctx actor.Context) {
 
 func (a *applier) apply(ctx actor.Context, d *messages.Deliver) {
 	n := d.Block.Header.Number
+	parent := otel.Extract(d.Trace)
+	taken := time.Now()
+	_, wait := a.e.journeys.tracer.Start(parent, "queue.wait", trace.WithTimestamp(d.FetchedAt))
+	wait.End(trace.WithTimestamp(taken))
 	rep, err := a.cfg.Store.ApplyBlock(context.Background(), d.Block)
+	if rep.Start.IsZero() {
+		rep.Start = taken
+	}
+	a.e.journeys.applySpans(parent, rep, time.Now(), err)
 	if r := state.Rejection(err); r != nil {
+		a.e.journeys.event(n, "rejected", attribute.String("upstream", d.Upstream), attribute.String("check", string(r.Check)), attribute.String("reason", r.Reason))
 		ctx.Send(a.peers.fetcher, &messages.Rejected{Number: n, Upstream: d.Upstream, Check: r.Check, Reason: r.Reason, Trace: d.Trace})
 		return
 	}
@@ -104,6 +116,9 @@ func (a *applier) apply(ctx actor.Context, d *messages.Deliver) {
 		a.attempts = 0
 	}
 	a.next = n + 1
+	blockTime := time.UnixMilli(int64(d.Block.Header.Timestamp))
+	a.e.journeys.end(n, attribute.Int("block.bytes", d.Size), attribute.Int("block.transactions", len(d.Block.Body.Transactions)),
+		attribute.String("upstream", d.Upstream), attribute.Float64("sync_latency_ms", float64(time.Since(blockTime).Microseconds())/1000))
 	_, proven := a.cfg.Store.Tips()
 	a.cfg.Metrics.Tips(n, proven)
 	a.cfg.Metrics.Applied(rep.Validate, rep.Trees, rep.BlockFile, rep.SQLite, time.UnixMilli(int64(d.Block.Header.Timestamp)))

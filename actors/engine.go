@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/trace"
 
 	"storesync/otel"
 	"storesync/store"
@@ -32,8 +33,9 @@ type Config struct {
 	Restart          RestartPolicy
 
 	Log     *slog.Logger
-	Metrics *otel.Metrics // nil: none
-	Hooks   *Hooks        // tests only
+	Metrics *otel.Metrics        // nil: none
+	Tracing trace.TracerProvider // nil: no traces
+	Hooks   *Hooks               // tests only
 }
 
 // Defaults fills unset fields.
@@ -110,7 +112,8 @@ type Engine struct {
 	supervisor *actor.PID
 	view       atomic.Pointer[View]
 	stats      Stats
-	restarts   [4]atomic.Int64 // per actor, indexed by actorIndex; counted by the strategies
+	restarts   [4]atomic.Int64 // per actor, in actorNames order; counted by the strategies
+	journeys   *journeys
 
 	fatalOnce sync.Once
 	fatal     chan error
@@ -133,7 +136,7 @@ func Start(system *actor.ActorSystem, cfg Config) (*Engine, error) {
 	if cfg.Store == nil || len(cfg.Upstreams) == 0 {
 		return nil, fmt.Errorf("start engine: a store and at least one upstream are needed")
 	}
-	e := &Engine{system: system, fatal: make(chan error, 1)}
+	e := &Engine{system: system, fatal: make(chan error, 1), journeys: newJourneys(cfg.Tracing)}
 	c, p := cfg.Store.Tips()
 	e.view.Store(&View{Committed: c, Proven: p, Upstreams: map[string]uint64{}, Restarts: map[string]int{}, Updated: time.Now()})
 	props := actor.PropsFromProducer(func() actor.Actor { return newSupervisor(e, &cfg) },

@@ -9,9 +9,13 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"storesync/block"
 	"storesync/messages"
+	"storesync/otel"
 )
 
 // stallAfter: deliveries unacknowledged for this long mean a message was
@@ -163,7 +167,7 @@ func (f *fetcher) step(ctx actor.Context) {
 		r := f.ready[n]
 		delete(f.ready, n)
 		ctx.Send(f.peers.applier, &messages.Deliver{Block: r.block, Size: r.size, Proof: r.proof,
-			Upstream: f.ups.Name(r.upstream), FetchedAt: r.at})
+			Upstream: f.ups.Name(r.upstream), FetchedAt: r.at, Trace: otel.Inject(f.e.journeys.start(n))})
 	}
 	if f.window.Outstanding() > 0 && now.Sub(f.lastAck) > stallAfter {
 		committed, _ := f.cfg.Store.Tips()
@@ -204,10 +208,11 @@ func (f *fetcher) resync(next uint64) {
 func (f *fetcher) call(ctx actor.Context, n uint64, i int) {
 	self, root, epoch, callCtx := ctx.Self(), ctx.ActorSystem().Root, f.epoch, f.callCtx
 	up := f.cfg.Upstreams[i]
+	jctx := f.e.journeys.start(n)
 	f.calls.Add(1)
 	go func() {
 		defer f.calls.Done()
-		r := f.fetch(callCtx, up, n)
+		r := f.fetch(trace.ContextWithSpan(callCtx, trace.SpanFromContext(jctx)), up, n)
 		r.epoch, r.upstream = epoch, i
 		root.Send(self, r)
 	}()
@@ -218,11 +223,19 @@ func (f *fetcher) call(ctx actor.Context, n uint64, i int) {
 func (f *fetcher) fetch(ctx context.Context, up Upstream, n uint64) *fetchResult {
 	r := &fetchResult{n: n}
 	start := time.Now()
-	cctx, cancel := context.WithTimeout(ctx, f.cfg.FetchTimeout)
+	tracer := f.e.journeys.tracer
+	fctx, fspan := tracer.Start(ctx, "fetch", trace.WithAttributes(attribute.String("upstream", up.Name())))
+	cctx, cancel := context.WithTimeout(fctx, f.cfg.FetchTimeout)
 	raw, proof, err := up.GetBlock(cctx, n, true)
 	cancel()
+	if err != nil {
+		fspan.SetStatus(codes.Error, err.Error())
+	}
+	fspan.End()
 	r.at = time.Now()
 	r.took = r.at.Sub(start)
+	_, vspan := tracer.Start(ctx, "verify")
+	defer vspan.End()
 	switch {
 	case err != nil:
 		r.err = err
@@ -263,11 +276,13 @@ func (f *fetcher) result(r *fetchResult) {
 	switch {
 	case r.err != nil:
 		m.Fetched("error", r.took)
+		f.e.journeys.event(r.n, "retry", attribute.String("upstream", name), attribute.String("reason", r.err.Error()))
 		f.problem(name, fmt.Sprintf("GetBlockByNumber failed: %v", r.err), r.n)
 		f.ups.Failed(r.upstream, now)
 		f.window.Failed(r.n, now)
 	case r.bad != nil:
 		m.Fetched("bad", r.took)
+		f.e.journeys.event(r.n, "rejected", attribute.String("upstream", name), attribute.String("reason", r.bad.Error()))
 		m.Rejected(badReason(r.bad))
 		f.e.stats.Rejected.Add(1)
 		f.problem(name, fmt.Sprintf("served a bad block: %v", r.bad), r.n)

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"storesync/block"
 	"storesync/messages"
@@ -173,9 +176,25 @@ func (p *proofTracker) step(ctx actor.Context) {
 	p.ask(ctx, n)
 }
 
-// apply applies proofs from first on; on success the proven tip moves.
+// apply applies proofs from first on; on success the proven tip moves. Each
+// proof's application is a span of its own, linked to its block's trace.
 func (p *proofTracker) apply(first uint64, proofs [][]byte) error {
+	spans := make([]trace.Span, len(proofs))
+	for i := range proofs {
+		n := first + uint64(i)
+		opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithAttributes(attribute.Int64("block.number", int64(n)))}
+		if sc, ok := p.e.journeys.link(n); ok {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+		}
+		_, spans[i] = p.e.journeys.tracer.Start(context.Background(), "proof", opts...)
+	}
 	err := p.cfg.Store.ApplyProofs(context.Background(), first, proofs)
+	for _, s := range spans {
+		if err != nil {
+			s.SetStatus(codes.Error, err.Error())
+		}
+		s.End()
+	}
 	switch {
 	case err == nil:
 		p.proven = first + uint64(len(proofs)) - 1

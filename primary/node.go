@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
 	"storesync/api"
@@ -24,16 +26,17 @@ import (
 // Config is a primary's configuration; cmd/primary fills it from flags.
 type Config struct {
 	DataDir        string
-	Listen         string        // public read API
-	InternalListen string        // internal write path (loopback by default)
-	HTTPListen     string        // /livez and /status; empty: none
-	Produce        bool          // run the built-in block producer
-	BlockInterval  time.Duration // time between produced blocks
-	Profile        string        // workload profile of produced blocks
-	Seed           uint64        // workload seed
-	ProveDelay     time.Duration // a block is proven this long after its timestamp...
-	ProveJitter    time.Duration // ...plus or minus up to this
-	ShutdownGrace  time.Duration // how long in-flight calls may finish on shutdown
+	Listen         string               // public read API
+	InternalListen string               // internal write path (loopback by default)
+	HTTPListen     string               // /livez and /status; empty: none
+	Produce        bool                 // run the built-in block producer
+	BlockInterval  time.Duration        // time between produced blocks
+	Profile        string               // workload profile of produced blocks
+	Seed           uint64               // workload seed
+	ProveDelay     time.Duration        // a block is proven this long after its timestamp...
+	ProveJitter    time.Duration        // ...plus or minus up to this
+	ShutdownGrace  time.Duration        // how long in-flight calls may finish on shutdown
+	Tracing        trace.TracerProvider // server spans of the read API; nil: off
 	Log            *slog.Logger
 }
 
@@ -116,7 +119,13 @@ func New(cfg Config) (*Node, error) {
 		mux.Handle("GET /metrics", n.metrics.Handler())
 		n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
-	n.public = grpc.NewServer(append(api.PublicServerOptions(), grpc.UnaryInterceptor(n.metrics.UnaryInterceptor()))...)
+	popts := append(api.PublicServerOptions(), grpc.UnaryInterceptor(n.metrics.UnaryInterceptor()))
+	if cfg.Tracing != nil {
+		// A follower's fetch carries its block's trace context; the server
+		// span joins that trace.
+		popts = append(popts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(cfg.Tracing))))
+	}
+	n.public = grpc.NewServer(popts...)
 	api.RegisterPublic(n.public, n.st)
 	n.internal = grpc.NewServer(api.InternalServerOptions()...)
 	api.RegisterInternal(n.internal, n.st)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	grpchealth "google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -42,7 +44,9 @@ type Config struct {
 	// Engine configures the sync engine. New sets its Store and appends an
 	// upstream per address in Upstreams to any it already has.
 	Engine actors.Config
-	Log    *slog.Logger
+	// Tracing exports the journey of every block; nil: off.
+	Tracing trace.TracerProvider
+	Log     *slog.Logger
 }
 
 // Follower is a follower store with its engine and read API.
@@ -83,7 +87,7 @@ func New(cfg Config) (*Follower, error) {
 		return nil, err
 	}
 	for _, addr := range cfg.Upstreams {
-		u, err := dialUpstream(addr)
+		u, err := dialUpstream(addr, cfg.Tracing)
 		if err != nil {
 			f.closeAll()
 			return nil, err
@@ -91,7 +95,7 @@ func New(cfg Config) (*Follower, error) {
 		f.ups = append(f.ups, u)
 	}
 	for _, addr := range cfg.Peers {
-		u, err := dialUpstream(addr)
+		u, err := dialUpstream(addr, nil)
 		if err != nil {
 			f.closeAll()
 			return nil, err
@@ -118,7 +122,11 @@ func New(cfg Config) (*Follower, error) {
 		}
 		f.http = &http.Server{Handler: f.handler(), ReadHeaderTimeout: 5 * time.Second}
 	}
-	f.server = grpc.NewServer(append(api.PublicServerOptions(), grpc.UnaryInterceptor(f.metrics.UnaryInterceptor()))...)
+	sopts := append(api.PublicServerOptions(), grpc.UnaryInterceptor(f.metrics.UnaryInterceptor()))
+	if cfg.Tracing != nil {
+		sopts = append(sopts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(cfg.Tracing))))
+	}
+	f.server = grpc.NewServer(sopts...)
 	api.RegisterPublic(f.server, f.st)
 	// Standard gRPC health: NOT_SERVING until the follower proves it is
 	// within MaxLag of the chain tip, for the empty name and the API's.
@@ -178,6 +186,7 @@ func (f *Follower) Start() error {
 	cfg.Store = f.st
 	cfg.Log = f.cfg.Log
 	cfg.Metrics = f.metrics
+	cfg.Tracing = f.cfg.Tracing
 	f.metrics.Tips(f.st.Tips())
 	for _, u := range f.ups {
 		cfg.Upstreams = append(cfg.Upstreams, u)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
@@ -28,9 +30,14 @@ var upstreamBackoff = grpc.ConnectParams{
 	MinConnectTimeout: 5 * time.Second,
 }
 
-func dialUpstream(addr string) (*grpcUpstream, error) {
-	conn, err := grpc.NewClient(addr, append(api.ClientOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithConnectParams(upstreamBackoff))...)
+func dialUpstream(addr string, tp trace.TracerProvider) (*grpcUpstream, error) {
+	opts := append(api.ClientOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithConnectParams(upstreamBackoff))
+	if tp != nil {
+		// The call's client span, and the trace context sent to the
+		// upstream so that its server span joins the block's trace.
+		opts = append(opts, grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp))))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", addr, err)
 	}

@@ -24,6 +24,7 @@ import (
 	"storesync/actors"
 	"storesync/flagenv"
 	"storesync/health"
+	"storesync/otel"
 	"storesync/runtime"
 )
 
@@ -89,6 +90,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight reads may finish on shutdown")
 	restartLimit := fs.Int("restart-limit", actors.DefaultRestartPolicy.Limit, "actor failures tolerated per minute before the follower stops with an error")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	otlp := fs.String("otlp-endpoint", "", "send traces over OTLP/gRPC to this host:port (or URL); empty: the OTEL_EXPORTER_OTLP_* variables, or no tracing")
 	format := fs.String("log-format", "text", "text or json")
 	fs.Usage = flagenv.Usage(fs, envPrefix, "follower run [flags]")
 	_ = fs.Parse(args)
@@ -111,11 +113,23 @@ func run(args []string) error {
 	default:
 		return fmt.Errorf("--log-format: want text or json, got %q", *format)
 	}
+	tracing, err := otel.SetupTracing(context.Background(), "storesync-follower", *otlp)
+	if err != nil {
+		return err
+	}
+	if tracing.Enabled {
+		cfg.Tracing = tracing.Provider
+	}
 	f, err := runtime.New(cfg)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tracing.Shutdown(sctx) // flush the last spans
+	}()
 	return f.Run(ctx)
 }

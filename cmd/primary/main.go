@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"storesync/flagenv"
+	"storesync/otel"
 	"storesync/primary"
 )
 
@@ -88,6 +89,7 @@ func runCmd(args []string) error {
 	fs.DurationVar(&cfg.ProveJitter, "prove-jitter", 500*time.Millisecond, "plus or minus up to this much (proofs stay in order)")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight calls may finish on shutdown")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	otlp := fs.String("otlp-endpoint", "", "send traces over OTLP/gRPC to this host:port (or URL); empty: the OTEL_EXPORTER_OTLP_* variables, or no tracing")
 	format := fs.String("log-format", "text", "text or json")
 	fs.Usage = flagenv.Usage(fs, envPrefix, "primary run [flags]")
 	_ = fs.Parse(args)
@@ -107,11 +109,23 @@ func runCmd(args []string) error {
 	default:
 		return fmt.Errorf("--log-format: want text or json, got %q", *format)
 	}
+	tracing, err := otel.SetupTracing(context.Background(), "storesync-primary", *otlp)
+	if err != nil {
+		return err
+	}
+	if tracing.Enabled {
+		cfg.Tracing = tracing.Provider
+	}
 	node, err := primary.New(cfg)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tracing.Shutdown(sctx) // flush the last spans
+	}()
 	return node.Run(ctx)
 }
