@@ -17,7 +17,10 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"storesync/actors"
+	"storesync/otel"
 	"storesync/primary"
 	"storesync/runtime"
 	"storesync/store"
@@ -36,7 +39,27 @@ func run() error {
 	profile := flag.String("profile", "standard", "block size: small, standard or large")
 	proveDelay := flag.Duration("prove-delay", 3*time.Second, "proofs lag blocks by this much")
 	logFile := flag.String("log", "devnet/devnet.log", "where the nodes' logs go (the terminal shows the table)")
+	otlp := flag.String("otlp-endpoint", "", "send every node's traces over OTLP/gRPC here (e.g. 127.0.0.1:4317); empty: off")
 	flag.Parse()
+	tracing := func(service string) trace.TracerProvider {
+		if *otlp == "" {
+			return nil
+		}
+		t, err := otel.SetupTracing(context.Background(), service, *otlp)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "devnet: tracing:", err)
+			return nil
+		}
+		flushers = append(flushers, t)
+		return t.Provider
+	}
+	defer func() {
+		for _, t := range flushers {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = t.Shutdown(ctx)
+			cancel()
+		}
+	}()
 
 	if err := os.RemoveAll(*dir); err != nil {
 		return err
@@ -60,7 +83,7 @@ func run() error {
 	}
 	p, err := primary.New(primary.Config{DataDir: pdir, Listen: "127.0.0.1:7100", InternalListen: "127.0.0.1:7101", HTTPListen: "127.0.0.1:7180",
 		Produce: true, BlockInterval: *interval, Profile: *profile, Seed: 1, ProveDelay: *proveDelay,
-		ProveJitter: *proveDelay / 6, ShutdownGrace: 2 * time.Second, Log: log.With("node", "primary")})
+		ProveJitter: *proveDelay / 6, ShutdownGrace: 2 * time.Second, Log: log.With("node", "primary"), Tracing: tracing("storesync-primary")})
 	if err != nil {
 		return err
 	}
@@ -73,7 +96,7 @@ func run() error {
 	follow := func(name, listen, httpListen, upstream string) (*runtime.Follower, error) {
 		return runtime.New(runtime.Config{DataDir: filepath.Join(*dir, name), Genesis: gpath, Upstreams: []string{upstream},
 			Listen: listen, HTTPListen: httpListen, ShutdownGrace: 2 * time.Second,
-			Engine: actors.Config{PollInterval: 100 * time.Millisecond}, Log: log.With("node", name)})
+			Engine: actors.Config{PollInterval: 100 * time.Millisecond}, Log: log.With("node", name), Tracing: tracing("storesync-" + name)})
 	}
 	a, err := follow("follower-a", "127.0.0.1:7200", "127.0.0.1:7280", p.PublicAddr())
 	if err != nil {
@@ -113,6 +136,9 @@ func run() error {
 		}
 	}
 }
+
+// flushers are the tracer providers to flush at exit.
+var flushers []*otel.Tracing
 
 func show(p *store.Store, followers map[string]*store.Store) {
 	pc, pp := p.Tips()
