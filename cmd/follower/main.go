@@ -11,20 +11,16 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"storesync/actors"
+	"storesync/cmd/internal/cli"
 	"storesync/flagenv"
 	"storesync/health"
-	"storesync/otel"
 	"storesync/runtime"
 )
 
@@ -89,9 +85,7 @@ func run(args []string) error {
 	fs.DurationVar(&e.SuspectFor, "suspect-for", time.Minute, "how long an upstream that served a bad block is avoided")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight reads may finish on shutdown")
 	restartLimit := fs.Int("restart-limit", actors.DefaultRestartPolicy.Limit, "actor failures tolerated per minute before the follower stops with an error")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
-	otlp := fs.String("otlp-endpoint", "", "send traces over OTLP/gRPC to this host:port (or URL); empty: the OTEL_EXPORTER_OTLP_* variables, or no tracing")
-	format := fs.String("log-format", "text", "text or json")
+	obs := cli.ObservabilityFlags(fs)
 	fs.Usage = flagenv.Usage(fs, envPrefix, "follower run [flags]")
 	_ = fs.Parse(args)
 	if err := flagenv.Apply(fs, envPrefix); err != nil {
@@ -100,36 +94,15 @@ func run(args []string) error {
 	cfg.Upstreams, cfg.Peers = ups, peers
 	e.Restart = actors.DefaultRestartPolicy
 	e.Restart.Limit = *restartLimit
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch *format {
-	case "text":
-		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, opts))
-	case "json":
-		cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	default:
-		return fmt.Errorf("--log-format: want text or json, got %q", *format)
-	}
-	tracing, err := otel.SetupTracing(context.Background(), "storesync-follower", *otlp)
-	if err != nil {
+	var flush func()
+	var err error
+	if cfg.Log, cfg.Tracing, flush, err = obs.Setup("storesync-follower"); err != nil {
 		return err
 	}
-	if tracing.Enabled {
-		cfg.Tracing = tracing.Provider
-	}
+	defer flush()
 	f, err := runtime.New(cfg)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = tracing.Shutdown(sctx) // flush the last spans
-	}()
-	return f.Run(ctx)
+	return cli.Run(f.Run)
 }

@@ -9,17 +9,13 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	"storesync/cmd/internal/cli"
 	"storesync/flagenv"
-	"storesync/otel"
 	"storesync/primary"
 )
 
@@ -88,44 +84,21 @@ func runCmd(args []string) error {
 	fs.DurationVar(&cfg.ProveDelay, "prove-delay", 3*time.Second, "a block is proven this long after its timestamp")
 	fs.DurationVar(&cfg.ProveJitter, "prove-jitter", 500*time.Millisecond, "plus or minus up to this much (proofs stay in order)")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight calls may finish on shutdown")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
-	otlp := fs.String("otlp-endpoint", "", "send traces over OTLP/gRPC to this host:port (or URL); empty: the OTEL_EXPORTER_OTLP_* variables, or no tracing")
-	format := fs.String("log-format", "text", "text or json")
+	obs := cli.ObservabilityFlags(fs)
 	fs.Usage = flagenv.Usage(fs, envPrefix, "primary run [flags]")
 	_ = fs.Parse(args)
 	if err := flagenv.Apply(fs, envPrefix); err != nil {
 		return err
 	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch *format {
-	case "text":
-		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, opts))
-	case "json":
-		cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	default:
-		return fmt.Errorf("--log-format: want text or json, got %q", *format)
-	}
-	tracing, err := otel.SetupTracing(context.Background(), "storesync-primary", *otlp)
-	if err != nil {
+	var flush func()
+	var err error
+	if cfg.Log, cfg.Tracing, flush, err = obs.Setup("storesync-primary"); err != nil {
 		return err
 	}
-	if tracing.Enabled {
-		cfg.Tracing = tracing.Provider
-	}
+	defer flush()
 	node, err := primary.New(cfg)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = tracing.Shutdown(sctx) // flush the last spans
-	}()
-	return node.Run(ctx)
+	return cli.Run(node.Run)
 }
