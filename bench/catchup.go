@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"storesync/actors"
+	"storesync/api/storev1"
+	"storesync/runtime"
+	"storesync/store"
+	"storesync/workload"
+)
+
+// CatchupRow is one profile at one round-trip time.
+type CatchupRow struct {
+	RTTms          int64   `json:"rtt_ms"`
+	Profile        string  `json:"profile"`
+	Blocks         int     `json:"blocks"`
+	EngineBPS      float64 `json:"engine_bps"`
+	NaiveBPS       float64 `json:"naive_bps"`
+	LimitBPS       float64 `json:"limit_bps"`
+	EngineMBps     float64 `json:"engine_mb_per_s"`
+	RatioToLimit   float64 `json:"ratio_to_limit"`
+	SpeedupVsNaive float64 `json:"speedup_vs_naive"`
+}
+
+// CatchupResult: a fresh store syncing a preloaded primary's chain.
+type CatchupResult struct {
+	Rows []CatchupRow `json:"rtt_ms"`
+}
+
+var rtts = []time.Duration{0, 10 * time.Millisecond, 50 * time.Millisecond}
+
+func catchup(quick bool) (*CatchupResult, error) {
+	sizes := []struct {
+		profile string
+		blocks  int
+	}{{"small", 1500}, {"standard", 500}, {"large", 50}}
+	if quick {
+		sizes = sizes[1:2]
+		sizes[0].blocks = 80
+	}
+	res := &CatchupResult{}
+	for _, sz := range sizes {
+		p, _ := workload.ProfileByName(sz.profile)
+		c, err := workload.BuildChain(23, p, sz.blocks, 1000)
+		if err != nil {
+			return nil, err
+		}
+		limit, err := applyOnly(c)
+		if err != nil {
+			return nil, err
+		}
+		dir, err := os.MkdirTemp("", "bench-catchup-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		served, err := serveChain(dir, c)
+		if err != nil {
+			return nil, err
+		}
+		for _, rtt := range rtts {
+			l, err := newLink(served.node.PublicAddr(), rtt)
+			if err != nil {
+				return nil, err
+			}
+			engine, err := engineCatchup(served, l.addr())
+			if err != nil {
+				return nil, err
+			}
+			naive, err := naiveCatchup(served, l.addr())
+			if err != nil {
+				return nil, err
+			}
+			l.close()
+			n := float64(sz.blocks)
+			row := CatchupRow{RTTms: rtt.Milliseconds(), Profile: sz.profile, Blocks: sz.blocks,
+				EngineBPS: n / engine.Seconds(), NaiveBPS: n / naive.Seconds(), LimitBPS: n / limit.Seconds(),
+				EngineMBps: float64(served.bytes) / 1e6 / engine.Seconds()}
+			row.RatioToLimit = row.EngineBPS / row.LimitBPS
+			row.SpeedupVsNaive = row.EngineBPS / row.NaiveBPS
+			res.Rows = append(res.Rows, row)
+			fmt.Fprintf(os.Stderr, "catchup %s rtt %s: engine %.1f, naive %.1f, limit %.1f blocks/s\n", sz.profile, rtt, row.EngineBPS, row.NaiveBPS, row.LimitBPS)
+		}
+		served.stop()
+	}
+	fmt.Println("\n### catchup: a fresh follower syncing a primary's chain (blocks/s)")
+	fmt.Println()
+	fmt.Println("| profile | RTT ms | blocks | engine | naive loop | apply-only limit | engine/limit | engine/naive | engine MB/s |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	for _, r := range res.Rows {
+		fmt.Printf("| %s | %d | %d | %.1f | %.1f | %.1f | %.2f | %.1fx | %.1f |\n", r.Profile, r.RTTms, r.Blocks, r.EngineBPS, r.NaiveBPS, r.LimitBPS, r.RatioToLimit, r.SpeedupVsNaive, r.EngineMBps)
+	}
+	return res, nil
+}
+
+// applyOnly is the limit: the chain's blocks, already decoded in memory,
+// applied to a fresh store.
+func applyOnly(c *workload.Chain) (time.Duration, error) {
+	dir, err := os.MkdirTemp("", "bench-limit-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	st, err := store.Open(dir, c.Genesis)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	start := time.Now()
+	for _, b := range c.Blocks {
+		if _, err := st.ApplyBlock(context.Background(), b); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}
+
+// engineCatchup times a fresh follower (default configuration) to the tip.
+func engineCatchup(s *servedChain, upstream string) (time.Duration, error) {
+	dir, err := os.MkdirTemp("", "bench-engine-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	f, err := runtime.New(runtime.Config{DataDir: dir, Genesis: s.genesisPath(), Upstreams: []string{upstream},
+		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Engine: actors.Config{}, Log: quiet})
+	if err != nil {
+		return 0, err
+	}
+	target := uint64(len(s.chain.Blocks))
+	start := time.Now()
+	if err := f.Start(); err != nil {
+		return 0, err
+	}
+	defer f.Stop()
+	for {
+		changed := f.Store().Changed()
+		if c, _ := f.Store().Tips(); c >= target {
+			return time.Since(start), nil
+		}
+		select {
+		case <-changed:
+		case <-time.After(10 * time.Minute):
+			return 0, fmt.Errorf("engine catch-up did not finish")
+		}
+	}
+}
+
+// naiveCatchup is the loop of the original design note: fetch block n with
+// its proof, apply it, apply the proof, next; nothing ahead, nothing in
+// parallel.
+func naiveCatchup(s *servedChain, upstream string) (time.Duration, error) {
+	dir, err := os.MkdirTemp("", "bench-naive-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	st, err := store.Open(dir, s.chain.Genesis)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	client, closeConn, err := dial(upstream)
+	if err != nil {
+		return 0, err
+	}
+	defer closeConn()
+	ctx := context.Background()
+	start := time.Now()
+	for n := uint64(1); n <= uint64(len(s.chain.Blocks)); n++ {
+		mb, err := client.GetBlockByNumber(ctx, &storev1.BlockByNumberRequest{BlockNum: n, IncludeProof: true})
+		if err != nil {
+			return 0, err
+		}
+		if _, err := st.ApplyBlockBytes(ctx, mb.Block); err != nil {
+			return 0, err
+		}
+		if mb.Proof != nil {
+			if err := st.ApplyProof(ctx, n, mb.Proof); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return time.Since(start), nil
+}

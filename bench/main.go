@@ -1,0 +1,91 @@
+// Command bench measures the replication engine side by side with the naive
+// loop of the original design note and the apply-only limit, in one run, as
+// ratios (these machines are shared and noisy).
+//
+//	go run ./bench [catchup|lag|proofs|all] [--quick] [--json FILE]
+//
+// Network round trips are injected on loopback with toxiproxy (latency with
+// jitter), never by sleeping in our own code.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+)
+
+// Results is what --json writes.
+type Results struct {
+	Machine string         `json:"machine"`
+	Quick   bool           `json:"quick"`
+	Catchup *CatchupResult `json:"catchup,omitempty"`
+	Lag     *LagResult     `json:"lag,omitempty"`
+	Proofs  *ProofsResult  `json:"proofs,omitempty"`
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func main() {
+	quick := flag.Bool("quick", false, "small runs: every scenario in under a minute")
+	jsonOut := flag.String("json", "", "write the results as JSON to this file")
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: go run ./bench [catchup|lag|proofs|all] [--quick] [--json FILE]")
+		flag.PrintDefaults()
+	}
+	// Accept the scenario before or after the flags.
+	args := os.Args[1:]
+	scenario := "all"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		scenario, args = args[0], args[1:]
+	}
+	_ = flag.CommandLine.Parse(args)
+	if flag.NArg() > 0 {
+		scenario = flag.Arg(0)
+	}
+	res := &Results{Machine: machine(), Quick: *quick}
+	run := func(name string, f func() error) {
+		if scenario != "all" && scenario != name {
+			return
+		}
+		start := time.Now()
+		if err := f(); err != nil {
+			fmt.Fprintf(os.Stderr, "bench %s: %v\n", name, err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(os.Stderr, "(%s took %s)\n", name, time.Since(start).Round(time.Second))
+	}
+	known := map[string]bool{"all": true, "catchup": true, "lag": true, "proofs": true}
+	if !known[scenario] {
+		flag.Usage()
+		os.Exit(2)
+	}
+	run("catchup", func() (err error) { res.Catchup, err = catchup(*quick); return })
+	run("lag", func() (err error) { res.Lag, err = lag(*quick); return })
+	run("proofs", func() (err error) { res.Proofs, err = proofs(*quick); return })
+	if *jsonOut != "" {
+		data, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(*jsonOut, append(data, '\n'), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+}
+
+func machine() string {
+	host, _ := os.Hostname()
+	cpu := ""
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s, %s", host, cpu)
+}
