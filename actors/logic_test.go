@@ -178,7 +178,7 @@ func TestUpstreamsPick(t *testing.T) {
 		t.Fatal("b was not asked yet")
 	}
 	u2.Lacks(1, 10, t0)
-	if !u2.AllLack(10, t0) || u2.AllLack(10, t0.Add(c.PollInterval)) {
+	if !u2.AllLack(10, t0) || u2.AllLack(10, t0.Add(c.PollInterval/2)) {
 		t.Fatal("AllLack wrong, or never goes stale")
 	}
 }

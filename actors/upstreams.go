@@ -48,8 +48,13 @@ func (u *Upstreams) Name(i int) string { return u.list[i].name }
 // Tip is the highest block upstream i served.
 func (u *Upstreams) Tip(i int) uint64 { return u.list[i].tip }
 
+// lacksRecently: the upstream answered empty for n (or below) less than
+// half a poll interval ago. Half: the window probes once per poll interval
+// from when the previous probe was sent, and the answer arrives after that,
+// so a full interval would make every other probe skip the upstream and
+// double the lag once caught up.
 func (s *upstreamState) lacksRecently(n uint64, now time.Time, poll time.Duration) bool {
-	return s.lacks != 0 && n >= s.lacks && now.Sub(s.lacksAt) < poll
+	return s.lacks != 0 && n >= s.lacks && now.Sub(s.lacksAt) < poll/2
 }
 
 // Pick chooses the upstream to ask for block n: among those not known to
@@ -121,7 +126,7 @@ func (u *Upstreams) Has(i int, n uint64) {
 func (u *Upstreams) Lacks(i int, n uint64, now time.Time) {
 	s := u.list[i]
 	s.failures = 0
-	if s.lacks == 0 || n < s.lacks || now.Sub(s.lacksAt) >= u.pollInterval {
+	if s.lacks == 0 || n < s.lacks || now.Sub(s.lacksAt) >= u.pollInterval/2 {
 		s.lacks, s.lacksAt = n, now
 	}
 }
