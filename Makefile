@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 5s
 DATA      ?= devnet
 
-.PHONY: all build test vet unit fuzz-short fuzz bench bench-catchup crash run primary demo proto proto-check clean
+.PHONY: all build test vet unit fuzz-short fuzz bench bench-scenarios bench-catchup crash run primary demo proto proto-check clean
 
 all: build
 
@@ -35,6 +35,11 @@ fuzz: fuzz-short
 bench:
 	$(GO) test -run '^$$' -bench ApplyBlock -benchtime 3s ./store/
 	$(GO) test -run '^$$' -bench ReadAPI -benchtime 3s ./api/
+
+# The side-by-side scenarios (engine vs naive loop vs apply-only limit):
+# make bench-scenarios [QUICK=--quick]; results in Markdown on stdout.
+bench-scenarios:
+	$(GO) run ./bench all $(QUICK) --json bench-results.json
 
 # A fresh follower catching up 2,000 standard blocks from a primary on
 # loopback, next to the apply-only limit (about two minutes).
