@@ -20,6 +20,15 @@ import (
 // not yet next in order (they arrive with blocks the Fetcher fetched ahead).
 const maxPendingProofs = 4096
 
+// Proofs are applied in batches (one fsync and one transaction each): a
+// batch goes when it reaches proofBatchMax, or when its oldest proof has
+// waited proofBatchWait. While catching up that makes a proof nearly free;
+// in steady state it delays the proven tip by at most proofBatchWait.
+const (
+	proofBatchMax  = 256
+	proofBatchWait = 25 * time.Millisecond
+)
+
 // proofTracker advances the proven tip, strictly in order and only over
 // blocks committed here. Proofs that came with blocks cost nothing; for a
 // block that came without one it asks `proven+1` with include_proof on the
@@ -35,6 +44,7 @@ type proofTracker struct {
 	proven    uint64
 	committed uint64
 	pending   map[uint64][]byte
+	oldest    time.Time // when the oldest proof not yet applied arrived
 	sched     *ProofSchedule
 	asking    bool // an ask is in flight
 	asks      int  // rotates asks over the upstreams
@@ -98,7 +108,7 @@ func (p *proofTracker) handle(msg any) {
 		p.committed = max(p.committed, m.Tip)
 	case *messages.ProofArrived:
 		if m.Number > p.proven && len(p.pending) < maxPendingProofs {
-			p.pending[m.Number] = m.Proof
+			p.hold(m.Number, m.Proof)
 		}
 	case *proofAnswer:
 		if m.epoch != p.epoch {
@@ -117,7 +127,7 @@ func (p *proofTracker) handle(msg any) {
 				p.sched.Hit(m.at, ts)
 			}
 			if m.n > p.proven {
-				p.pending[m.n] = m.proof
+				p.hold(m.n, m.proof)
 			}
 		default:
 			p.e.stats.RedundantBytes.Add(int64(m.blockSize))
@@ -138,8 +148,18 @@ func (p *proofTracker) step(ctx actor.Context) {
 	// transaction); a batch that fails is retried one proof at a time, so a
 	// bad proof costs only itself.
 	var batch [][]byte
-	for n := p.proven + 1; n <= p.committed && p.pending[n] != nil; n++ {
+	for n := p.proven + 1; n <= p.committed && p.pending[n] != nil && len(batch) < proofBatchMax; n++ {
 		batch = append(batch, p.pending[n])
+	}
+	if due := p.oldest.Add(proofBatchWait); len(batch) > 0 && len(batch) < proofBatchMax && time.Now().Before(due) {
+		p.arm(due) // let the batch grow a little
+		return
+	}
+	if len(batch) > 0 {
+		p.oldest = time.Time{}
+		if len(p.pending) > len(batch) {
+			p.oldest = time.Now() // the rest starts a new batch
+		}
 	}
 	if len(batch) > 0 && p.apply(p.proven+1, batch) != nil {
 		for _, proof := range batch {
@@ -167,13 +187,26 @@ func (p *proofTracker) step(ctx actor.Context) {
 	}
 	now := time.Now()
 	if at := p.sched.Next(now, ts); at.After(now) {
-		if p.timerAt.IsZero() || at.Before(p.timerAt) {
-			p.timerAt = at
-			p.timer.Reset(at.Sub(now))
-		}
+		p.arm(at)
 		return
 	}
 	p.ask(ctx, n)
+}
+
+// hold keeps a proof until its batch goes.
+func (p *proofTracker) hold(n uint64, proof []byte) {
+	if len(p.pending) == 0 || p.oldest.IsZero() {
+		p.oldest = time.Now()
+	}
+	p.pending[n] = proof
+}
+
+// arm makes the timer fire at t, unless it fires earlier already.
+func (p *proofTracker) arm(t time.Time) {
+	if p.timerAt.IsZero() || t.Before(p.timerAt) {
+		p.timerAt = t
+		p.timer.Reset(max(time.Until(t), 0))
+	}
 }
 
 // apply applies proofs from first on; on success the proven tip moves. Each
