@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -54,6 +55,9 @@ type servedChain struct {
 }
 
 func serveChain(dir string, c *workload.Chain) (*servedChain, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	if err := c.Genesis.Save(filepath.Join(dir, primary.GenesisFile)); err != nil {
 		return nil, err
 	}
