@@ -2,7 +2,7 @@
 // loop of the original design note and the apply-only limit, in one run, as
 // ratios (these machines are shared and noisy).
 //
-//	go run ./bench [catchup|lag|proofs|memory|all] [--quick] [--json FILE]
+//	go run ./bench [catchup|lag|proofs|isolation|memory|all] [--quick] [--json FILE]
 //
 // Network round trips are injected on loopback with toxiproxy (latency with
 // jitter), never by sleeping in our own code.
@@ -21,12 +21,13 @@ import (
 
 // Results is what --json writes.
 type Results struct {
-	Machine string         `json:"machine"`
-	Quick   bool           `json:"quick"`
-	Catchup *CatchupResult `json:"catchup,omitempty"`
-	Lag     *LagResult     `json:"lag,omitempty"`
-	Proofs  *ProofsResult  `json:"proofs,omitempty"`
-	Memory  *MemoryResult  `json:"memory,omitempty"`
+	Machine   string           `json:"machine"`
+	Quick     bool             `json:"quick"`
+	Catchup   *CatchupResult   `json:"catchup,omitempty"`
+	Lag       *LagResult       `json:"lag,omitempty"`
+	Proofs    *ProofsResult    `json:"proofs,omitempty"`
+	Memory    *MemoryResult    `json:"memory,omitempty"`
+	Isolation *IsolationResult `json:"isolation,omitempty"`
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -35,7 +36,7 @@ func main() {
 	quick := flag.Bool("quick", false, "small runs: every scenario in under a minute")
 	jsonOut := flag.String("json", "", "write the results as JSON to this file")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: go run ./bench [catchup|lag|proofs|memory|all] [--quick] [--json FILE]")
+		fmt.Fprintln(os.Stderr, "usage: go run ./bench [catchup|lag|proofs|isolation|memory|all] [--quick] [--json FILE]")
 		flag.PrintDefaults()
 	}
 	// Accept the scenario before or after the flags.
@@ -60,7 +61,7 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "(%s took %s)\n", name, time.Since(start).Round(time.Second))
 	}
-	known := map[string]bool{"all": true, "catchup": true, "lag": true, "proofs": true, "memory": true}
+	known := map[string]bool{"all": true, "catchup": true, "lag": true, "proofs": true, "memory": true, "isolation": true}
 	if !known[scenario] {
 		flag.Usage()
 		os.Exit(2)
@@ -68,6 +69,7 @@ func main() {
 	run("catchup", func() (err error) { res.Catchup, err = catchup(*quick); return })
 	run("lag", func() (err error) { res.Lag, err = lag(*quick); return })
 	run("proofs", func() (err error) { res.Proofs, err = proofs(*quick); return })
+	run("isolation", func() (err error) { res.Isolation, err = isolation(*quick); return })
 	run("memory", func() (err error) { res.Memory, err = memory(*quick); return })
 	if *jsonOut != "" {
 		data, _ := json.MarshalIndent(res, "", "  ")
