@@ -26,6 +26,7 @@ type LagRow struct {
 	NaiveMax                        float64            `json:"-"`
 	Engine                          map[string]float64 `json:"engine_ms"`
 	Naive                           map[string]float64 `json:"naive_ms"`
+	engineSeries, naiveSeries       []float64          // per block, for the plot
 }
 
 // LagResult: steady state, the primary producing. The top-level keys are
@@ -247,8 +248,9 @@ func lag(quick bool) (*LagResult, error) {
 			}
 		}
 		row := LagRow{RTTms: rtt.Milliseconds(), Blocks: len(em),
-			Engine: map[string]float64{"p50": percentile(em, .5), "p90": percentile(em, .9), "p99": percentile(em, .99), "max": percentile(em, 1)},
-			Naive:  map[string]float64{"p50": percentile(nm, .5), "p90": percentile(nm, .9), "p99": percentile(nm, .99), "max": percentile(nm, 1)}}
+			Engine:       map[string]float64{"p50": percentile(em, .5), "p90": percentile(em, .9), "p99": percentile(em, .99), "max": percentile(em, 1)},
+			Naive:        map[string]float64{"p50": percentile(nm, .5), "p90": percentile(nm, .9), "p99": percentile(nm, .99), "max": percentile(nm, 1)},
+			engineSeries: em, naiveSeries: nm}
 		res.Rows = append(res.Rows, row)
 		res.EngineP50ms, res.EngineP99ms, res.NaiveP50ms, res.NaiveP99ms = row.Engine["p50"], row.Engine["p99"], row.Naive["p50"], row.Naive["p99"]
 	}

@@ -2,7 +2,7 @@
 // loop of the original design note and the apply-only limit, in one run, as
 // ratios (these machines are shared and noisy).
 //
-//	go run ./bench [catchup|lag|proofs|isolation|memory|all] [--quick] [--json FILE]
+//	go run ./bench [catchup|lag|proofs|isolation|memory|all] [--quick] [--json FILE] [--plots DIR]
 //
 // Network round trips are injected on loopback with toxiproxy (latency with
 // jitter), never by sleeping in our own code.
@@ -35,8 +35,9 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 func main() {
 	quick := flag.Bool("quick", false, "small runs: every scenario in under a minute")
 	jsonOut := flag.String("json", "", "write the results as JSON to this file")
+	plots := flag.String("plots", "", "write PNG charts to this directory")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: go run ./bench [catchup|lag|proofs|isolation|memory|all] [--quick] [--json FILE]")
+		fmt.Fprintln(os.Stderr, "usage: go run ./bench [catchup|lag|proofs|isolation|memory|all] [--quick] [--json FILE] [--plots DIR]")
 		flag.PrintDefaults()
 	}
 	// Accept the scenario before or after the flags.
@@ -71,6 +72,12 @@ func main() {
 	run("proofs", func() (err error) { res.Proofs, err = proofs(*quick); return })
 	run("isolation", func() (err error) { res.Isolation, err = isolation(*quick); return })
 	run("memory", func() (err error) { res.Memory, err = memory(*quick); return })
+	if *plots != "" {
+		if err := writePlots(*plots, res); err != nil {
+			fmt.Fprintln(os.Stderr, "plots:", err)
+			os.Exit(1)
+		}
+	}
 	if *jsonOut != "" {
 		data, _ := json.MarshalIndent(res, "", "  ")
 		if err := os.WriteFile(*jsonOut, append(data, '\n'), 0o644); err != nil {

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+var colors = []color.Color{color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}, color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}}
+
+// writePlots draws what the results hold into dir as PNG files.
+func writePlots(dir string, res *Results) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if res.Catchup != nil {
+		for _, profile := range []string{"small", "standard", "large"} {
+			series := map[string]plotter.XYs{}
+			for _, r := range res.Catchup.Rows {
+				if r.Profile != profile {
+					continue
+				}
+				series["engine"] = append(series["engine"], plotter.XY{X: float64(r.RTTms), Y: r.EngineBPS})
+				series["naive loop"] = append(series["naive loop"], plotter.XY{X: float64(r.RTTms), Y: r.NaiveBPS})
+				series["apply-only limit"] = append(series["apply-only limit"], plotter.XY{X: float64(r.RTTms), Y: r.LimitBPS})
+			}
+			if len(series["engine"]) == 0 {
+				continue
+			}
+			p := plot.New()
+			p.Title.Text = fmt.Sprintf("catch-up, %s blocks", profile)
+			p.X.Label.Text = "round-trip time (ms)"
+			p.Y.Label.Text = "blocks/s"
+			for i, name := range []string{"engine", "naive loop", "apply-only limit"} {
+				l, err := plotter.NewLine(series[name])
+				if err != nil {
+					return err
+				}
+				l.Color = colors[i]
+				l.Width = vg.Points(2)
+				p.Add(l)
+				p.Legend.Add(name, l)
+			}
+			p.Legend.Top = true
+			p.Y.Min = 0
+			if err := p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, "catchup-"+profile+".png")); err != nil {
+				return err
+			}
+		}
+	}
+	if res.Lag != nil {
+		for _, row := range res.Lag.Rows {
+			p := plot.New()
+			p.Title.Text = fmt.Sprintf("primary commit to follower commit, RTT %d ms", row.RTTms)
+			p.X.Label.Text = "block"
+			p.Y.Label.Text = "ms"
+			for i, s := range []struct {
+				name string
+				ys   []float64
+			}{{"engine", row.engineSeries}, {"naive loop", row.naiveSeries}} {
+				xys := make(plotter.XYs, len(s.ys))
+				for k, y := range s.ys {
+					xys[k] = plotter.XY{X: float64(k), Y: y}
+				}
+				l, err := plotter.NewLine(xys)
+				if err != nil {
+					return err
+				}
+				l.Color = colors[i]
+				p.Add(l)
+				p.Legend.Add(s.name, l)
+			}
+			if err := p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, fmt.Sprintf("lag-rtt%d.png", row.RTTms))); err != nil {
+				return err
+			}
+		}
+	}
+	if res.Proofs != nil && res.Proofs.Blocks > 0 {
+		p := plot.New()
+		p.Title.Text = "bytes fetched per committed block (proofs lagging)"
+		p.Y.Label.Text = "KB per block"
+		n := float64(res.Proofs.Blocks)
+		vals := plotter.Values{float64(res.Proofs.UniqueBytes) / n / 1e3, float64(res.Proofs.EngineBytes) / n / 1e3, float64(res.Proofs.NaiveBytes) / n / 1e3}
+		b, err := plotter.NewBarChart(vals, vg.Points(40))
+		if err != nil {
+			return err
+		}
+		b.Color = colors[0]
+		p.Add(b)
+		p.NominalX("unique block bytes", "engine", "naive loop")
+		if err := p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, "proof-bytes.png")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
