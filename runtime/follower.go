@@ -252,6 +252,7 @@ func (f *Follower) Stop() error {
 		ctx, cancel := context.WithTimeout(context.Background(), max(f.cfg.ShutdownGrace, time.Millisecond))
 		errs = append(errs, f.http.Shutdown(ctx))
 		cancel()
+		f.hlis.Close() // Shutdown closes it only if Serve ran
 	}
 	c, p := f.st.Tips()
 	errs = append(errs, f.closeAll())
