@@ -64,9 +64,9 @@ func startJaeger(t *testing.T) {
 
 // span is what the test reads of a span in Jaeger's OTLP JSON.
 type span struct {
-	service                              string
+	service                             string
 	traceID, spanID, parentSpanID, name string
-	links                                []string // trace IDs
+	links                               []string // trace IDs
 }
 
 func queryTraces(t *testing.T, service string, since time.Time) []span {
