@@ -48,7 +48,10 @@ func (a *applier) Receive(ctx actor.Context) {
 		committed, _ := a.cfg.Store.Tips()
 		a.next = committed + 1
 		// Whatever the Fetcher delivered to an earlier incarnation is gone.
-		ctx.Send(a.peers.fetcher, &messages.Resync{Next: a.next})
+		// (At the engine's first start the Fetcher starts from the store.)
+		if a.peers.ready.Load() {
+			ctx.Send(a.peers.fetcher, &messages.Resync{Next: a.next})
+		}
 	case *actor.Restarting, *actor.Stopping:
 		if a.retry != nil {
 			a.retry.Stop()

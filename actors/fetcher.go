@@ -80,7 +80,9 @@ func (f *fetcher) Receive(ctx actor.Context) {
 	case *actor.Started:
 		f.cfg.Hooks.started(FetcherName)
 		f.start(ctx)
-		f.step(ctx)
+		if f.peers.ready.Load() { // a restart; the first start waits for begin
+			f.step(ctx)
+		}
 	case *actor.Restarting, *actor.Stopping:
 		f.stop()
 	case *actor.Stopped:

@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"maps"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -47,6 +48,11 @@ func (s *supervisor) Receive(ctx actor.Context) {
 				s.e.fail(fmt.Errorf("spawn %s: %w", c.name, err))
 			}
 		}
+		// Only now may the workers send to one another: protoactor registers
+		// a PID before its mailbox is ready, so a message to a sibling that
+		// is still being spawned races with the spawn.
+		peers.ready.Store(true)
+		ctx.Send(peers.fetcher, begin{})
 	case *actor.Restarting, *actor.Stopping, *actor.Stopped:
 	default:
 		s.cfg.Hooks.receive(SupervisorName, m)
@@ -86,7 +92,11 @@ func (s *supervisor) update(f func(v *View)) {
 // peers are the PIDs every worker may send to.
 type peers struct {
 	fetcher, applier, proofTracker, supervisor *actor.PID
+	ready                                      atomic.Bool // all three spawned
 }
+
+// begin tells the Fetcher, once all workers are spawned, to start fetching.
+type begin struct{}
 
 // reload tells the Supervisor, resumed after a failure, to rebuild its view.
 type reload struct{}
