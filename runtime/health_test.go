@@ -77,7 +77,7 @@ func readyz(t *testing.T, f *Follower) (int, string) {
 // (gRPC health for both names and /readyz agree), and not ready, with lag
 // unknown, once its only source goes silent.
 func TestReadinessFollowsLag(t *testing.T) {
-	p, stopPrimary := startStoppablePrimary(t, 20*time.Millisecond)
+	p, stopPrimary := startStoppablePrimary(t, 100*time.Millisecond)
 	f := healthFollower(t, genesisOf(p), []string{p.PublicAddr()}, nil)
 	if code, body := readyz(t, f); code != http.StatusServiceUnavailable {
 		t.Fatalf("just started: /readyz %d %q, want 503", code, body)
@@ -92,7 +92,9 @@ func TestReadinessFollowsLag(t *testing.T) {
 		t.Fatalf("/readyz %d %q, want 200 ready", code, body)
 	}
 	stopPrimary()
-	waitFor(t, 10*time.Second, "not ready once the upstream is gone", func() bool { return !f.Health().Ready })
+	// Not ready may come first from lag alone on a loaded machine; wait for
+	// the source to go stale.
+	waitFor(t, 10*time.Second, "lag unknown once the upstream is gone", func() bool { v := f.Health(); return !v.LagKnown && !v.Ready })
 	v := f.Health()
 	if v.LagKnown || !strings.Contains(v.Reason, "lag unknown") {
 		t.Fatalf("with every source stale: %+v, want lag unknown", v)
@@ -179,7 +181,7 @@ func TestRogueTipIgnored(t *testing.T) {
 // NOT_SERVING across the transitions (exit 0, then exit 4).
 func TestGRPCHealthProbe(t *testing.T) {
 	probe := buildProbe(t)
-	p, stopPrimary := startStoppablePrimary(t, 20*time.Millisecond)
+	p, stopPrimary := startStoppablePrimary(t, 100*time.Millisecond)
 	f := healthFollower(t, genesisOf(p), []string{p.PublicAddr()}, nil)
 	run := func() int {
 		cmd := exec.Command(probe, "-addr="+f.Addr(), "-connect-timeout=2s", "-rpc-timeout=2s")
@@ -214,7 +216,9 @@ func buildProbe(t *testing.T) string {
 // TestClientSideHealthChecking: a grpc-go client balancing round robin with
 // health checking sends reads only to the ready follower.
 func TestClientSideHealthChecking(t *testing.T) {
-	p := startPrimary(t, 20*time.Millisecond)
+	// Blocks slow enough that the ready follower stays within max-lag on a
+	// loaded machine while the reads are made.
+	p := startPrimary(t, 100*time.Millisecond)
 	ready := healthFollower(t, genesisOf(p), []string{p.PublicAddr()}, nil)
 	dead, err := net.Listen("tcp", "127.0.0.1:0") // an upstream that never answers
 	if err != nil {
