@@ -102,7 +102,7 @@ type View struct {
 	Proven      uint64
 	UpstreamTip uint64            // highest block any upstream served
 	Upstreams   map[string]uint64 // per upstream
-	Restarts    map[string]int    // per actor
+	Restarts    map[string]int    // per actor; filled by View from the strategies' counters
 	Updated     time.Time
 }
 
@@ -138,7 +138,7 @@ func Start(system *actor.ActorSystem, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{system: system, fatal: make(chan error, 1), journeys: newJourneys(cfg.Tracing)}
 	c, p := cfg.Store.Tips()
-	e.view.Store(&View{Committed: c, Proven: p, Upstreams: map[string]uint64{}, Restarts: map[string]int{}, Updated: time.Now()})
+	e.view.Store(&View{Committed: c, Proven: p, Upstreams: map[string]uint64{}, Updated: time.Now()})
 	props := actor.PropsFromProducer(func() actor.Actor { return newSupervisor(e, &cfg) },
 		actor.WithSupervisor(newRestartStrategy(e, &cfg)),
 		actor.WithGuardian(&supervisorGuardian{e: e, cfg: &cfg}))
@@ -192,16 +192,6 @@ func (e *Engine) Stop() error {
 		return fmt.Errorf("stop engine: %w", err)
 	}
 	return nil
-}
-
-// PIDs returns the current PIDs of the three workers (for tests that check
-// a restart kept the others untouched).
-func (e *Engine) PIDs() map[string]*actor.PID {
-	out := map[string]*actor.PID{}
-	for _, name := range []string{FetcherName, ApplierName, ProofTrackerName} {
-		out[name] = childPID(e.supervisor, name)
-	}
-	return out
 }
 
 func childPID(parent *actor.PID, name string) *actor.PID {

@@ -161,9 +161,3 @@ func (u *Upstreams) Suspect(name string, now time.Time) {
 		}
 	}
 }
-
-// IsSuspect reports whether upstream i is currently suspect.
-func (u *Upstreams) IsSuspect(i int, now time.Time) bool { return now.Before(u.list[i].suspectUntil) }
-
-// IsDown reports whether upstream i is backed off after failures.
-func (u *Upstreams) IsDown(i int, now time.Time) bool { return now.Before(u.list[i].downUntil) }

@@ -177,38 +177,31 @@ func TestJourneyInJaeger(t *testing.T) {
 		}
 		scancel()
 	}
-	var spans []span
-	var root span
-	waitFor(t, 30*time.Second, "a complete block trace in Jaeger", func() bool {
-		spans = append(queryTraces(t, "follower-"+suffix, since), queryTraces(t, "primary-"+suffix, since)...)
+	// Jaeger ingests asynchronously: wait until both the block trace and a
+	// proof span linked to a block are queryable.
+	waitFor(t, 30*time.Second, "a complete block trace and a linked proof span in Jaeger", func() bool {
+		spans := append(queryTraces(t, "follower-"+suffix, since), queryTraces(t, "primary-"+suffix, since)...)
+		complete := false
+		roots := map[string]bool{}
 		for _, s := range spans {
-			if s.name == "block" && s.parentSpanID == "" && complete(spans, s, "primary-"+suffix) {
-				root = s
-				return true
+			if s.name == "block" && s.parentSpanID == "" {
+				roots[s.traceID] = true
+				complete = complete || isComplete(spans, s, "primary-"+suffix)
 			}
 		}
-		return false
-	})
-	proofLinked := false
-	for _, s := range spans {
-		if s.name == "proof" {
+		linked := false
+		for _, s := range spans {
 			for _, l := range s.links {
-				for _, r := range spans {
-					if r.name == "block" && r.traceID == l {
-						proofLinked = true
-					}
-				}
+				linked = linked || (s.name == "proof" && roots[l])
 			}
 		}
-	}
-	if !proofLinked {
-		t.Fatalf("no proof span links to a block's trace (root %s)", root.traceID)
-	}
+		return complete && linked
+	})
 }
 
-// complete reports whether root's trace holds every stage as its child, the
+// isComplete reports whether root's trace holds every stage as its child, the
 // media under apply, and the primary's server span.
-func complete(spans []span, root span, primaryService string) bool {
+func isComplete(spans []span, root span, primaryService string) bool {
 	children := map[string]string{} // name -> span id, direct children of root
 	var apply string
 	media := map[string]bool{}
