@@ -185,17 +185,17 @@ func (f *fetcher) step(ctx actor.Context) {
 		case f.ups.AllLack(n, now):
 			f.window.Empty(n, now)
 		default:
-			f.window.Retry(n, f.ups.NextUp())
+			f.window.Retry(n, f.ups.NextChance(n, now))
 		}
 	}
-	next := f.window.NextWake()
+	next, pending := f.window.NextWake()
 	if f.window.Outstanding() > 0 {
-		if t := f.lastAck.Add(stallAfter); next.IsZero() || t.Before(next) {
-			next = t
+		if t := f.lastAck.Add(stallAfter); !pending || t.Before(next) {
+			next, pending = t, true
 		}
 	}
 	f.cfg.Metrics.Window(f.window.Held())
-	if !next.IsZero() && (f.wakeAt.IsZero() || next.Before(f.wakeAt)) {
+	if pending && (f.wakeAt.IsZero() || next.Before(f.wakeAt)) {
 		f.wakeAt = next
 		f.wake.Reset(max(time.Until(next), 0))
 	}

@@ -108,7 +108,7 @@ func TestWindowPollsPastTheTip(t *testing.T) {
 	if got := w.Launch(t0.Add(50 * time.Millisecond)); len(got) != 0 {
 		t.Fatalf("fetched %v before the poll interval", got)
 	}
-	if wake := w.NextWake(); !wake.Equal(t0.Add(100 * time.Millisecond)) {
+	if wake, ok := w.NextWake(); !ok || !wake.Equal(t0.Add(100*time.Millisecond)) {
 		t.Fatalf("next wake %s, want the probe time", wake)
 	}
 	got := w.Launch(t0.Add(100 * time.Millisecond))
@@ -165,8 +165,8 @@ func TestUpstreamsPick(t *testing.T) {
 	if _, ok := u.Pick(1, t0, ""); ok {
 		t.Fatal("picked an upstream while all are backed off")
 	}
-	if up := u.NextUp(); !up.After(t0) {
-		t.Fatalf("next up %s is not after now", up)
+	if up := u.NextChance(1, t0); !up.After(t0) {
+		t.Fatalf("next chance %s is not after now", up)
 	}
 	// Lacking a block: skipped until the answer goes stale.
 	u2 := NewUpstreams([]string{"a", "b"}, c, time.Minute)
@@ -262,10 +262,55 @@ func TestWindowProbeRetriedAfterFailure(t *testing.T) {
 		t.Fatalf("probe = %v, want [1]", got)
 	}
 	d := w.Failed(1, probeAt)
-	if wake := w.NextWake(); !wake.Equal(probeAt.Add(d)) {
+	if wake, ok := w.NextWake(); !ok || !wake.Equal(probeAt.Add(d)) {
 		t.Fatalf("next wake %s, want the probe's retry at %s", wake, probeAt.Add(d))
 	}
 	if got := w.Launch(probeAt.Add(d)); len(got) != 1 || got[0] != 1 {
 		t.Fatalf("after the backoff: %v, want the probe of 1 again", got)
+	}
+}
+
+// TestFailedUpstreamWhileCaughtUp: one upstream went away (backed off) and
+// the other has just answered that it lacks the edge block. No upstream may
+// be asked now, and the retry must fall due when one may be: when the
+// backoff ends or the "lacks" answer goes stale, whichever is first. A
+// healthy upstream's zero backoff once made this "never", and a caught-up
+// follower stopped syncing for good when an upstream went away.
+func TestFailedUpstreamWhileCaughtUp(t *testing.T) {
+	c := WindowConfig{PollInterval: 100 * time.Millisecond, RetryInitial: 10 * time.Millisecond, RetryMax: time.Second, Seed: 1}
+	for _, order := range [][]string{{"gone", "live"}, {"live", "gone"}} {
+		u := NewUpstreams(order, c, time.Minute)
+		gone, live := 0, 1
+		if order[0] == "live" {
+			gone, live = 1, 0
+		}
+		d := u.Failed(gone, t0)
+		u.Lacks(live, 7, t0)
+		if _, ok := u.Pick(7, t0, ""); ok {
+			t.Fatalf("%v: picked an upstream though one is down and the other lacks 7", order)
+		}
+		want := t0.Add(min(d, c.PollInterval/2))
+		if got := u.NextChance(7, t0); !got.Equal(want) {
+			t.Fatalf("%v: next chance %s, want %s", order, got.Sub(t0), want.Sub(t0))
+		}
+		i, ok := u.Pick(7, want, "")
+		if !ok {
+			t.Fatalf("%v: nobody to ask at the next chance", order)
+		}
+		u.Done(i)
+
+		w := NewWindow(c, 7)
+		w.Launch(t0)
+		w.Retry(7, u.NextChance(7, t0))
+		if at, ok := w.NextWake(); !ok || !at.Equal(want) {
+			t.Fatalf("%v: the retry arms no wake-up (%s, %v)", order, at, ok)
+		}
+	}
+	// A retry due at once is still a wake-up, not "none".
+	w := NewWindow(c, 1)
+	w.Launch(t0)
+	w.Retry(1, t0)
+	if at, ok := w.NextWake(); !ok || !at.Equal(t0) {
+		t.Fatalf("a retry due now arms no wake-up (%s, %v)", at, ok)
 	}
 }

@@ -93,13 +93,26 @@ func (u *Upstreams) Pick(n uint64, now time.Time, avoid string) (int, bool) {
 	return best, true
 }
 
-// NextUp is when the earliest backed-off upstream may be asked again.
-func (u *Upstreams) NextUp() time.Time {
+// NextChance is the earliest time Pick could choose an upstream for n,
+// when it cannot now: a backed-off upstream's backoff ends, or an answer
+// that it lacks n goes stale. Never before now, so a retry set for it
+// always arms the Fetcher's timer.
+func (u *Upstreams) NextChance(n uint64, now time.Time) time.Time {
 	var t time.Time
 	for _, s := range u.list {
-		if t.IsZero() || s.downUntil.Before(t) {
-			t = s.downUntil
+		at := now
+		if s.lacksRecently(n, now, u.pollInterval) {
+			at = s.lacksAt.Add(u.pollInterval / 2)
 		}
+		if s.downUntil.After(at) {
+			at = s.downUntil
+		}
+		if t.IsZero() || at.Before(t) {
+			t = at
+		}
+	}
+	if t.Before(now) {
+		t = now
 	}
 	return t
 }

@@ -131,7 +131,7 @@ func (w *Window) Launch(now time.Time) []uint64 {
 		switch {
 		case sl == nil:
 			if n != w.next && bytes+w.avgSize > w.maxBytes {
-				return out
+				continue // full; but a retry further on still goes
 			}
 			w.slots[n] = &slot{state: inFlight}
 		case sl.state == waiting && !now.Before(sl.retryAt):
@@ -238,18 +238,24 @@ func (w *Window) Acked(tip uint64) {
 // Outstanding is the number of deliveries not yet acknowledged.
 func (w *Window) Outstanding() int { return int(w.delivered - w.acked) }
 
-// NextWake is the earliest time a retry or probe falls due (zero if none).
-func (w *Window) NextWake() time.Time {
-	var t time.Time
-	for _, sl := range w.slots {
-		if sl.state == waiting && (t.IsZero() || sl.retryAt.Before(t)) {
-			t = sl.retryAt
+// NextWake is the earliest time a retry or probe falls due; ok is false
+// when none is pending. A retry due at once (or in the past) counts: the
+// Fetcher arms its timer for it rather than mistaking it for "none".
+func (w *Window) NextWake() (at time.Time, ok bool) {
+	consider := func(t time.Time) {
+		if !ok || t.Before(at) {
+			at, ok = t, true
 		}
 	}
-	if w.edge != 0 && w.slots[w.edge] == nil && (t.IsZero() || w.probeAt.Before(t)) {
-		t = w.probeAt
+	for _, sl := range w.slots {
+		if sl.state == waiting {
+			consider(sl.retryAt)
+		}
 	}
-	return t
+	if w.edge != 0 && w.slots[w.edge] == nil {
+		consider(w.probeAt)
+	}
+	return at, ok
 }
 
 // CaughtUp reports whether the window is waiting at the upstream's tip.

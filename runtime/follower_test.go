@@ -1,10 +1,12 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +26,33 @@ func TestMain(m *testing.M) {
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// logOnFailure returns a logger whose lines are printed only if the test
+// fails: quiet when all is well, the whole story when it is not.
+func logOnFailure(t *testing.T, name string) *slog.Logger {
+	t.Helper()
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			defer mu.Unlock()
+			t.Logf("log of %s:\n%s", name, buf.String())
+		}
+	})
+	return slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
 
 // startPrimary runs a primary producing small blocks every interval.
 func startPrimary(t *testing.T, interval time.Duration) *primary.Node {
@@ -76,7 +105,7 @@ func newFollower(t *testing.T, dir, genesisPath string, hooks *actors.Hooks, ups
 		Engine: actors.Config{FetchWindow: 16, PollInterval: 20 * time.Millisecond, RetryInitial: 10 * time.Millisecond,
 			RetryMax: 200 * time.Millisecond, FetchTimeout: 2 * time.Second, Hooks: hooks,
 			Restart: actors.RestartPolicy{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, Limit: 50, Window: time.Minute}},
-		Log: quiet(),
+		Log: logOnFailure(t, "follower in "+filepath.Base(dir)+" of "+strings.Join(upstreams, ",")),
 	})
 	if err != nil {
 		t.Fatal(err)
