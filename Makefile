@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 5s
 DATA      ?= devnet
 
-.PHONY: all build test vet unit fuzz-short fuzz bench bench-scenarios bench-catchup crash run primary demo proto proto-check clean
+.PHONY: all build test test-reliability vet unit fuzz-short fuzz bench bench-scenarios bench-catchup crash run primary demo proto proto-check clean
 
 all: build
 
@@ -27,6 +27,11 @@ fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzApplyBlock$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./store/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSMTProof$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./merkle/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMMRProof$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./merkle/
+
+# The fault-injection suite in its long form (100+ crashes, 30 s black
+# holes, ...): figures for RELIABILITY.md. `make test` runs it short.
+test-reliability:
+	STORESYNC_RELIABILITY=full $(GO) test -race -count=1 -timeout 60m -v ./reliability/
 
 # Longer fuzzing, by hand: make fuzz FUZZTIME=5m
 fuzz: fuzz-short

@@ -1,19 +1,16 @@
 package runtime
 
 import (
-	"bytes"
-	"context"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"storesync/actors"
+	"storesync/internal/testnet"
 	"storesync/primary"
 	"storesync/store"
 )
@@ -25,77 +22,22 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// logOnFailure returns a logger whose lines are printed only if the test
-// fails: quiet when all is well, the whole story when it is not.
-func logOnFailure(t *testing.T, name string) *slog.Logger {
-	t.Helper()
-	var mu sync.Mutex
-	var buf bytes.Buffer
-	t.Cleanup(func() {
-		if t.Failed() {
-			mu.Lock()
-			defer mu.Unlock()
-			t.Logf("log of %s:\n%s", name, buf.String())
-		}
-	})
-	return slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
+func quiet() *slog.Logger { return testnet.Quiet() }
 
 // startPrimary runs a primary producing small blocks every interval.
 func startPrimary(t *testing.T, interval time.Duration) *primary.Node {
 	t.Helper()
-	n, _ := startStoppablePrimary(t, interval)
-	return n
+	return testnet.StartPrimary(t, interval, nil).Node
 }
 
 // startStoppablePrimary also returns a function that stops it early.
 func startStoppablePrimary(t *testing.T, interval time.Duration) (*primary.Node, func()) {
 	t.Helper()
-	dir := t.TempDir()
-	if _, err := primary.Init(dir, "test", 9); err != nil {
-		t.Fatal(err)
-	}
-	n, err := primary.New(primary.Config{
-		DataDir: dir, Listen: "127.0.0.1:0", InternalListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Produce: true,
-		BlockInterval: interval, Profile: "small", Seed: 9,
-		ProveDelay: 150 * time.Millisecond, ProveJitter: 50 * time.Millisecond,
-		ShutdownGrace: time.Second, Log: quiet(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return n, stop
+	p := testnet.StartPrimary(t, interval, nil)
+	return p.Node, p.Stop
 }
 
-func genesisOf(p *primary.Node) string {
-	return filepath.Join(filepath.Dir(p.Store().Dir()), primary.GenesisFile)
-}
+func genesisOf(p *primary.Node) string { return testnet.GenesisOf(p) }
 
 // newFollower makes (but does not start) a follower of upstreams.
 func newFollower(t *testing.T, dir, genesisPath string, hooks *actors.Hooks, upstreams ...string) *Follower {
@@ -105,7 +47,7 @@ func newFollower(t *testing.T, dir, genesisPath string, hooks *actors.Hooks, ups
 		Engine: actors.Config{FetchWindow: 16, PollInterval: 20 * time.Millisecond, RetryInitial: 10 * time.Millisecond,
 			RetryMax: 200 * time.Millisecond, FetchTimeout: 2 * time.Second, Hooks: hooks,
 			Restart: actors.RestartPolicy{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, Limit: 50, Window: time.Minute}},
-		Log: logOnFailure(t, "follower in "+filepath.Base(dir)+" of "+strings.Join(upstreams, ",")),
+		Log: testnet.LogOnFailure(t, "follower in "+filepath.Base(dir)+" of "+strings.Join(upstreams, ",")),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -131,35 +73,13 @@ func startFollower(t *testing.T, f *Follower) {
 
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testnet.WaitFor(t, within, what, cond)
 }
 
-// sameChain checks that b holds exactly a's blocks up to b's tip: the same
-// commitment at every height, and the same roots at the tip.
+// sameChain checks that b holds exactly a's blocks up to b's tip.
 func sameChain(t *testing.T, a, b *store.Store) {
 	t.Helper()
-	sa, sb := a.Snapshot(), b.Snapshot()
-	if sb.Committed() > sa.Committed() {
-		t.Fatalf("follower at %d is ahead of its source at %d", sb.Committed(), sa.Committed())
-	}
-	for n := uint64(0); n <= sb.Committed(); n++ {
-		if sa.State.Chain.Leaf(n) != sb.State.Chain.Leaf(n) {
-			t.Fatalf("block %d differs", n)
-		}
-	}
-	ha, err := sa.Header(context.Background(), sb.Committed())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ha.AccountRoot != sb.State.Accounts.Root() || ha.NullifierRoot != sb.State.Nullifiers.Root() {
-		t.Fatalf("roots differ at block %d", sb.Committed())
-	}
+	testnet.SameChain(t, a, b)
 }
 
 // TestChainedFollowersConverge: a primary producing blocks, a follower of
