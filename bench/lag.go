@@ -39,8 +39,8 @@ type LagResult struct {
 	NaiveP99ms  float64  `json:"naive_p99_ms"`
 }
 
-// ProofsResult: bytes fetched per committed block, proofs lagging commits.
-type ProofsResult struct {
+// ProofRow is one run at one proof delay.
+type ProofRow struct {
 	ProveDelayMs     int64   `json:"prove_delay_ms"`
 	Blocks           int     `json:"blocks"`
 	UniqueBytes      int64   `json:"unique_block_bytes"`
@@ -48,6 +48,14 @@ type ProofsResult struct {
 	NaiveBytes       int64   `json:"naive_bytes"`
 	EngineRedundancy float64 `json:"engine_redundancy"`
 	NaiveRedundancy  float64 `json:"naive_redundancy"`
+}
+
+// ProofsResult: bytes fetched per committed block, at several proof delays
+// (0: proofs are there when the block is fetched). The top-level keys are
+// those of the longest delay.
+type ProofsResult struct {
+	ProofRow
+	Rows []ProofRow `json:"delays"`
 }
 
 // pollInterval is the same for the engine and the naive loop.
@@ -265,10 +273,32 @@ func lag(quick bool) (*LagResult, error) {
 }
 
 func proofs(quick bool) (*ProofsResult, error) {
-	interval, run, delay := 500*time.Millisecond, 40*time.Second, 2*time.Second
+	interval, run, delays := 500*time.Millisecond, 40*time.Second, []time.Duration{0, 2 * time.Second}
 	if quick {
-		interval, run, delay = 250*time.Millisecond, 8*time.Second, time.Second
+		interval, run, delays = 250*time.Millisecond, 8*time.Second, []time.Duration{0, time.Second}
 	}
+	res := &ProofsResult{}
+	for _, d := range delays {
+		row, err := proofsAt(interval, run, d)
+		if err != nil {
+			return nil, err
+		}
+		res.Rows = append(res.Rows, *row)
+		res.ProofRow = *row
+	}
+	fmt.Printf("\n### proofs: bytes fetched per unique block byte, a standard block every %s, poll interval %s\n\n", interval, pollInterval)
+	fmt.Println("| proofs behind commits | blocks | unique MB | engine MB | naive MB | engine redundancy | naive redundancy |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, r := range res.Rows {
+		fmt.Printf("| %s | %d | %.1f | %.1f | %.1f | %.2f | %.2f |\n", time.Duration(r.ProveDelayMs)*time.Millisecond, r.Blocks,
+			float64(r.UniqueBytes)/1e6, float64(r.EngineBytes)/1e6, float64(r.NaiveBytes)/1e6, r.EngineRedundancy, r.NaiveRedundancy)
+	}
+	return res, nil
+}
+
+// proofsAt runs the engine and the naive loop side by side against a primary
+// whose proofs lag its commits by delay.
+func proofsAt(interval, run, delay time.Duration) (*ProofRow, error) {
 	p, err := startProducing(interval, delay)
 	if err != nil {
 		return nil, err
@@ -313,13 +343,9 @@ func proofs(quick bool) (*ProofsResult, error) {
 		}
 		unique += int64(len(b))
 	}
-	res := &ProofsResult{ProveDelayMs: delay.Milliseconds(), Blocks: int(blocks), UniqueBytes: unique,
+	r := &ProofRow{ProveDelayMs: delay.Milliseconds(), Blocks: int(blocks), UniqueBytes: unique,
 		EngineBytes: st.Fetched + st.Redundant + st.ProofBytes, NaiveBytes: nf.bytes}
-	res.EngineRedundancy = float64(res.EngineBytes) / float64(unique)
-	res.NaiveRedundancy = float64(res.NaiveBytes) / float64(unique)
-	fmt.Printf("\n### proofs: bytes fetched per unique block byte, proofs %s behind commits, poll interval %s\n\n", delay, pollInterval)
-	fmt.Println("| blocks | unique MB | engine MB | naive MB | engine redundancy | naive redundancy |")
-	fmt.Println("|---|---|---|---|---|---|")
-	fmt.Printf("| %d | %.1f | %.1f | %.1f | %.2f | %.2f |\n", res.Blocks, float64(unique)/1e6, float64(res.EngineBytes)/1e6, float64(res.NaiveBytes)/1e6, res.EngineRedundancy, res.NaiveRedundancy)
-	return res, nil
+	r.EngineRedundancy = float64(r.EngineBytes) / float64(unique)
+	r.NaiveRedundancy = float64(r.NaiveBytes) / float64(unique)
+	return r, nil
 }

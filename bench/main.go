@@ -40,6 +40,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: go run ./bench [catchup|lag|proofs|isolation|memory|all] [--quick] [--json FILE] [--plots DIR]")
 		flag.PrintDefaults()
 	}
+	if len(os.Args) == 2 && os.Args[1] == isolationChild {
+		if err := isolationPrimary(); err != nil {
+			fmt.Fprintln(os.Stderr, "isolation primary:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	// Accept the scenario before or after the flags.
 	args := os.Args[1:]
 	scenario := "all"

@@ -80,20 +80,62 @@ func writePlots(dir string, res *Results) error {
 			}
 		}
 	}
-	if res.Proofs != nil && res.Proofs.Blocks > 0 {
+	if res.Proofs != nil && len(res.Proofs.Rows) > 0 {
 		p := plot.New()
-		p.Title.Text = "bytes fetched per committed block (proofs lagging)"
+		p.Title.Text = "bytes fetched per committed block, by proof delay"
 		p.Y.Label.Text = "KB per block"
-		n := float64(res.Proofs.Blocks)
-		vals := plotter.Values{float64(res.Proofs.UniqueBytes) / n / 1e3, float64(res.Proofs.EngineBytes) / n / 1e3, float64(res.Proofs.NaiveBytes) / n / 1e3}
-		b, err := plotter.NewBarChart(vals, vg.Points(40))
-		if err != nil {
+		var names []string
+		for i, who := range []string{"unique block bytes", "engine", "naive loop"} {
+			var vals plotter.Values
+			for _, r := range res.Proofs.Rows {
+				n := max(float64(r.Blocks), 1)
+				vals = append(vals, []float64{float64(r.UniqueBytes), float64(r.EngineBytes), float64(r.NaiveBytes)}[i]/n/1e3)
+				if i == 0 {
+					names = append(names, fmt.Sprintf("proofs %d ms behind", r.ProveDelayMs))
+				}
+			}
+			b, err := plotter.NewBarChart(vals, vg.Points(25))
+			if err != nil {
+				return err
+			}
+			b.Color = colors[i]
+			b.Offset = vg.Points(float64(i-1) * 25)
+			p.Add(b)
+			p.Legend.Add(who, b)
+		}
+		p.Legend.Top = true
+		p.NominalX(names...)
+		if err := p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, "proof-bytes.png")); err != nil {
 			return err
 		}
-		b.Color = colors[0]
-		p.Add(b)
-		p.NominalX("unique block bytes", "engine", "naive loop")
-		if err := p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, "proof-bytes.png")); err != nil {
+	}
+	if res.Memory != nil && len(res.Memory.Rows) > 0 {
+		p := plot.New()
+		p.Title.Text = "follower peak RSS catching up large blocks"
+		p.X.Label.Text = "window (MB)"
+		p.Y.Label.Text = "MB"
+		var rss, win plotter.XYs
+		for _, r := range res.Memory.Rows {
+			rss = append(rss, plotter.XY{X: r.WindowMB, Y: r.PeakRSSMB})
+			win = append(win, plotter.XY{X: r.WindowMB, Y: r.WindowMB})
+		}
+		for i, s := range []struct {
+			name string
+			xys  plotter.XYs
+		}{{"peak RSS", rss}, {"window", win}} {
+			l, err := plotter.NewLine(s.xys)
+			if err != nil {
+				return err
+			}
+			l.Color = colors[i]
+			l.Width = vg.Points(2)
+			p.Add(l)
+			p.Legend.Add(s.name, l)
+		}
+		p.Legend.Top = true
+		p.Legend.Left = true
+		p.Y.Min = 0
+		if err := p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, "memory.png")); err != nil {
 			return err
 		}
 	}
