@@ -243,7 +243,9 @@ func isolation(quick bool) (*IsolationResult, error) {
 	if err := pinSelf(othersCore); err != nil {
 		return nil, err
 	}
-	defer func() { _ = exec.Command("taskset", "-a", "-p", "-c", primaryCore+","+othersCore, strconv.Itoa(os.Getpid())).Run() }()
+	defer func() {
+		_ = exec.Command("taskset", "-a", "-p", "-c", primaryCore+","+othersCore, strconv.Itoa(os.Getpid())).Run()
+	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var followers []*runtime.Follower
