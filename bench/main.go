@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
@@ -36,6 +37,8 @@ func main() {
 	quick := flag.Bool("quick", false, "small runs: every scenario in under a minute")
 	jsonOut := flag.String("json", "", "write the results as JSON to this file")
 	plots := flag.String("plots", "", "write PNG charts to this directory")
+	catchupProfiles := flag.String("catchup-profiles", "small,standard,large", "the block profiles the catchup scenario runs (without --quick)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: go run ./bench [catchup|lag|proofs|isolation|memory|all] [--quick] [--json FILE] [--plots DIR]")
 		flag.PrintDefaults()
@@ -57,6 +60,17 @@ func main() {
 	if flag.NArg() > 0 {
 		scenario = flag.Arg(0)
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cpuprofile:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res := &Results{Machine: machine(), Quick: *quick}
 	run := func(name string, f func() error) {
 		if scenario != "all" && scenario != name {
@@ -74,7 +88,7 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	run("catchup", func() (err error) { res.Catchup, err = catchup(*quick); return })
+	run("catchup", func() (err error) { res.Catchup, err = catchup(*quick, strings.Split(*catchupProfiles, ",")); return })
 	run("lag", func() (err error) { res.Lag, err = lag(*quick); return })
 	run("proofs", func() (err error) { res.Proofs, err = proofs(*quick); return })
 	run("isolation", func() (err error) { res.Isolation, err = isolation(*quick); return })

@@ -51,7 +51,8 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // with the test).
 type Primary struct {
 	*primary.Node
-	Stop func()
+	Config primary.Config // as started, the listeners' chosen ports filled in
+	Stop   func()
 }
 
 // StartPrimary runs a primary producing a `small` block every interval
@@ -72,9 +73,21 @@ func StartPrimary(t testing.TB, interval time.Duration, change func(*primary.Con
 	if change != nil {
 		change(&cfg)
 	}
+	return RunPrimary(t, cfg)
+}
+
+// RunPrimary runs a primary on an existing data directory (Init done), as
+// after a restart: same directory, and the same addresses when cfg names
+// them.
+func RunPrimary(t testing.TB, cfg primary.Config) *Primary {
+	t.Helper()
 	n, err := primary.New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	cfg.Listen, cfg.InternalListen = n.PublicAddr(), n.InternalAddr()
+	if cfg.HTTPListen != "" {
+		cfg.HTTPListen = n.HTTPAddr()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -89,7 +102,7 @@ func StartPrimary(t testing.TB, interval time.Duration, change func(*primary.Con
 		})
 	}
 	t.Cleanup(stop)
-	return &Primary{Node: n, Stop: stop}
+	return &Primary{Node: n, Config: cfg, Stop: stop}
 }
 
 // GenesisOf is the path of a primary's genesis file.
