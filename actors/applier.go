@@ -18,7 +18,9 @@ import (
 // applier applies delivered blocks one at a time with the store's
 // ApplyBlock, the primary's own code path. A block that fails validation is
 // never applied: the Fetcher hears of it and refetches. An I/O failure is
-// retried after a backoff; the block stays where it is.
+// retried after a backoff; the block stays where it is. A disk refusing
+// writes (full, read-only) is no fault of the block or its upstream: the
+// engine reports it (StorageFault) until a block commits again.
 type applier struct {
 	// immutable after construction
 	e     *Engine
@@ -106,7 +108,11 @@ func (a *applier) apply(ctx actor.Context, d *messages.Deliver) {
 		}
 		a.attempts++
 		delay := Backoff(a.attempts, a.cfg.RetryInitial, a.cfg.RetryMax, nil)
-		if a.attempts == 1 {
+		if reason, ok := store.StorageFault(err); ok {
+			if old := a.e.storage.Swap(&reason); old == nil || *old != reason {
+				a.cfg.Log.Error("storage refuses writes: applying paused, retrying", "block", n, "reason", reason, "err", err, "delay", delay)
+			}
+		} else if a.attempts == 1 {
 			a.cfg.Log.Error("applying a block failed; retrying", "block", n, "err", err, "delay", delay)
 		}
 		a.pending = d
@@ -117,6 +123,9 @@ func (a *applier) apply(ctx actor.Context, d *messages.Deliver) {
 	if a.attempts > 0 {
 		a.cfg.Log.Info("applying blocks again", "block", n, "after_attempts", a.attempts)
 		a.attempts = 0
+	}
+	if a.e.storage.Load() != nil {
+		a.e.storage.Store(nil)
 	}
 	a.next = n + 1
 	blockTime := time.UnixMilli(int64(d.Block.Header.Timestamp))
@@ -138,4 +147,14 @@ func (a *applier) apply(ctx actor.Context, d *messages.Deliver) {
 		a.dropped = false
 		ctx.Send(a.peers.fetcher, &messages.Resync{Next: a.next})
 	}
+}
+
+// StorageFault says why the store refuses writes ("no space left on
+// device"), while it does: set by the Applier's failed apply, cleared by its
+// next commit. "" when writes work. thread-safe.
+func (e *Engine) StorageFault() string {
+	if r := e.storage.Load(); r != nil {
+		return *r
+	}
+	return ""
 }

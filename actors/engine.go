@@ -114,6 +114,7 @@ type Engine struct {
 	stats      Stats
 	restarts   [4]atomic.Int64 // per actor, in actorNames order; counted by the strategies
 	journeys   *journeys
+	storage    atomic.Pointer[string] // why the Applier cannot write, while it cannot (applier.go)
 
 	fatalOnce sync.Once
 	fatal     chan error

@@ -64,7 +64,9 @@ type fetchResult struct {
 	proof    []byte
 	empty    bool  // past the upstream's tip
 	bad      error // it served something that fails the cheap checks
+	badProof error // the block is fine, the proof with it is not
 	err      error // the call failed
+	timedOut bool  // ... by running out of FetchTimeout
 	at       time.Time
 	took     time.Duration
 }
@@ -229,6 +231,7 @@ func (f *fetcher) fetch(ctx context.Context, up Upstream, n uint64) *fetchResult
 	fctx, fspan := tracer.Start(ctx, "fetch", trace.WithAttributes(attribute.String("upstream", up.Name())))
 	cctx, cancel := context.WithTimeout(fctx, f.cfg.FetchTimeout)
 	raw, proof, err := up.GetBlock(cctx, n, true)
+	r.timedOut = err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 	cancel()
 	if err != nil {
 		fspan.SetStatus(codes.Error, err.Error())
@@ -259,8 +262,11 @@ func (f *fetcher) fetch(ctx context.Context, up Upstream, n uint64) *fetchResult
 		r.block = b
 		f.e.stats.FetchedBytes.Add(int64(len(raw)))
 		if proof != nil && r.bad == nil {
-			// A bad proof is dropped here; the block itself is fine.
-			if f.cfg.Store.Genesis().Verifier().VerifyProof(n, b.Header.Commitment(), proof) == nil {
+			// A bad proof is dropped and its upstream blamed; the block
+			// itself is fine and goes on (its proof is asked for later).
+			if err := f.cfg.Store.Genesis().Verifier().VerifyProof(n, b.Header.Commitment(), proof); err != nil {
+				r.badProof = err
+			} else {
 				r.proof = proof
 				f.e.stats.ProofBytes.Add(int64(len(proof)))
 			}
@@ -279,15 +285,24 @@ func (f *fetcher) result(r *fetchResult) {
 	case r.err != nil:
 		m.Fetched("error", r.took)
 		f.e.journeys.event(r.n, "retry", attribute.String("upstream", name), attribute.String("reason", r.err.Error()))
-		f.problem(name, fmt.Sprintf("GetBlockByNumber failed: %v", r.err), r.n)
 		f.ups.Failed(r.upstream, now)
 		f.window.Failed(r.n, now)
+		if r.timedOut {
+			// A stalled or trickling answer costs the block a whole
+			// FetchTimeout; the backoff alone ends at the upstream's next
+			// good answer, so an upstream that stalls only some blocks
+			// would keep being asked first.
+			f.ups.Suspect(name, now)
+			f.problem(name, fmt.Sprintf("GetBlockByNumber failed, marked suspect: timed out after %s: %v", f.cfg.FetchTimeout, r.err), r.n)
+		} else {
+			f.problem(name, fmt.Sprintf("GetBlockByNumber failed: %v", r.err), r.n)
+		}
 	case r.bad != nil:
 		m.Fetched("bad", r.took)
 		f.e.journeys.event(r.n, "rejected", attribute.String("upstream", name), attribute.String("reason", r.bad.Error()))
 		m.Rejected(badReason(r.bad))
 		f.e.stats.Rejected.Add(1)
-		f.problem(name, fmt.Sprintf("served a bad block: %v", r.bad), r.n)
+		f.problem(name, fmt.Sprintf("served a bad block, marked suspect: %v", r.bad), r.n)
 		f.ups.Suspect(name, now)
 		f.avoid[r.n] = name
 		f.window.Retry(r.n, now)
@@ -303,7 +318,14 @@ func (f *fetcher) result(r *fetchResult) {
 	default:
 		m.Fetched("ok", r.took)
 		m.Bytes("useful", r.size+len(r.proof))
-		f.recovered(name)
+		if r.badProof != nil {
+			m.Rejected("proof")
+			f.e.journeys.event(r.n, "proof rejected", attribute.String("upstream", name), attribute.String("reason", r.badProof.Error()))
+			f.problem(name, fmt.Sprintf("served a bad proof with block %d, marked suspect: %v", r.n, r.badProof), r.n)
+			f.ups.Suspect(name, now)
+		} else {
+			f.recovered(name)
+		}
 		f.ups.Has(r.upstream, r.n)
 		if f.window.Fetched(r.n, r.size) {
 			f.ready[r.n] = r

@@ -314,3 +314,26 @@ func TestFailedUpstreamWhileCaughtUp(t *testing.T) {
 		t.Fatalf("a retry due now arms no wake-up (%s, %v)", at, ok)
 	}
 }
+
+// TestConcurrentFailuresBackOffOnce: a dropped connection fails every call
+// in flight on it at once; that is one failure of the upstream, not one per
+// call, or a single drop would back it off for RetryMax. A failure after
+// the backoff has ended does lengthen it.
+func TestConcurrentFailuresBackOffOnce(t *testing.T) {
+	c := WindowConfig{RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second, Seed: 1}
+	u := NewUpstreams([]string{"a"}, c, time.Minute)
+	first := u.Failed(0, t0)
+	for k := 0; k < 64; k++ {
+		if d := u.Failed(0, t0.Add(time.Millisecond)); d > first {
+			t.Fatalf("call %d of the same drop backed off %s, the first only %s", k, d, first)
+		}
+	}
+	if _, ok := u.Pick(1, t0.Add(first), ""); !ok {
+		t.Fatalf("upstream still backed off %s after one drop", first)
+	}
+	u.Done(0)
+	// The second step is 2 x RetryInitial less up to half of it as jitter.
+	if d := u.Failed(0, t0.Add(first)); d < c.RetryInitial {
+		t.Fatalf("a failure after the backoff ended backed off only %s", d)
+	}
+}

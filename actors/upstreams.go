@@ -156,9 +156,16 @@ func (u *Upstreams) AllLack(n uint64, now time.Time) bool {
 }
 
 // Failed records a failed call to upstream i (error or timeout) and backs
-// it off; it returns how long.
+// it off; it returns how long. A failure while it is already backed off
+// does not lengthen the backoff: calls in flight together fail together
+// (one dropped connection fails a whole window of them), and counting each
+// took a single drop straight to RetryMax, idling the follower for seconds
+// after a link that was back at once.
 func (u *Upstreams) Failed(i int, now time.Time) time.Duration {
 	s := u.list[i]
+	if now.Before(s.downUntil) {
+		return s.downUntil.Sub(now)
+	}
 	s.failures++
 	d := Backoff(s.failures, u.retryInitial, u.retryMax, u.rng)
 	s.downUntil = now.Add(d)

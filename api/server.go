@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -39,9 +40,14 @@ const (
 	MaxInternalRequestBytes = block.MaxBlockBytes + 64<<10
 )
 
-// PublicServerOptions are the options of a server that exposes Store.
+// PublicServerOptions are the options of a server that exposes Store (the
+// primary's; a follower's adds its client limits). Pings are allowed every
+// 5 s: a follower pings an upstream that has gone quiet in the middle of its
+// calls (every 10 s at most), and gRPC's default (one per 5 minutes) would
+// answer that with GOAWAY.
 func PublicServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRequestBytes), grpc.MaxSendMsgSize(MaxResponseBytes)}
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRequestBytes), grpc.MaxSendMsgSize(MaxResponseBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second})}
 }
 
 // InternalServerOptions are the options of the primary's internal server.
@@ -209,6 +215,12 @@ func (s *Server) SyncNotes(ctx context.Context, req *storev1.SyncNotesRequest) (
 		from = p
 	}
 	sn := s.st.Snapshot()
+	if from.Block > sn.Committed() {
+		// No notes there yet. Answered here, not by the store, because its
+		// query binds positions as int64: a from_block or token past 2^63
+		// would fail there as an Internal error.
+		return &storev1.SyncNotesResponse{ChainTip: sn.Committed()}, nil
+	}
 	notes, next, err := sn.NotesByTags(ctx, tags, from, size)
 	if err != nil {
 		return nil, storeError(ctx, err)

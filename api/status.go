@@ -19,7 +19,8 @@ type NodeStatus struct {
 	ChainTip    uint64            `json:"chain_tip"`
 	ChainTipSrc string            `json:"chain_tip_from,omitempty"`
 	Reason      string            `json:"health"`
-	Upstreams   map[string]uint64 `json:"upstreams,omitempty"` // tip served, per upstream
+	Upstreams   map[string]uint64 `json:"upstreams,omitempty"`       // tip served, per upstream
+	Problems    map[string]string `json:"source_problems,omitempty"` // why an upstream or peer's tip does not count now
 	UpstreamTip uint64            `json:"upstream_tip,omitempty"`
 	Restarts    map[string]int    `json:"actor_restarts,omitempty"`
 	Fetched     int64             `json:"fetched_bytes,omitempty"`

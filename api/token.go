@@ -16,6 +16,11 @@ import (
 // version (1) | block (8) | index (4) | hash of the sorted tags (8), base64url.
 const tokenVersion = 1
 
+// maxTokenIndex is the largest note index a token can carry: the store packs
+// a position as block<<20 | index, so a larger index would read as a later
+// block and skip notes. No issued token has one.
+const maxTokenIndex = 1<<20 - 1
+
 func tagsHash(tags []uint32) [8]byte {
 	s := slices.Clone(tags)
 	slices.Sort(s)
@@ -45,5 +50,9 @@ func parsePageToken(s string, tags []uint32) (store.Position, error) {
 	if th := tagsHash(tags); [8]byte(b[13:21]) != th {
 		return store.Position{}, fmt.Errorf("the token was issued for other tags")
 	}
-	return store.Position{Block: binary.LittleEndian.Uint64(b[1:]), Index: binary.LittleEndian.Uint32(b[9:])}, nil
+	p := store.Position{Block: binary.LittleEndian.Uint64(b[1:]), Index: binary.LittleEndian.Uint32(b[9:])}
+	if p.Index > maxTokenIndex {
+		return store.Position{}, errors.New("not a page token issued by this API")
+	}
+	return p, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -56,6 +57,14 @@ func (p *Poller) Verdict() Verdict {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.verdict
+}
+
+// Problems returns the current problem of each source that has one (the
+// last poll of it failed or did not count), for /status.
+func (p *Poller) Problems() map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.problems)
 }
 
 // Run polls until ctx ends.

@@ -51,7 +51,7 @@ func NewMetrics() *Metrics {
 	m.apply = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "storesync_apply_duration_seconds", Help: "ApplyBlock time, per stage (validate, trees, blockfile, sqlite) and in total.", Buckets: latencyBuckets}, []string{"stage"})
 	m.syncLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "storesync_sync_latency_seconds", Help: "From a block's timestamp to its commit in this store.", Buckets: latencyBuckets})
 	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_fetched_bytes_total", Help: "Bytes fetched from upstreams: useful (blocks and proofs needed) or redundant (blocks fetched again to ask for a proof)."}, []string{"kind"})
-	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_rejected_blocks_total", Help: "Blocks that failed a check, by reason."}, []string{"reason"})
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_rejected_blocks_total", Help: "Blocks that failed a check, by reason; reason \"proof\": a proof that failed verification (the block itself was fine)."}, []string{"reason"})
 	m.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_actor_restarts_total", Help: "Actor restarts after a failure, by actor."}, []string{"actor"})
 	m.reads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_read_requests_total", Help: "Read API requests served, by method and status code."}, []string{"method", "code"})
 	m.reg.MustRegister(m.committed, m.proven, m.upstreamTip, m.lagBlocks, m.lagSeconds, m.windowBlocks, m.windowBytes,

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	grpchealth "google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -41,6 +42,12 @@ type Config struct {
 	Health        health.Config // readiness rules
 	HealthEvery   time.Duration // how often sources are polled
 	ShutdownGrace time.Duration
+	// TLS is the certificates of the listeners and of the connections to
+	// upstreams and peers; zero: plain text everywhere.
+	TLS TLS
+	// Limits bound what clients of the read API may use; zero fields take
+	// DefaultLimits.
+	Limits Limits
 	// Engine configures the sync engine. New sets its Store and appends an
 	// upstream per address in Upstreams to any it already has.
 	Engine actors.Config
@@ -64,6 +71,7 @@ type Follower struct {
 	health   *grpchealth.Server
 	metrics  *otel.Metrics
 	progress progress
+	serving  bool // what the gRPC health server says; owned by onVerdict
 	poller   *health.Poller
 	stop     context.CancelFunc
 	bg       sync.WaitGroup
@@ -82,12 +90,23 @@ func New(cfg Config) (*Follower, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Certificates first: a bad file stops the follower before it touches
+	// its store.
+	serverTLS, err := cfg.TLS.serverConfig(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	upCreds, err := cfg.TLS.upstreamCredentials(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	f := &Follower{cfg: cfg, metrics: otel.NewMetrics()}
 	if f.st, err = store.Open(filepath.Join(cfg.DataDir, "store"), g); err != nil {
 		return nil, err
 	}
 	for _, addr := range cfg.Upstreams {
-		u, err := dialUpstream(addr, cfg.Tracing)
+		u, err := dialUpstream(addr, upCreds, cfg.Tracing)
 		if err != nil {
 			f.closeAll()
 			return nil, err
@@ -95,7 +114,7 @@ func New(cfg Config) (*Follower, error) {
 		f.ups = append(f.ups, u)
 	}
 	for _, addr := range cfg.Peers {
-		u, err := dialUpstream(addr, nil)
+		u, err := dialUpstream(addr, upCreds, nil)
 		if err != nil {
 			f.closeAll()
 			return nil, err
@@ -120,9 +139,19 @@ func New(cfg Config) (*Follower, error) {
 			f.closeAll()
 			return nil, fmt.Errorf("listen http %s: %w", cfg.HTTPListen, err)
 		}
-		f.http = &http.Server{Handler: f.handler(), ReadHeaderTimeout: 5 * time.Second}
+		// Its error log is a line per failed TLS handshake or broken
+		// client: a scanner's noise, kept to debug.
+		f.http = &http.Server{Handler: f.handler(), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: maxHeaderBytes,
+			ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug)}
+		if cfg.TLS.HTTP {
+			f.http.TLSConfig = serverTLS.Clone()
+		}
 	}
-	sopts := append(api.PublicServerOptions(), grpc.UnaryInterceptor(f.metrics.UnaryInterceptor()))
+	// The metrics interceptor outside the limiter, so refused reads count.
+	sopts := append(cfg.Limits.serverOptions(), grpc.ChainUnaryInterceptor(f.metrics.UnaryInterceptor(), newReadLimiter(cfg.Limits).unary))
+	if serverTLS != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(serverTLS)))
+	}
 	if cfg.Tracing != nil {
 		sopts = append(sopts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(cfg.Tracing))))
 	}
@@ -159,8 +188,23 @@ func (f *Follower) setServing(ready bool) {
 	f.health.SetServingStatus(ServiceName, st)
 }
 
-// Health returns the latest readiness verdict.
-func (f *Follower) Health() health.Verdict { return f.poller.Verdict() }
+// Health returns the latest readiness verdict, with the engine's storage
+// fault over it. thread-safe.
+func (f *Follower) Health() health.Verdict { return f.withStorage(f.poller.Verdict()) }
+
+// withStorage turns v not ready while the store refuses writes: such a
+// follower serves reads that only fall further behind, and nothing in its lag
+// says that it cannot catch up by itself.
+func (f *Follower) withStorage(v health.Verdict) health.Verdict {
+	if f.engine == nil {
+		return v
+	}
+	if r := f.engine.StorageFault(); r != "" {
+		v.Ready, v.Passing = false, false
+		v.Reason = "storage: " + r + "; " + v.Reason
+	}
+	return v
+}
 
 // HTTPAddr is the bound address of the HTTP listener ("" if none).
 func (f *Follower) HTTPAddr() string {
@@ -206,11 +250,17 @@ func (f *Follower) Start() error {
 	go func() { defer f.bg.Done(); f.poller.Run(ctx) }()
 	go func() { _ = f.server.Serve(f.lis) }()
 	if f.http != nil {
-		go func() { _ = f.http.Serve(f.hlis) }()
+		go func() {
+			if f.http.TLSConfig != nil {
+				_ = f.http.ServeTLS(f.hlis, "", "") // the certificate is in TLSConfig
+				return
+			}
+			_ = f.http.Serve(f.hlis)
+		}()
 	}
 	c, p := f.st.Tips()
 	f.cfg.Log.Info("follower started", "chain", f.st.Genesis().ChainID, "committed", c, "proven", p,
-		"listen", f.Addr(), "upstreams", f.cfg.Upstreams)
+		"listen", f.Addr(), "tls", f.cfg.TLS.CertFile != "", "upstreams", f.cfg.Upstreams)
 	return nil
 }
 

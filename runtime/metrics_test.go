@@ -78,7 +78,7 @@ func TestMetricsMove(t *testing.T) {
 			t.Errorf("series %s missing", name)
 		}
 	}
-	c, err := dialUpstream(f.Addr(), nil)
+	c, err := dialUpstream(f.Addr(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,9 +20,12 @@ type progress struct {
 
 // onVerdict runs after every health evaluation: it moves readiness, the lag
 // metrics and, while catching up, the progress line.
-func (f *Follower) onVerdict(v health.Verdict, flipped bool) {
-	if flipped || f.progress.at.IsZero() {
+func (f *Follower) onVerdict(v health.Verdict, _ bool) {
+	v = f.withStorage(v)
+	// The Applier logs a storage fault and its end; the poller, its own flips.
+	if v.Ready != f.serving || f.progress.at.IsZero() {
 		f.setServing(v.Ready)
+		f.serving = v.Ready
 	}
 	var age time.Duration
 	if v.LagKnown && v.Lag > 0 {

@@ -9,7 +9,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	"storesync/api"
 	"storesync/api/storev1"
@@ -30,6 +32,18 @@ var upstreamBackoff = grpc.ConnectParams{
 	MinConnectTimeout: 5 * time.Second,
 }
 
+// upstreamKeepalive notices an upstream connection gone silent without a
+// reset (the upstream's host replaced at the same address, a NAT or balancer
+// on the path that dropped it). gRPC keeps using such a connection: every
+// call on it times out, for good behind a middlebox that still acknowledges
+// (TCP itself gives up only after some 15 minutes of retransmissions), while
+// a new connection would work. A ping goes out only while calls are in
+// flight and nothing has been read for Time (10 s is gRPC's floor), so a
+// working link never sends one and an upstream's default ping policy (at most
+// one per 5 minutes, strikes reset by any data it sends) is never crossed;
+// unanswered for Timeout, the connection is closed and gRPC dials anew.
+var upstreamKeepalive = keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}
+
 // Receive windows of an upstream connection: a block per stream, many
 // blocks per connection.
 const (
@@ -37,8 +51,14 @@ const (
 	upstreamConnWindow   = 64 << 20
 )
 
-func dialUpstream(addr string, tp trace.TracerProvider) (*grpcUpstream, error) {
-	opts := append(api.ClientOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithConnectParams(upstreamBackoff),
+// dialUpstream connects to a store's read API with creds (from
+// TLS.upstreamCredentials; nil: plain text).
+func dialUpstream(addr string, creds credentials.TransportCredentials, tp trace.TracerProvider) (*grpcUpstream, error) {
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	opts := append(api.ClientOptions(), grpc.WithTransportCredentials(creds), grpc.WithConnectParams(upstreamBackoff),
+		grpc.WithKeepaliveParams(upstreamKeepalive),
 		// Flow-control windows sized for a full fetch window in flight over
 		// a long round trip: gRPC's 64 KiB start (grown by BDP estimation)
 		// caps a 50 ms link near 1 MB/s for the first seconds.

@@ -60,13 +60,20 @@ func (s *Store) ApplyBlock(ctx context.Context, b *block.Block) (Report, error) 
 		l.off = cur.blockLocs[n-1].end()
 	}
 	if err := s.blocks.write(n, l.off, data); err != nil {
-		return rep, fmt.Errorf("apply block %d: %w", n, err)
+		// A full disk gets back what the failed write took; nothing of
+		// SQLite was touched yet.
+		s.blocks.cut(n, l.off)
+		return rep, storageErr(fmt.Sprintf("apply block %d", n), err)
 	}
 	rep.BlockFile = time.Since(t)
 
 	t = time.Now()
 	if err := s.commitBlock(ctx, b, next, l, merkle.Sum(data)); err != nil {
-		return rep, fmt.Errorf("apply block %d: %w", n, err)
+		// The block's bytes stay in its file past the committed end: a
+		// retry of the same block writes them again at the same offset,
+		// and Open cuts them if none comes. They are not cut here: a commit
+		// whose fsync failed may still be on disk, and would then need them.
+		return rep, storageErr(fmt.Sprintf("apply block %d", n), err)
 	}
 	rep.SQLite = time.Since(t)
 
@@ -188,13 +195,14 @@ func (s *Store) ApplyProofs(ctx context.Context, first uint64, proofs [][]byte) 
 			buf = append(buf, proofs[k]...)
 		}
 		if err := s.proofs.write(n, off, buf); err != nil {
-			return fmt.Errorf("apply proofs %d..%d: %w", first, last, err)
+			s.proofs.cut(n, off)
+			return storageErr(fmt.Sprintf("apply proofs %d..%d", first, last), err)
 		}
 		i = j
 	}
 	ctx = context.WithoutCancel(ctx)
 	if err := s.w.begin(ctx); err != nil {
-		return fmt.Errorf("apply proofs %d..%d: sqlite begin: %w", first, last, err)
+		return storageErr(fmt.Sprintf("apply proofs %d..%d: sqlite begin", first, last), err)
 	}
 	var err error
 	for i, l := range locs {
@@ -210,7 +218,7 @@ func (s *Store) ApplyProofs(ctx context.Context, first uint64, proofs [][]byte) 
 	}
 	if err != nil {
 		s.w.rollback()
-		return fmt.Errorf("apply proofs %d..%d: %w", first, last, err)
+		return storageErr(fmt.Sprintf("apply proofs %d..%d", first, last), err)
 	}
 	s.publish(&Snapshot{
 		st:        s,

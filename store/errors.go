@@ -17,3 +17,18 @@ var (
 	// ErrGenesis: the data directory belongs to another chain.
 	ErrGenesis = errors.New("genesis mismatch")
 )
+
+// StorageError is a write the disk refused (full, read-only, failing):
+// nothing was committed, every medium is as it was before the call, and the
+// same call succeeds once the disk takes writes again. It is never the
+// block's fault. Reason is the cause in a few words ("no space left on
+// device"), for health reports.
+type StorageError struct {
+	Op     string // what was being written, e.g. "apply block 7: block file"
+	Reason string
+	Err    error
+}
+
+func (e *StorageError) Error() string { return e.Op + ": " + e.Err.Error() }
+
+func (e *StorageError) Unwrap() error { return e.Err }

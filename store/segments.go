@@ -94,6 +94,18 @@ func (s *segments) write(n uint64, off uint64, data []byte) error {
 	return nil
 }
 
+// cut drops whatever lies at or past off in item n's segment: the bytes of
+// a write that failed. Best effort: Open cuts them anyway, and a later write
+// of item n overwrites them.
+func (s *segments) cut(n uint64, off uint64) {
+	s.mu.Lock()
+	f := s.files[n/SegmentSpan]
+	s.mu.Unlock()
+	if f != nil {
+		_ = f.Truncate(int64(off))
+	}
+}
+
 // read returns item n. thread-safe.
 func (s *segments) read(n uint64, l loc) ([]byte, error) {
 	f, err := s.file(n/SegmentSpan, false)

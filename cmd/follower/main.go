@@ -84,6 +84,22 @@ func run(args []string) error {
 	fs.DurationVar(&e.RetryMax, "retry-max", 5*time.Second, "longest retry delay")
 	fs.DurationVar(&e.SuspectFor, "suspect-for", time.Minute, "how long an upstream that served a bad block is avoided")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight reads may finish on shutdown")
+	t := &cfg.TLS
+	fs.StringVar(&t.CertFile, "tls-cert", "", "PEM certificate of the read API (and of the HTTP listener with --http-tls); empty: plain text")
+	fs.StringVar(&t.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&t.ClientCAFile, "client-ca", "", "PEM CA bundle: the listeners require a client certificate signed by it")
+	fs.BoolVar(&t.HTTP, "http-tls", false, "serve the HTTP listener over TLS too, with --tls-cert and --client-ca")
+	fs.StringVar(&t.UpstreamCAFile, "upstream-ca", "", "PEM CA bundle verifying upstreams and peers; dials them over TLS")
+	fs.StringVar(&t.UpstreamCertFile, "upstream-cert", "", "PEM client certificate shown to upstreams and peers (dials them over TLS)")
+	fs.StringVar(&t.UpstreamKeyFile, "upstream-key", "", "PEM private key of --upstream-cert")
+	l, dl := &cfg.Limits, runtime.DefaultLimits
+	fs.IntVar(&l.MaxRequestBytes, "max-request-bytes", dl.MaxRequestBytes, "largest request message a client may send")
+	streams := fs.Uint("max-streams-per-conn", uint(dl.StreamsPerConn), "calls one client connection may have open at once")
+	fs.IntVar(&l.ConcurrentReads, "max-concurrent-reads", dl.ConcurrentReads, "read calls running at once, over all connections")
+	fs.IntVar(&l.QueuedReads, "max-queued-reads", dl.QueuedReads, "read calls waiting for a slot, at most; more are refused (RESOURCE_EXHAUSTED) unless it is their connection's only call")
+	fs.DurationVar(&l.KeepaliveMinTime, "keepalive-min-time", dl.KeepaliveMinTime, "a client pinging more often than this is disconnected")
+	fs.DurationVar(&l.KeepaliveTime, "keepalive-time", dl.KeepaliveTime, "ping a client connection silent for this long; drop it if the ping goes unanswered")
+	fs.DurationVar(&l.IdleTimeout, "conn-idle-timeout", dl.IdleTimeout, "close a client connection without calls for this long")
 	restartLimit := fs.Int("restart-limit", actors.DefaultRestartPolicy.Limit, "actor failures tolerated per minute before the follower stops with an error")
 	obs := cli.ObservabilityFlags(fs)
 	fs.Usage = flagenv.Usage(fs, envPrefix, "follower run [flags]")
@@ -92,6 +108,10 @@ func run(args []string) error {
 		return err
 	}
 	cfg.Upstreams, cfg.Peers = ups, peers
+	if *streams == 0 || *streams > 1<<31 {
+		return fmt.Errorf("--max-streams-per-conn: want 1 to %d, got %d", 1<<31, *streams)
+	}
+	l.StreamsPerConn = uint32(*streams)
 	e.Restart = actors.DefaultRestartPolicy
 	e.Restart.Limit = *restartLimit
 	var flush func()

@@ -1,0 +1,110 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"storesync/state"
+)
+
+// mountTmpfs mounts a tmpfs of size (e.g. "4m") on dir until the test ends.
+// Mounting needs root (CAP_SYS_ADMIN): elsewhere the test is skipped.
+func mountTmpfs(t *testing.T, dir, size string) {
+	t.Helper()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+		t.Skipf("a full disk is simulated with a small tmpfs, and mounting one here failed (root needed): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+		}
+	})
+}
+
+// fill writes path until the file system holding it is full.
+func fill(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for range 1 << 12 {
+		if _, err = f.Write(buf); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("filling %s: %v, want ENOSPC", path, err)
+	}
+}
+
+// TestApplyAfterStorageFailure: a disk that fills up makes ApplyBlock fail
+// with a *StorageError that is not a rejection, and leaves the committed
+// state as it was, whether the block file or the SQLite commit was refused
+// (the latter after the block's bytes reached its file). Once space is
+// back, the same store applies the same block, and a reopen agrees.
+func TestApplyAfterStorageFailure(t *testing.T) {
+	c := testChain(t, "small", 10)
+	for _, tc := range []struct {
+		name string
+		full string // the file system that fills up: "." (SQLite) or "blocks"
+	}{
+		{"sqlite commit refused", "."},
+		{"block file refused", "blocks"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			mountTmpfs(t, dir, "8m")
+			blocks := filepath.Join(dir, "blocks")
+			if err := os.Mkdir(blocks, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			mountTmpfs(t, blocks, "8m")
+			s := openStore(t, dir, c)
+			t.Cleanup(func() { s.Close() })
+			applyAll(t, s, c.Blocks[:5])
+			before := takeFingerprint(t, s)
+
+			filler := filepath.Join(dir, tc.full, "filler")
+			fill(t, filler)
+			b := c.Blocks[5]
+			_, err := s.ApplyBlock(t.Context(), b)
+			reason, ok := StorageFault(err)
+			if !ok || reason != "no space left on device" || state.Rejection(err) != nil {
+				t.Fatalf("apply on a full disk: %v (storage fault %v %q), want a storage fault, no space left", err, ok, reason)
+			}
+			after := takeFingerprint(t, s)
+			delete(after.files, "blocks/filler")
+			seg := "blocks/" + filepath.Base(segPath(dir, "blocks", 0))
+			if tc.full == "." {
+				// The block reached its file, the commit did not happen.
+				if got, want := after.files[seg], before.files[seg]+int64(len(b.Encode())); got != want {
+					t.Errorf("block file is %d bytes after a refused commit, want %d (the block written, not committed)", got, want)
+				}
+				after.files[seg] = before.files[seg]
+			}
+			sameFingerprint(t, before, after)
+			if _, err := s.Snapshot().BlockBytes(5); err != nil {
+				t.Fatalf("read the tip on a full disk: %v", err)
+			}
+
+			if err := os.Remove(filler); err != nil {
+				t.Fatal(err)
+			}
+			applyAll(t, s, c.Blocks[5:])
+			want := takeFingerprint(t, s)
+			if want.commitment != c.States[10].Commitment {
+				t.Fatal("store diverged after the disk was full")
+			}
+			s.Close()
+			s = openStore(t, dir, c)
+			sameFingerprint(t, want, takeFingerprint(t, s))
+		})
+	}
+}
