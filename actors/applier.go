@@ -93,6 +93,7 @@ func (a *applier) apply(ctx actor.Context, d *messages.Deliver) {
 	_, wait := a.e.journeys.tracer.Start(parent, "queue.wait", trace.WithTimestamp(d.FetchedAt))
 	wait.End(trace.WithTimestamp(taken))
 	rep, err := a.cfg.Store.ApplyBlock(context.Background(), d.Block)
+	a.e.stats.Applying.Add(int64(time.Since(taken)))
 	if rep.Start.IsZero() {
 		rep.Start = taken
 	}

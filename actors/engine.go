@@ -126,6 +126,10 @@ type Stats struct {
 	ProofBytes     atomic.Int64 // proof bytes received (useful)
 	RedundantBytes atomic.Int64 // block bytes received again only to ask for a proof
 	Rejected       atomic.Int64 // blocks that failed validation
+	// Applying is the time (ns) the Applier spent in ApplyBlock: over a
+	// catch-up's wall time, how busy the apply path was (below 1: it
+	// waited for blocks).
+	Applying atomic.Int64
 }
 
 // ErrFatal wraps the error the engine stops with.

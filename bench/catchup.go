@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -25,6 +26,10 @@ type CatchupRow struct {
 	EngineMBps     float64 `json:"engine_mb_per_s"`
 	RatioToLimit   float64 `json:"ratio_to_limit"`
 	SpeedupVsNaive float64 `json:"speedup_vs_naive"`
+	// ApplierBusy is the share of the engine's catch-up its Applier spent
+	// in ApplyBlock: near 1, the apply path itself is slower than the
+	// limit's; well below, it waited for blocks.
+	ApplierBusy float64 `json:"applier_busy"`
 }
 
 // CatchupResult: a fresh store syncing a preloaded primary's chain.
@@ -69,7 +74,8 @@ func catchup(quick bool, profiles []string) (*CatchupResult, error) {
 			// The limit is measured next to each row, not once per profile:
 			// the machine's speed drifts over minutes, and a ratio is only
 			// as good as the two numbers being taken close together.
-			limit, err := applyOnly(c)
+			var limit time.Duration
+			pprof.Do(context.Background(), pprof.Labels("contender", "limit"), func(context.Context) { limit, err = applyOnly(c) })
 			if err != nil {
 				return nil, err
 			}
@@ -77,11 +83,16 @@ func catchup(quick bool, profiles []string) (*CatchupResult, error) {
 			if err != nil {
 				return nil, err
 			}
-			engine, err := engineCatchup(served, l.addr())
+			var engine time.Duration
+			var busy float64
+			pprof.Do(context.Background(), pprof.Labels("contender", "engine"), func(context.Context) {
+				engine, busy, err = engineCatchup(served, l.addr())
+			})
 			if err != nil {
 				return nil, err
 			}
-			naive, err := naiveCatchup(served, l.addr())
+			var naive time.Duration
+			pprof.Do(context.Background(), pprof.Labels("contender", "naive"), func(context.Context) { naive, err = naiveCatchup(served, l.addr()) })
 			if err != nil {
 				return nil, err
 			}
@@ -89,7 +100,7 @@ func catchup(quick bool, profiles []string) (*CatchupResult, error) {
 			n := float64(sz.blocks)
 			row := CatchupRow{RTTms: rtt.Milliseconds(), Profile: sz.profile, Blocks: sz.blocks,
 				EngineBPS: n / engine.Seconds(), NaiveBPS: n / naive.Seconds(), LimitBPS: n / limit.Seconds(),
-				EngineMBps: float64(served.bytes) / 1e6 / engine.Seconds()}
+				EngineMBps: float64(served.bytes) / 1e6 / engine.Seconds(), ApplierBusy: busy}
 			row.RatioToLimit = row.EngineBPS / row.LimitBPS
 			row.SpeedupVsNaive = row.EngineBPS / row.NaiveBPS
 			res.Rows = append(res.Rows, row)
@@ -99,10 +110,10 @@ func catchup(quick bool, profiles []string) (*CatchupResult, error) {
 	}
 	fmt.Println("\n### catchup: a fresh follower syncing a primary's chain (blocks/s)")
 	fmt.Println()
-	fmt.Println("| profile | RTT ms | blocks | engine | naive loop | apply-only limit | engine/limit | engine/naive | engine MB/s |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| profile | RTT ms | blocks | engine | naive loop | apply-only limit | engine/limit | engine/naive | engine MB/s | applier busy |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range res.Rows {
-		fmt.Printf("| %s | %d | %d | %.1f | %.1f | %.1f | %.2f | %.1fx | %.1f |\n", r.Profile, r.RTTms, r.Blocks, r.EngineBPS, r.NaiveBPS, r.LimitBPS, r.RatioToLimit, r.SpeedupVsNaive, r.EngineMBps)
+		fmt.Printf("| %s | %d | %d | %.1f | %.1f | %.1f | %.2f | %.1fx | %.1f | %.0f%% |\n", r.Profile, r.RTTms, r.Blocks, r.EngineBPS, r.NaiveBPS, r.LimitBPS, r.RatioToLimit, r.SpeedupVsNaive, r.EngineMBps, 100*r.ApplierBusy)
 	}
 	return res, nil
 }
@@ -129,33 +140,35 @@ func applyOnly(c *workload.Chain) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-// engineCatchup times a fresh follower (default configuration) to the tip.
-func engineCatchup(s *servedChain, upstream string) (time.Duration, error) {
+// engineCatchup times a fresh follower (default configuration) to the tip,
+// and reports the share of that time its Applier spent applying.
+func engineCatchup(s *servedChain, upstream string) (time.Duration, float64, error) {
 	dir, err := os.MkdirTemp("", "bench-engine-")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer os.RemoveAll(dir)
 	f, err := runtime.New(runtime.Config{DataDir: dir, Genesis: s.genesisPath(), Upstreams: []string{upstream},
 		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Engine: actors.Config{}, Log: quiet})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	target := uint64(len(s.chain.Blocks))
 	start := time.Now()
 	if err := f.Start(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer f.Stop()
 	for {
 		changed := f.Store().Changed()
 		if c, _ := f.Store().Tips(); c >= target {
-			return time.Since(start), nil
+			took := time.Since(start)
+			return took, float64(f.Engine().Stats().Applying.Load()) / float64(took), nil
 		}
 		select {
 		case <-changed:
 		case <-time.After(10 * time.Minute):
-			return 0, fmt.Errorf("engine catch-up did not finish")
+			return 0, 0, fmt.Errorf("engine catch-up did not finish")
 		}
 	}
 }
