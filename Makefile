@@ -27,6 +27,10 @@ fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzApplyBlock$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./store/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSMTProof$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./merkle/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMMRProof$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./merkle/
+	$(GO) test -run '^$$' -fuzz '^FuzzBlockReads$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./api/
+	$(GO) test -run '^$$' -fuzz '^FuzzIDReads$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./api/
+	$(GO) test -run '^$$' -fuzz '^FuzzSyncNotes$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./api/
+	$(GO) test -run '^$$' -fuzz '^FuzzRequestBytes$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./api/
 
 # The fault-injection suite in its long form (100+ crashes, 30 s black
 # holes, ...): figures for RELIABILITY.md. `make test` runs it short.
