@@ -28,6 +28,7 @@ import (
 	"storesync/api/storev1"
 	"storesync/genesis"
 	"storesync/health"
+	"storesync/internal/diskfault"
 	"storesync/internal/testnet"
 	"storesync/runtime"
 	"storesync/store"
@@ -69,7 +70,7 @@ var diskFaults = []diskFault{
 		name: "database disk full", reason: "storage: no space left on device", dataSize: "64m", blocksSize: "64m",
 		inject: func(t *testing.T, d *diskRun) {
 			d.filler = filepath.Join(d.dataDir, "filler")
-			diskFill(t, d.filler)
+			diskfault.Fill(t, d.filler)
 		},
 		release: func(t *testing.T, d *diskRun) {
 			if err := os.Remove(d.filler); err != nil {
@@ -150,14 +151,14 @@ func runDiskFault(t *testing.T, fault diskFault) {
 	if fault.dataSize == "ext4" {
 		diskMountExt4(t, d)
 	} else {
-		diskMount(t, d.dataDir, fault.dataSize)
+		diskfault.MountTmpfs(t, d.dataDir, fault.dataSize)
 	}
 	if fault.blocksSize != "" {
 		blocks := filepath.Join(d.storeDir, "blocks")
 		if err := os.MkdirAll(blocks, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		diskMount(t, blocks, fault.blocksSize)
+		diskfault.MountTmpfs(t, blocks, fault.blocksSize)
 	}
 	hooks := &actors.Hooks{Receive: func(name string, msg any) {
 		if name == actors.ApplierName && fmt.Sprintf("%T", msg) == "actors.retryApply" {
@@ -343,7 +344,7 @@ func diskMountExt4(t *testing.T, d *diskRun) {
 	// The image itself lives in memory: on this machine's disk the loop
 	// device's flushes made the follower slower than the primary.
 	imgDir := t.TempDir()
-	diskMount(t, imgDir, "300m")
+	diskfault.MountTmpfs(t, imgDir, "300m")
 	d.image = filepath.Join(imgDir, "disk.img")
 	if err := os.WriteFile(d.image, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -380,40 +381,6 @@ func diskExec(t *testing.T, name string, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-// diskMount mounts a tmpfs of size on dir until the test ends. Mounting
-// needs root (CAP_SYS_ADMIN); elsewhere the test is skipped.
-func diskMount(t *testing.T, dir, size string) {
-	t.Helper()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("disk faults are made with small tmpfs mounts, and mounting one failed (root needed): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
-		}
-	})
-}
-
-// diskFill writes path until its file system is full.
-func diskFill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for range 1 << 12 {
-		if _, err = f.Write(buf); err != nil {
-			break
-		}
-	}
-	if !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("filling %s: %v, want ENOSPC", path, err)
 	}
 }
 

@@ -1,48 +1,13 @@
 package store
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 
+	"storesync/internal/diskfault"
 	"storesync/state"
 )
-
-// mountTmpfs mounts a tmpfs of size (e.g. "4m") on dir until the test ends.
-// Mounting needs root (CAP_SYS_ADMIN): elsewhere the test is skipped.
-func mountTmpfs(t *testing.T, dir, size string) {
-	t.Helper()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("a full disk is simulated with a small tmpfs, and mounting one here failed (root needed): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
-		}
-	})
-}
-
-// fill writes path until the file system holding it is full.
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for range 1 << 12 {
-		if _, err = f.Write(buf); err != nil {
-			break
-		}
-	}
-	if !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("filling %s: %v, want ENOSPC", path, err)
-	}
-}
 
 // TestApplyAfterStorageFailure: a disk that fills up makes ApplyBlock fail
 // with a *StorageError that is not a rejection, and leaves the committed
@@ -60,19 +25,19 @@ func TestApplyAfterStorageFailure(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			mountTmpfs(t, dir, "8m")
+			diskfault.MountTmpfs(t, dir, "8m")
 			blocks := filepath.Join(dir, "blocks")
 			if err := os.Mkdir(blocks, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			mountTmpfs(t, blocks, "8m")
+			diskfault.MountTmpfs(t, blocks, "8m")
 			s := openStore(t, dir, c)
 			t.Cleanup(func() { s.Close() })
 			applyAll(t, s, c.Blocks[:5])
 			before := takeFingerprint(t, s)
 
 			filler := filepath.Join(dir, tc.full, "filler")
-			fill(t, filler)
+			diskfault.Fill(t, filler)
 			b := c.Blocks[5]
 			_, err := s.ApplyBlock(t.Context(), b)
 			reason, ok := StorageFault(err)
