@@ -35,27 +35,7 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	p, _ := workload.ProfileByName("small")
-	c, err := workload.BuildChain(21, p, 10, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(t.TempDir(), c.Genesis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ctx := context.Background()
-	for i, b := range c.Blocks {
-		if _, err := st.ApplyBlock(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-		if n := uint64(i + 1); n <= 6 {
-			if err := st.ApplyProof(ctx, n, block.Prove(c.Keys.Prover, n, c.States[n].Commitment).Encode()); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	c, st := api.FixtureStore(t, 6)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

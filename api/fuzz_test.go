@@ -26,8 +26,8 @@ import (
 // the store: what a request may get is fixed by the chain and the limits.
 
 const (
-	fuzzBlocks = 10 // committed tip
-	fuzzProven = 6  // proven tip
+	fuzzBlocks = FixtureBlocks // committed tip
+	fuzzProven = 6             // proven tip
 )
 
 // fuzzNote is a note as the chain holds it, in chain order.
@@ -54,27 +54,7 @@ type fuzzFixture struct {
 
 func newFuzzFixture(f *testing.F) *fuzzFixture {
 	f.Helper()
-	p, _ := workload.ProfileByName("small")
-	c, err := workload.BuildChain(21, p, fuzzBlocks, 1000)
-	if err != nil {
-		f.Fatal(err)
-	}
-	st, err := store.Open(f.TempDir(), c.Genesis)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { st.Close() })
-	ctx := context.Background()
-	for i, b := range c.Blocks {
-		if _, err := st.ApplyBlock(ctx, b); err != nil {
-			f.Fatal(err)
-		}
-		if n := uint64(i + 1); n <= fuzzProven {
-			if err := st.ApplyProof(ctx, n, block.Prove(c.Keys.Prover, n, c.States[n].Commitment).Encode()); err != nil {
-				f.Fatal(err)
-			}
-		}
-	}
+	c, st := FixtureStore(f, fuzzProven)
 	fx := &fuzzFixture{srv: &Server{st: st}, chain: c, tip: c.Blocks[fuzzBlocks-1].Header,
 		noteByID: map[merkle.Hash]fuzzNote{}, spent: map[merkle.Hash]uint64{}, accountAt: map[merkle.Hash]merkle.Hash{}}
 	fx.blocks = append([]*block.Block{c.Genesis.Block()}, c.Blocks...)
