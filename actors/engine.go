@@ -126,6 +126,7 @@ type Stats struct {
 	ProofBytes     atomic.Int64 // proof bytes received (useful)
 	RedundantBytes atomic.Int64 // block bytes received again only to ask for a proof
 	Rejected       atomic.Int64 // blocks that failed validation
+	FetchErrors    atomic.Int64 // calls to an upstream that failed or timed out
 	// Applying is the time (ns) the Applier spent in ApplyBlock: over a
 	// catch-up's wall time, how busy the apply path was (below 1: it
 	// waited for blocks).

@@ -74,6 +74,12 @@ type fetchResult struct {
 // wakeUp is sent by the fetcher's timer when a retry or probe falls due.
 type wakeUp struct{ epoch uint64 }
 
+// reconnected is sent by an upstream's watcher when its connection is back.
+type reconnected struct {
+	epoch    uint64
+	upstream int
+}
+
 var epochCounter atomic.Uint64
 
 // Receive implements actor.Actor.
@@ -115,6 +121,18 @@ func (f *fetcher) start(ctx actor.Context) {
 	f.wake = time.AfterFunc(time.Hour, func() { root.Send(self, wakeUp{epoch: epoch}) })
 	f.wake.Stop()
 	f.wakeAt = time.Time{}
+	callCtx := f.callCtx
+	for i, u := range f.cfg.Upstreams {
+		if r, ok := u.(Reconnecting); ok {
+			f.calls.Add(1)
+			go func() {
+				defer f.calls.Done()
+				for r.Reconnected(callCtx) {
+					root.Send(self, reconnected{epoch: epoch, upstream: i})
+				}
+			}()
+		}
+	}
 }
 
 // stop cancels the calls in flight and waits for their goroutines.
@@ -137,6 +155,13 @@ func (f *fetcher) handle(msg any) {
 	case wakeUp:
 		if m.epoch == f.epoch {
 			f.wakeAt = time.Time{}
+		}
+	case reconnected:
+		if m.epoch == f.epoch {
+			if f.ups.Reconnected(m.upstream) {
+				f.window.RetryNow(time.Now())
+				f.cfg.Log.Info("upstream connection is back: asking it again now", "upstream", f.ups.Name(m.upstream))
+			}
 		}
 	case *messages.Applied:
 		f.window.Acked(m.Tip)
@@ -284,6 +309,7 @@ func (f *fetcher) result(r *fetchResult) {
 	switch {
 	case r.err != nil:
 		m.Fetched("error", r.took)
+		f.e.stats.FetchErrors.Add(1)
 		f.e.journeys.event(r.n, "retry", attribute.String("upstream", name), attribute.String("reason", r.err.Error()))
 		f.ups.Failed(r.upstream, now)
 		f.window.Failed(r.n, now)

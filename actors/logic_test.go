@@ -337,3 +337,63 @@ func TestConcurrentFailuresBackOffOnce(t *testing.T) {
 		t.Fatalf("a failure after the backoff ended backed off only %s", d)
 	}
 }
+
+// TestReconnectEndsBackoff: when an upstream's connection is back, the
+// upstream may be asked at once and every block that failed on it is due
+// now, however long the backoffs were; a reconnection does not lift
+// suspicion, and one of an upstream that never failed changes nothing.
+func TestReconnectEndsBackoff(t *testing.T) {
+	c := WindowConfig{MaxBlocks: 4, MaxBytes: 1 << 30, Credits: 4, PollInterval: 100 * time.Millisecond,
+		RetryInitial: time.Minute, RetryMax: time.Hour, Seed: 1}
+	u := NewUpstreams([]string{"a"}, c, time.Hour)
+	if u.Reconnected(0) {
+		t.Fatal("a first connection reported as coming back from a failure")
+	}
+	w := NewWindow(c, 1)
+	launched := w.Launch(t0)
+	if len(launched) != 4 {
+		t.Fatalf("launched %v, want 4 blocks", launched)
+	}
+	u.Failed(0, t0)
+	u.Failed(0, u.NextChance(1, t0)) // a second drop: minutes of backoff
+	for _, n := range launched {
+		w.Failed(n, t0)
+	}
+	later := t0.Add(time.Second)
+	if _, ok := u.Pick(1, later, ""); ok {
+		t.Fatal("upstream asked a second into a minute's backoff")
+	}
+	if got := w.Launch(later); len(got) != 0 {
+		t.Fatalf("blocks %v relaunched a second into a minute's backoff", got)
+	}
+	if !u.Reconnected(0) {
+		t.Fatal("a reconnection after failures not reported")
+	}
+	w.RetryNow(later)
+	if at, ok := w.NextWake(); !ok || at.After(later) {
+		t.Fatalf("after the reconnection the next retry is at %s, want now", at.Sub(t0))
+	}
+	if got := w.Launch(later); len(got) != 4 {
+		t.Fatalf("after the reconnection relaunched %v, want all 4", got)
+	}
+	if _, ok := u.Pick(1, later, ""); !ok {
+		t.Fatal("the reconnected upstream is not asked")
+	}
+
+	// Suspicion stays: of a trusted and a suspect upstream, the trusted
+	// one is asked first even after the suspect one reconnected.
+	v := NewUpstreams([]string{"suspect", "trusted"}, c, time.Hour)
+	v.Suspect("suspect", t0)
+	v.Failed(0, t0)
+	v.Reconnected(0)
+	for n := range uint64(4) {
+		i, ok := v.Pick(n, later, "")
+		if !ok {
+			t.Fatalf("block %d: no upstream to ask", n)
+		}
+		if v.Name(i) != "trusted" {
+			t.Fatalf("block %d: picked %q, want the trusted upstream", n, v.Name(i))
+		}
+		v.Done(i)
+	}
+}

@@ -11,3 +11,13 @@ type Upstream interface {
 	// its proof. block is nil when n is past the upstream's tip.
 	GetBlock(ctx context.Context, n uint64, includeProof bool) (block, proof []byte, err error)
 }
+
+// Reconnecting is an Upstream that can tell when its connection is back
+// after a failure. The Fetcher then asks it again at once instead of waiting
+// out the backoffs the outage built up (its own, per upstream and per block,
+// up to RetryMax): the link's own reconnection already paced the attempts.
+type Reconnecting interface {
+	// Reconnected blocks until the upstream's connection turns ready after
+	// it was not, and reports true; false once ctx is done.
+	Reconnected(ctx context.Context) bool
+}

@@ -172,6 +172,18 @@ func (u *Upstreams) Failed(i int, now time.Time) time.Duration {
 	return d
 }
 
+// Reconnected records that upstream i's connection is back: its backoff
+// ends now. It reports whether the upstream had failed since it last
+// answered (a first connection, or one after an idle spell, changes
+// nothing). Suspicion stays: a reconnect says nothing about what it serves.
+func (u *Upstreams) Reconnected(i int) bool {
+	s := u.list[i]
+	failed := s.failures > 0
+	s.failures = 0
+	s.downUntil = time.Time{}
+	return failed
+}
+
 // Suspect marks the named upstream as having served a block that failed
 // validation; it is avoided for a while.
 func (u *Upstreams) Suspect(name string, now time.Time) {

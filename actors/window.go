@@ -196,6 +196,16 @@ func (w *Window) Failed(n uint64, now time.Time) time.Duration {
 	return d
 }
 
+// RetryNow brings every failed block's retry forward to now, keeping its
+// attempt count: the upstream they failed on is reachable again.
+func (w *Window) RetryNow(now time.Time) {
+	for _, sl := range w.slots {
+		if sl.state == waiting && sl.retryAt.After(now) {
+			sl.retryAt = now
+		}
+	}
+}
+
 // Deliverable pops the blocks that may go to the Applier now: contiguous
 // from next, while the Applier holds fewer than credits unacknowledged.
 func (w *Window) Deliverable() []uint64 {

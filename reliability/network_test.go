@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,15 +185,61 @@ func (r *faultRig) run(t *testing.T, fault networkFault, hold time.Duration) {
 	testnet.SameChain(t, r.primary.Store(), r.follower.Store())
 }
 
+// TestResumeWhenLinkIsBack: a follower whose upstream's connection comes
+// back asks it again at once, not when the backoffs the outage built up
+// end. The backoffs here are a minute long at the first failure, so a
+// follower that waited them out would miss the deadline by far; one that
+// notices the reconnection resumes within gRPC's reconnect backoff (well
+// under a second after an outage this short).
+func TestResumeWhenLinkIsBack(t *testing.T) {
+	const backoff = 2 * wedged
+	p := testnet.StartPrimary(t, 50*time.Millisecond, nil)
+	x := startProxy(t, p.PublicAddr())
+	var reconnects atomic.Int64
+	cfg := actors.Config{RetryInitial: backoff, RetryMax: backoff, Hooks: &actors.Hooks{Receive: func(name string, msg any) {
+		if name == actors.FetcherName && fmt.Sprintf("%T", msg) == "actors.reconnected" {
+			reconnects.Add(1)
+		}
+	}}}
+	f := startFollowerWith(t, x.Addr(), testnet.GenesisOf(p.Node), cfg)
+	committed := func() uint64 { c, _ := f.Store().Tips(); return c }
+	for round := range scaled(2, 5) {
+		tip, _ := p.Store().Tips()
+		testnet.WaitFor(t, wedged, fmt.Sprintf("the follower to reach block %d", tip), func() bool { return committed() >= tip })
+		failed := f.Engine().Stats().FetchErrors.Load()
+		x.disable()
+		// Down until a call has failed on it: the upstream and the block
+		// are now backed off for a minute.
+		testnet.WaitFor(t, wedged, "a call to fail on the link that is down", func() bool {
+			return f.Engine().Stats().FetchErrors.Load() > failed
+		})
+		// Every block past the primary's tip now can only come through the
+		// link once it is back.
+		at, r0 := p.Store().Snapshot().Committed(), reconnects.Load()
+		x.enable()
+		lifted := time.Now()
+		testnet.WaitFor(t, backoff/2, fmt.Sprintf("the follower to fetch block %d on the link that is back, before its backoff ends", at+1),
+			func() bool { return committed() > at })
+		t.Logf("round %d: resumed %s after the link was back (backoff %s); %d reconnections seen",
+			round+1, time.Since(lifted).Round(time.Millisecond), backoff, reconnects.Load()-r0)
+	}
+	testnet.SameChain(t, p.Store(), f.Store())
+}
+
 // startNetworkFollower runs a follower of upstream with the engine's
 // defaults (those of the follower binary): timeouts and backoffs are what
 // the test measures.
 func startNetworkFollower(t *testing.T, upstream, genesisPath string) *runtime.Follower {
+	return startFollowerWith(t, upstream, genesisPath, actors.Config{})
+}
+
+// startFollowerWith runs a follower of upstream with the engine config cfg.
+func startFollowerWith(t *testing.T, upstream, genesisPath string, cfg actors.Config) *runtime.Follower {
 	t.Helper()
 	dir := t.TempDir()
 	f, err := runtime.New(runtime.Config{
 		DataDir: dir, Genesis: genesisPath, Upstreams: []string{upstream}, Listen: "127.0.0.1:0",
-		ShutdownGrace: time.Second, Engine: actors.Config{},
+		ShutdownGrace: time.Second, Engine: cfg,
 		Log: testnet.LogOnFailure(t, "follower in "+filepath.Base(dir)+" of "+upstream),
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -22,6 +23,7 @@ type grpcUpstream struct {
 	addr   string
 	conn   *grpc.ClientConn
 	client storev1.StoreClient
+	last   connectivity.State // the state Reconnected last saw
 }
 
 // upstreamBackoff paces reconnection to an upstream. gRPC's default grows to
@@ -88,6 +90,30 @@ func (u *grpcUpstream) GetBlock(ctx context.Context, n uint64, includeProof bool
 		return nil, nil, nil
 	}
 	return mb.Block, mb.Proof, nil
+}
+
+// Reconnected implements actors.Reconnecting. Only the Fetcher's watcher
+// calls it, one call at a time, so last needs no lock.
+func (u *grpcUpstream) Reconnected(ctx context.Context) bool {
+	for {
+		s := u.conn.GetState()
+		if s == connectivity.Ready && u.last != connectivity.Ready {
+			u.last = s
+			return true
+		}
+		u.last = s
+		if s == connectivity.Idle {
+			// A lost connection leaves the channel idle until a call comes,
+			// and the Fetcher, backed off, makes none: dial now. A dial
+			// that fails goes through gRPC's reconnect backoff
+			// (upstreamBackoff) before the channel is idle again, so this
+			// never dials in a tight loop.
+			u.conn.Connect()
+		}
+		if !u.conn.WaitForStateChange(ctx, s) {
+			return false
+		}
+	}
 }
 
 func (u *grpcUpstream) close() error { return u.conn.Close() }
