@@ -115,6 +115,7 @@ type Engine struct {
 	restarts   [4]atomic.Int64 // per actor, in actorNames order; counted by the strategies
 	journeys   *journeys
 	storage    atomic.Pointer[string] // why the Applier cannot write, while it cannot (applier.go)
+	notes      notes                  // what is held against each upstream now (notes.go)
 
 	fatalOnce sync.Once
 	fatal     chan error
@@ -181,6 +182,10 @@ func (e *Engine) restarted(name string, m *otel.Metrics) {
 	}
 	m.Restarted(name)
 }
+
+// UpstreamNotes returns what is held against each upstream now (problem,
+// backoff, suspicion); upstreams in good standing are left out. thread-safe.
+func (e *Engine) UpstreamNotes() map[string]UpstreamNote { return e.notes.at(time.Now()) }
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() *Stats { return &e.stats }

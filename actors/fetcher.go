@@ -160,6 +160,7 @@ func (f *fetcher) handle(msg any) {
 		if m.epoch == f.epoch {
 			if f.ups.Reconnected(m.upstream) {
 				f.window.RetryNow(time.Now())
+				f.e.notes.update(f.ups.Name(m.upstream), func(n *UpstreamNote) { n.BackedOffUntil = time.Time{} })
 				f.cfg.Log.Info("upstream connection is back: asking it again now", "upstream", f.ups.Name(m.upstream))
 			}
 		}
@@ -176,7 +177,7 @@ func (f *fetcher) handle(msg any) {
 	case *messages.Rejected:
 		f.e.stats.Rejected.Add(1)
 		f.cfg.Metrics.Rejected(string(m.Check))
-		f.ups.Suspect(m.Upstream, time.Now())
+		f.suspect(m.Upstream, fmt.Sprintf("block %d failed the %s check: %s", m.Number, m.Check, m.Reason), time.Now())
 		f.cfg.Log.Warn("block failed validation: not applied, upstream marked suspect, refetching",
 			"block", m.Number, "upstream", m.Upstream, "check", string(m.Check), "reason", m.Reason)
 		f.resync(m.Number)
@@ -311,25 +312,25 @@ func (f *fetcher) result(r *fetchResult) {
 		m.Fetched("error", r.took)
 		f.e.stats.FetchErrors.Add(1)
 		f.e.journeys.event(r.n, "retry", attribute.String("upstream", name), attribute.String("reason", r.err.Error()))
-		f.ups.Failed(r.upstream, now)
+		until := now.Add(f.ups.Failed(r.upstream, now))
 		f.window.Failed(r.n, now)
 		if r.timedOut {
 			// A stalled or trickling answer costs the block a whole
 			// FetchTimeout; the backoff alone ends at the upstream's next
 			// good answer, so an upstream that stalls only some blocks
 			// would keep being asked first.
-			f.ups.Suspect(name, now)
-			f.problem(name, fmt.Sprintf("GetBlockByNumber failed, marked suspect: timed out after %s: %v", f.cfg.FetchTimeout, r.err), r.n)
+			f.suspect(name, fmt.Sprintf("block %d timed out after %s", r.n, f.cfg.FetchTimeout), now)
+			f.problem(name, fmt.Sprintf("GetBlockByNumber failed, marked suspect: timed out after %s: %v", f.cfg.FetchTimeout, r.err), r.n, until)
 		} else {
-			f.problem(name, fmt.Sprintf("GetBlockByNumber failed: %v", r.err), r.n)
+			f.problem(name, fmt.Sprintf("GetBlockByNumber failed: %v", r.err), r.n, until)
 		}
 	case r.bad != nil:
 		m.Fetched("bad", r.took)
 		f.e.journeys.event(r.n, "rejected", attribute.String("upstream", name), attribute.String("reason", r.bad.Error()))
 		m.Rejected(badReason(r.bad))
 		f.e.stats.Rejected.Add(1)
-		f.problem(name, fmt.Sprintf("served a bad block, marked suspect: %v", r.bad), r.n)
-		f.ups.Suspect(name, now)
+		f.problem(name, fmt.Sprintf("served a bad block, marked suspect: %v", r.bad), r.n, time.Time{})
+		f.suspect(name, fmt.Sprintf("bad block %d: %v", r.n, r.bad), now)
 		f.avoid[r.n] = name
 		f.window.Retry(r.n, now)
 	case r.empty:
@@ -347,8 +348,8 @@ func (f *fetcher) result(r *fetchResult) {
 		if r.badProof != nil {
 			m.Rejected("proof")
 			f.e.journeys.event(r.n, "proof rejected", attribute.String("upstream", name), attribute.String("reason", r.badProof.Error()))
-			f.problem(name, fmt.Sprintf("served a bad proof with block %d, marked suspect: %v", r.n, r.badProof), r.n)
-			f.ups.Suspect(name, now)
+			f.problem(name, fmt.Sprintf("served a bad proof with block %d, marked suspect: %v", r.n, r.badProof), r.n, time.Time{})
+			f.suspect(name, fmt.Sprintf("bad proof of block %d: %v", r.n, r.badProof), now)
 		} else {
 			f.recovered(name)
 		}
@@ -366,8 +367,10 @@ func (f *fetcher) result(r *fetchResult) {
 }
 
 // problem logs one line per distinct problem of an upstream, not one per
-// retry.
-func (f *fetcher) problem(upstream, what string, n uint64) {
+// retry, and notes it (with the backoff it earned, zero for none) for the
+// status page.
+func (f *fetcher) problem(upstream, what string, n uint64, backedOffUntil time.Time) {
+	f.e.notes.problem(upstream, what, backedOffUntil)
 	if f.problems[upstream] != what {
 		f.problems[upstream] = what
 		f.cfg.Log.Warn("upstream problem", "upstream", upstream, "block", n, "problem", what)
@@ -377,8 +380,15 @@ func (f *fetcher) problem(upstream, what string, n uint64) {
 func (f *fetcher) recovered(upstream string) {
 	if _, ok := f.problems[upstream]; ok {
 		delete(f.problems, upstream)
+		f.e.notes.recovered(upstream)
 		f.cfg.Log.Info("upstream recovered", "upstream", upstream)
 	}
+}
+
+// suspect has the upstream asked last for SuspectFor, for why.
+func (f *fetcher) suspect(upstream, why string, now time.Time) {
+	f.ups.Suspect(upstream, now)
+	f.e.notes.suspect(upstream, why, now.Add(f.cfg.SuspectFor))
 }
 
 // badReason names the cheap check a bad answer failed, for the metric.

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -131,6 +132,7 @@ func (p *proofTracker) handle(msg any) {
 			p.cfg.Metrics.Bytes("redundant", m.blockSize)
 			p.cfg.Metrics.Rejected("proof")
 			p.suspect[m.upstream] = m.at.Add(p.cfg.SuspectFor)
+			p.e.notes.suspect(p.cfg.Upstreams[m.upstream].Name(), fmt.Sprintf("bad proof of block %d: %v", m.n, m.bad), p.suspect[m.upstream])
 			p.cfg.Log.Warn("proof rejected: upstream marked suspect", "block", m.n,
 				"upstream", p.cfg.Upstreams[m.upstream].Name(), "err", m.bad)
 			p.sched.Miss(m.at)

@@ -22,12 +22,25 @@ type NodeStatus struct {
 	Upstreams   map[string]uint64 `json:"upstreams,omitempty"`       // tip served, per upstream
 	Problems    map[string]string `json:"source_problems,omitempty"` // why an upstream or peer's tip does not count now
 	UpstreamTip uint64            `json:"upstream_tip,omitempty"`
-	Restarts    map[string]int    `json:"actor_restarts,omitempty"`
-	Fetched     int64             `json:"fetched_bytes,omitempty"`
-	ProofBytes  int64             `json:"proof_bytes,omitempty"`
-	Redundant   int64             `json:"redundant_bytes,omitempty"`
-	Rejected    int64             `json:"rejected_blocks,omitempty"`
-	Updated     time.Time         `json:"updated"`
+	// what the sync engine holds against an upstream now
+	UpstreamNotes map[string]UpstreamNote `json:"upstream_problems,omitempty"`
+	Restarts      map[string]int          `json:"actor_restarts,omitempty"`
+	Fetched       int64                   `json:"fetched_bytes,omitempty"`
+	ProofBytes    int64                   `json:"proof_bytes,omitempty"`
+	Redundant     int64                   `json:"redundant_bytes,omitempty"`
+	Rejected      int64                   `json:"rejected_blocks,omitempty"`
+	Updated       time.Time               `json:"updated"`
+}
+
+// UpstreamNote is what a follower's sync engine holds against an upstream:
+// its last failed call or bad answer (until it answers well again), until
+// when it is not asked (backed off), and until when it is asked last
+// (suspect) and why.
+type UpstreamNote struct {
+	Problem        string    `json:"problem,omitempty"`
+	BackedOffUntil time.Time `json:"backed_off_until,omitzero"`
+	Suspect        string    `json:"suspect,omitempty"`
+	SuspectUntil   time.Time `json:"suspect_until,omitzero"`
 }
 
 // WriteJSON writes v as indented JSON.

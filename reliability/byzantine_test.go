@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"storesync/actors"
+	"storesync/api"
 	"storesync/internal/testnet"
 	"storesync/runtime"
 )
@@ -77,6 +79,7 @@ func TestByzantineUpstream(t *testing.T) {
 				addr = byzTrickle(t, addr)
 			}
 			log := newByzLog(t, "follower of "+addr+" (evil) and "+p.PublicAddr())
+			var notes *byzNotes
 			f, err := runtime.New(runtime.Config{
 				DataDir: t.TempDir(), Genesis: testnet.GenesisOf(p.Node), Upstreams: []string{addr, p.PublicAddr()},
 				Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", ShutdownGrace: time.Second,
@@ -96,6 +99,7 @@ func TestByzantineUpstream(t *testing.T) {
 					t.Error(err)
 				}
 			})
+			notes = watchByzNotes(t, f.HTTPAddr(), addr)
 
 			lies := int64(scaled(3, 30))
 			testnet.WaitFor(t, 60*time.Second, fmt.Sprintf("the evil upstream to misbehave %d times", lies),
@@ -144,8 +148,19 @@ func TestByzantineUpstream(t *testing.T) {
 			testnet.WaitFor(t, 10*time.Second, "a warning naming the upstream and "+tc.warning, func() bool {
 				return log.has("WARN", "upstream="+addr+" ", warning)
 			})
-			t.Logf("%s: %d misbehaving answers, %.0f counted as %s%v, %d tampered heights checked; reached the primary's tip %d in %s",
-				tc.name, evil.bad.Load(), counted, metric, labels, checked, target, took.Round(time.Millisecond))
+			// /status showed what was held against the evil upstream while
+			// it was: suspicion for a bad block or proof, a problem and a
+			// backoff for a failed call.
+			failedCalls := tc.reason == ""
+			testnet.WaitFor(t, 10*time.Second, "/status to show the evil upstream's problem", func() bool {
+				n := notes.get(failedCalls)
+				if failedCalls {
+					return n.Problem != "" && !n.BackedOffUntil.IsZero()
+				}
+				return n.Suspect != "" && !n.SuspectUntil.IsZero()
+			})
+			t.Logf("%s: %d misbehaving answers, %.0f counted as %s%v, %d tampered heights checked; reached the primary's tip %d in %s; /status said %+v",
+				tc.name, evil.bad.Load(), counted, metric, labels, checked, target, took.Round(time.Millisecond), notes.get(failedCalls))
 		})
 	}
 }
@@ -202,6 +217,69 @@ func byzHasLabels(m *dto.Metric, labels []string) bool {
 		}
 	}
 	return true
+}
+
+// byzNotes is the last note against one upstream that a follower's /status
+// showed with a suspicion, and the last with a backoff.
+type byzNotes struct {
+	mu                 sync.Mutex
+	suspect, backedOff api.UpstreamNote
+}
+
+// watchByzNotes polls the follower's /status every 20 ms until the test
+// ends (suspicion lasts byzSuspectFor, ten times that), keeping what it says
+// of upstream.
+func watchByzNotes(t *testing.T, httpAddr, upstream string) *byzNotes {
+	n := &byzNotes{}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	// No connection kept between polls: one left open (a spare the
+	// transport dialed and never used) would hold up the follower's HTTP
+	// shutdown for 5 s.
+	transport := &http.Transport{DisableKeepAlives: true}
+	client := &http.Client{Timeout: time.Second, Transport: transport}
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			var st api.NodeStatus
+			resp, err := client.Get("http://" + httpAddr + "/status")
+			if err != nil {
+				continue // counted on below: the assertion waits for a note
+			}
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if err != nil {
+				continue
+			}
+			note := st.UpstreamNotes[upstream]
+			n.mu.Lock()
+			if note.Suspect != "" {
+				n.suspect = note
+			}
+			if !note.BackedOffUntil.IsZero() {
+				n.backedOff = note
+			}
+			n.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { close(done); <-stopped; transport.CloseIdleConnections() })
+	return n
+}
+
+// get returns the last note with a backoff (backedOff) or a suspicion.
+func (n *byzNotes) get(backedOff bool) api.UpstreamNote {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if backedOff {
+		return n.backedOff
+	}
+	return n.suspect
 }
 
 // byzLog keeps a node's log lines for assertions, and prints them if

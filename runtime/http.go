@@ -18,6 +18,12 @@ func (f *Follower) Status() api.NodeStatus {
 		st := f.engine.Stats()
 		s.UpstreamTip, s.Upstreams, s.Restarts = v.UpstreamTip, v.Upstreams, v.Restarts
 		s.Fetched, s.ProofBytes, s.Redundant, s.Rejected = st.FetchedBytes.Load(), st.ProofBytes.Load(), st.RedundantBytes.Load(), st.Rejected.Load()
+		for name, n := range f.engine.UpstreamNotes() {
+			if s.UpstreamNotes == nil {
+				s.UpstreamNotes = map[string]api.UpstreamNote{}
+			}
+			s.UpstreamNotes[name] = api.UpstreamNote(n)
+		}
 	}
 	h := f.Health()
 	s.Ready, s.LagKnown, s.Lag, s.ChainTip, s.ChainTipSrc, s.Reason = h.Ready, h.LagKnown, h.Lag, h.ChainTip, h.From, h.Reason
