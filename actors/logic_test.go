@@ -397,3 +397,26 @@ func TestReconnectEndsBackoff(t *testing.T) {
 		v.Done(i)
 	}
 }
+
+// TestUpstreamNotes: the status page shows only what still holds: a
+// backoff or a suspicion that has ended drops out, a problem stays until
+// the upstream answers well, and an upstream with nothing left is not listed.
+func TestUpstreamNotes(t *testing.T) {
+	var n notes
+	n.problem("a", "refused", t0.Add(time.Second))
+	n.suspect("b", "bad block 7", t0.Add(time.Minute))
+	if got := n.at(t0); len(got) != 2 || got["a"].Problem != "refused" || got["b"].Suspect != "bad block 7" {
+		t.Fatalf("at the start: %+v", got)
+	}
+	got := n.at(t0.Add(2 * time.Second))
+	if a := got["a"]; a.Problem != "refused" || !a.BackedOffUntil.IsZero() {
+		t.Fatalf("a after its backoff: %+v, want the problem and no backoff", a)
+	}
+	n.recovered("a")
+	if _, ok := n.at(t0)["a"]; ok {
+		t.Fatal("a listed after it answered well")
+	}
+	if got := n.at(t0.Add(time.Hour)); len(got) != 0 {
+		t.Fatalf("after every suspicion ended: %+v, want nothing", got)
+	}
+}
