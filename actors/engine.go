@@ -128,6 +128,9 @@ type Stats struct {
 	RedundantBytes atomic.Int64 // block bytes received again only to ask for a proof
 	Rejected       atomic.Int64 // blocks that failed validation
 	FetchErrors    atomic.Int64 // calls to an upstream that failed or timed out
+	// FetchLimit is how many calls the Fetcher allows in flight now: the
+	// window, or less on a link that was too slow for it (Window.limit).
+	FetchLimit atomic.Int64
 	// Applying is the time (ns) the Applier spent in ApplyBlock: over a
 	// catch-up's wall time, how busy the apply path was (below 1: it
 	// waited for blocks).

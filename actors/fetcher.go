@@ -223,6 +223,10 @@ func (f *fetcher) step(ctx actor.Context) {
 		}
 	}
 	f.cfg.Metrics.Window(f.window.Held())
+	if l := int64(f.window.Limit()); f.e.stats.FetchLimit.Swap(l) > l && l < int64(f.cfg.FetchWindow)/2 {
+		// Cut, and by much: the link is slower than the window needs.
+		f.cfg.Log.Info("calls in flight cut: fetches were timing out or slow", "limit", l, "window", f.cfg.FetchWindow)
+	}
 	if pending && (f.wakeAt.IsZero() || next.Before(f.wakeAt)) {
 		f.wakeAt = next
 		f.wake.Reset(max(time.Until(next), 0))
@@ -313,7 +317,11 @@ func (f *fetcher) result(r *fetchResult) {
 		f.e.stats.FetchErrors.Add(1)
 		f.e.journeys.event(r.n, "retry", attribute.String("upstream", name), attribute.String("reason", r.err.Error()))
 		until := now.Add(f.ups.Failed(r.upstream, now))
-		f.window.Failed(r.n, now)
+		if r.timedOut {
+			f.window.TimedOut(r.n, now)
+		} else {
+			f.window.Failed(r.n, now)
+		}
 		if r.timedOut {
 			// A stalled or trickling answer costs the block a whole
 			// FetchTimeout; the backoff alone ends at the upstream's next
@@ -354,6 +362,9 @@ func (f *fetcher) result(r *fetchResult) {
 			f.recovered(name)
 		}
 		f.ups.Has(r.upstream, r.n)
+		if r.took > f.cfg.FetchTimeout/2 {
+			f.window.Slow(r.n, now)
+		}
 		if f.window.Fetched(r.n, r.size) {
 			f.ready[r.n] = r
 			delete(f.avoid, r.n)

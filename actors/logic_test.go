@@ -420,3 +420,70 @@ func TestUpstreamNotes(t *testing.T) {
 		t.Fatalf("after every suspicion ended: %+v, want nothing", got)
 	}
 }
+
+// TestSlowLinkLimit: on a link too slow for the whole window, calls that
+// time out together cut the calls allowed in flight once, to 1; it grows
+// back by one per block below the threshold (half what was in flight) and
+// more slowly above it; a call slow but in time halves it; and while the
+// limit is reached nothing launches and no timer spins on due retries.
+func TestSlowLinkLimit(t *testing.T) {
+	c := WindowConfig{MaxBlocks: 8, MaxBytes: 1 << 30, Credits: 8, PollInterval: 100 * time.Millisecond,
+		RetryInitial: time.Millisecond, RetryMax: time.Millisecond, Seed: 1}
+	w := NewWindow(c, 1)
+	first := w.Launch(t0)
+	if len(first) != 8 || w.Limit() != 8 {
+		t.Fatalf("launched %v with limit %d, want 8 and 8", first, w.Limit())
+	}
+	later := t0.Add(10 * time.Second)
+	for _, n := range first {
+		w.TimedOut(n, later) // one overloaded window: one cut
+	}
+	if w.Limit() != 1 || w.threshold != 4 {
+		t.Fatalf("after a window of timeouts: limit %d threshold %d, want 1 and 4", w.Limit(), w.threshold)
+	}
+	retry := later.Add(time.Second)
+	got := w.Launch(retry)
+	if len(got) != 1 || got[0] != 1 {
+		t.Fatalf("relaunched %v, want block 1 alone", got)
+	}
+	if more := w.Launch(retry); len(more) != 0 {
+		t.Fatalf("launched %v beyond the limit", more)
+	}
+	if at, ok := w.NextWake(); ok {
+		t.Fatalf("a wake-up at %s while the limit is reached: it would spin", at.Sub(t0))
+	}
+	// Slow start: 1, 2, 3, 4 as blocks arrive, then one more per 4 blocks.
+	n := uint64(1)
+	for want := 2; want <= 4; want++ {
+		w.Fetched(n, 1000)
+		n++
+		if w.Limit() != want {
+			t.Fatalf("after block %d: limit %d, want %d", n-1, w.Limit(), want)
+		}
+		w.Launch(retry)
+	}
+	for k := range 4 {
+		if w.Limit() != 4 {
+			t.Fatalf("above the threshold the limit grew after %d blocks", k)
+		}
+		w.Fetched(n, 1000)
+		n++
+		w.Launch(retry)
+	}
+	if w.Limit() != 5 {
+		t.Fatalf("after 4 more blocks: limit %d, want 5", w.Limit())
+	}
+	// A call slow but in time halves what is in flight.
+	flying := w.count(inFlight)
+	var slow uint64
+	for m, sl := range w.slots {
+		if sl.state == inFlight {
+			slow = m
+			break
+		}
+	}
+	w.Slow(slow, retry.Add(time.Second))
+	if want := max(1, flying/2); w.Limit() != want {
+		t.Fatalf("after a slow call with %d in flight: limit %d, want %d", flying, w.Limit(), want)
+	}
+}

@@ -34,6 +34,18 @@ type Window struct {
 	// beyond it is fetched until the probe at probeAt finds it.
 	edge    uint64 // 0: unknown
 	probeAt time.Time
+	// limit bounds the calls in flight below maxBlocks on a slow link. Calls
+	// in flight share the link, and on one too slow to carry the whole
+	// window within the fetch timeout every call would time out, be retried
+	// together with the others and time out again, for ever. So, as TCP
+	// does with its congestion window: a timeout cuts the limit to 1 and a
+	// call that took over half the timeout halves it; either sets the
+	// threshold to half the calls that were in flight. Below the threshold
+	// each block fetched adds 1 (doubling per round trip), above it 1 per
+	// limit's worth of blocks. Calls launched before a cut do not cut again:
+	// the calls of one overloaded window end slow together.
+	limit, threshold, grown int
+	cutAt                   time.Time
 }
 
 type slotState int
@@ -49,6 +61,7 @@ type slot struct {
 	size     int64
 	attempts int
 	retryAt  time.Time
+	launched time.Time
 }
 
 // WindowConfig sets a Window's bounds and timing.
@@ -73,12 +86,14 @@ func NewWindow(c WindowConfig, next uint64) *Window {
 		pollInterval: c.PollInterval, retryInitial: c.RetryInitial, retryMax: c.RetryMax,
 		rng: rand.New(rand.NewPCG(c.Seed, 0x5eed)), avgSize: initialSizeGuess,
 	}
+	w.limit, w.threshold = w.maxBlocks, w.maxBlocks
 	w.Reset(next)
 	return w
 }
 
 // Reset forgets everything and delivers from next: after a rejected block,
-// a resync from the Applier, or a restart.
+// a resync from the Applier, or a restart. The limit on calls in flight
+// stays: the link is the same.
 func (w *Window) Reset(next uint64) {
 	w.next, w.delivered, w.acked = next, next-1, next-1
 	w.slots = map[uint64]*slot{}
@@ -110,18 +125,19 @@ func (w *Window) count(s slotState) int {
 func (w *Window) Launch(now time.Time) []uint64 {
 	var out []uint64
 	_, bytes := w.Held()
-	for n := w.next; n < w.next+uint64(w.maxBlocks); n++ {
+	flying := w.count(inFlight)
+	for n := w.next; n < w.next+uint64(w.maxBlocks) && flying < w.limit; n++ {
 		if w.edge != 0 && n >= w.edge {
 			// Past the tip only the edge itself is asked: a probe per poll
 			// interval, or the retry of a probe that failed.
 			if n == w.edge {
 				switch sl := w.slots[n]; {
 				case sl == nil && !now.Before(w.probeAt):
-					w.slots[n] = &slot{state: inFlight}
+					w.slots[n] = &slot{state: inFlight, launched: now}
 					w.probeAt = now.Add(w.pollInterval)
 					out = append(out, n)
 				case sl != nil && sl.state == waiting && !now.Before(sl.retryAt):
-					sl.state = inFlight
+					sl.state, sl.launched = inFlight, now
 					out = append(out, n)
 				}
 			}
@@ -133,13 +149,14 @@ func (w *Window) Launch(now time.Time) []uint64 {
 			if n != w.next && bytes+w.avgSize > w.maxBytes {
 				continue // full; but a retry further on still goes
 			}
-			w.slots[n] = &slot{state: inFlight}
+			w.slots[n] = &slot{state: inFlight, launched: now}
 		case sl.state == waiting && !now.Before(sl.retryAt):
-			sl.state = inFlight
+			sl.state, sl.launched = inFlight, now
 		default:
 			continue
 		}
 		bytes += w.avgSize
+		flying++
 		out = append(out, n)
 	}
 	return out
@@ -153,6 +170,7 @@ func (w *Window) Fetched(n uint64, size int) bool {
 		return false
 	}
 	sl.state, sl.size = ready, int64(size)
+	w.grow()
 	w.held += sl.size
 	w.avgSize += (int64(size) - w.avgSize) / 8
 	if w.edge != 0 && n >= w.edge {
@@ -195,6 +213,46 @@ func (w *Window) Failed(n uint64, now time.Time) time.Duration {
 	sl.state, sl.retryAt = waiting, now.Add(d)
 	return d
 }
+
+// grow widens the limit after a block arrived (see limit).
+func (w *Window) grow() {
+	if w.limit < w.threshold {
+		w.limit++
+	} else if w.grown++; w.grown >= w.limit {
+		w.limit, w.grown = w.limit+1, 0
+	}
+	w.limit = min(w.limit, w.maxBlocks)
+}
+
+// cut narrows the limit for a call to n that timed out (to 1) or was slow
+// (to half the calls in flight), unless it was launched before the last cut.
+func (w *Window) cut(n uint64, now time.Time, timedOut bool) {
+	sl := w.slots[n]
+	if sl == nil || sl.state != inFlight || sl.launched.Before(w.cutAt) {
+		return
+	}
+	w.threshold = max(1, w.count(inFlight)/2)
+	w.limit, w.grown, w.cutAt = w.threshold, 0, now
+	if timedOut {
+		w.limit = 1
+	}
+}
+
+// TimedOut records a fetch of n that ran out of time: a failure (Failed)
+// that also cuts the calls allowed in flight (see limit). It returns the
+// retry delay.
+func (w *Window) TimedOut(n uint64, now time.Time) time.Duration {
+	w.cut(n, now, true)
+	return w.Failed(n, now)
+}
+
+// Slow records that the fetch of n, still to be passed to Fetched, took
+// over half the fetch timeout: the link is near what it can carry in time,
+// and the calls allowed in flight are halved (see limit).
+func (w *Window) Slow(n uint64, now time.Time) { w.cut(n, now, false) }
+
+// Limit is how many calls may be in flight now.
+func (w *Window) Limit() int { return w.limit }
 
 // RetryNow brings every failed block's retry forward to now, keeping its
 // attempt count: the upstream they failed on is reachable again.
@@ -252,6 +310,11 @@ func (w *Window) Outstanding() int { return int(w.delivered - w.acked) }
 // when none is pending. A retry due at once (or in the past) counts: the
 // Fetcher arms its timer for it rather than mistaking it for "none".
 func (w *Window) NextWake() (at time.Time, ok bool) {
+	if w.count(inFlight) >= w.limit {
+		// Nothing launches before a call in flight ends, and its result
+		// steps the Fetcher anyway: a timer now would only spin.
+		return time.Time{}, false
+	}
 	consider := func(t time.Time) {
 		if !ok || t.Before(at) {
 			at, ok = t, true

@@ -10,6 +10,7 @@ import (
 
 	"storesync/actors"
 	"storesync/internal/testnet"
+	"storesync/primary"
 	"storesync/runtime"
 )
 
@@ -223,6 +224,37 @@ func TestResumeWhenLinkIsBack(t *testing.T) {
 		t.Logf("round %d: resumed %s after the link was back (backoff %s); %d reconnections seen",
 			round+1, time.Since(lifted).Round(time.Millisecond), backoff, reconnects.Load()-r0)
 	}
+	testnet.SameChain(t, p.Store(), f.Store())
+}
+
+// TestSlowLinkLargeBlocks: a link too slow to carry a whole fetch window
+// of large blocks within the fetch timeout. Calls in flight share the link,
+// so with the window full every one of them times out, all are retried, and
+// they time out again: the follower would never commit a block. The
+// Fetcher must cut what it has in flight after timeouts until blocks arrive
+// in time, and grow it back. The engine's default window (64 blocks) with a
+// 3 s timeout; `standard` blocks of about 120 KB over 1 MB/s: the window
+// needs some 8 s, one block an eighth of a second. (toxiproxy buffers all
+// the server sends, so the bytes of the calls that timed out still drain
+// through the link after them, some 8 s of it, as a real link would not.)
+func TestSlowLinkLargeBlocks(t *testing.T) {
+	const timeout = 3 * time.Second
+	p := testnet.StartPrimary(t, 100*time.Millisecond, func(c *primary.Config) { c.Profile = "standard" })
+	backlog := uint64(80)
+	testnet.WaitFor(t, wedged, "the primary to make a backlog", func() bool { c, _ := p.Store().Tips(); return c >= backlog })
+	x := startProxy(t, p.PublicAddr())
+	x.add("slow", "bandwidth", "downstream", map[string]any{"rate": 1024})
+	f := startFollowerWith(t, x.Addr(), testnet.GenesisOf(p.Node), actors.Config{FetchTimeout: timeout})
+	start := time.Now()
+	want := scaled(backlog/2, 2*backlog)
+	testnet.WaitFor(t, 2*wedged, fmt.Sprintf("the follower to commit %d blocks over the slow link", want), func() bool {
+		c, _ := f.Store().Tips()
+		return c >= want
+	})
+	took := time.Since(start)
+	s := f.Engine().Stats()
+	t.Logf("%d blocks (%.1f MB) over 1 MB/s in %s; %d calls failed or timed out; %d calls allowed in flight now",
+		want, float64(s.FetchedBytes.Load())/1e6, took.Round(time.Millisecond), s.FetchErrors.Load(), s.FetchLimit.Load())
 	testnet.SameChain(t, p.Store(), f.Store())
 }
 
