@@ -201,6 +201,12 @@ func TestProofSchedule(t *testing.T) {
 		t.Fatalf("backoff not capped: %s", got)
 	}
 	s.Hit(t0.Add(3*time.Second), blockTime)
+	if s.Estimate() != 800*time.Millisecond {
+		t.Fatalf("estimate %s, want 800ms: no delay beyond maxWait is learned", s.Estimate())
+	}
+
+	s = NewProofSchedule(100*time.Millisecond, 10*time.Second)
+	s.Hit(t0.Add(3*time.Second), blockTime)
 	if s.Estimate() != 3*time.Second {
 		t.Fatalf("estimate %s, want 3s", s.Estimate())
 	}
@@ -211,6 +217,20 @@ func TestProofSchedule(t *testing.T) {
 	s.Hit(next.Add(7*time.Second), next)
 	if s.Estimate() != 4*time.Second { // a quarter of the way from 3s to 7s
 		t.Fatalf("estimate %s, want 4s", s.Estimate())
+	}
+
+	// Clear until a miss, and again after a hit: asks for proofs known to
+	// exist must not pile up on an upstream that does not serve them.
+	if !s.Clear() {
+		t.Fatal("not clear after a hit")
+	}
+	s.Miss(next)
+	if s.Clear() {
+		t.Fatal("clear after a miss")
+	}
+	s.Reset()
+	if !s.Clear() {
+		t.Fatal("not clear after a proof was found")
 	}
 }
 

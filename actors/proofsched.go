@@ -38,12 +38,20 @@ func (s *ProofSchedule) Next(now, blockTime time.Time) time.Time {
 	return s.missAt.Add(min(wait, s.maxWait))
 }
 
+// Clear reports whether no ask has missed since the last hit: asks for
+// proofs known to exist may then go at once, several at a time.
+func (s *ProofSchedule) Clear() bool { return s.misses == 0 }
+
 // Hit records that an ask at now found the proof of a block with timestamp
 // blockTime. The delay observed is an upper bound of the true one (the
 // proof appeared at some point since the previous miss); the estimate moves
-// a quarter of the way to it, so one slow proof does not undo the rest.
+// a quarter of the way to it, so one slow proof does not undo the rest. No
+// delay past maxWait is learned: the first proof asked after a restart, of
+// a block minutes old, would otherwise have every later block wait minutes
+// for its first ask. (A proof asked for when known to exist teaches nothing
+// of the delay at all: the ProofTracker calls Reset for it instead.)
 func (s *ProofSchedule) Hit(now, blockTime time.Time) {
-	d := max(now.Sub(blockTime), 0)
+	d := min(max(now.Sub(blockTime), 0), s.maxWait)
 	if s.est == 0 {
 		s.est = d
 	} else {

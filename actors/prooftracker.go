@@ -28,6 +28,10 @@ const maxPendingProofs = 4096
 // In steady state that delays the proven tip by at most proofBatchWait.
 // While catching up, 25 ms batches still cost small blocks an extra fsync
 // every ten blocks or so, about a tenth of the catch-up speed.
+// proofAsksMax bounds the asks in flight at once; more than one only for
+// proofs known to exist (proofTracker.known).
+const proofAsksMax = 8
+
 const (
 	proofBatchMax        = 256
 	proofBatchWait       = 25 * time.Millisecond
@@ -51,15 +55,21 @@ type proofTracker struct {
 	pending   map[uint64][]byte
 	oldest    time.Time // when the oldest proof not yet applied arrived
 	sched     *ProofSchedule
-	asking    bool // an ask is in flight
-	asks      int  // rotates asks over the upstreams
-	timer     *time.Timer
-	timerAt   time.Time
-	cancel    context.CancelFunc
-	callCtx   context.Context
-	calls     sync.WaitGroup
-	lastBad   string
-	suspect   []time.Time // per upstream: until when it is asked last, for serving a bad proof
+	asking    map[uint64]bool // asks in flight, by block
+	// known is the highest block whose proof an upstream has shown (with
+	// the block, or asked for). Proofs are made in order, so an upstream
+	// that has it has every proof before it: the missing ones below it
+	// (dropped from memory by a crash, or fetched before they were made)
+	// are asked for at once, a few at a time, not on the schedule.
+	known   uint64
+	asks    int // rotates asks over the upstreams
+	timer   *time.Timer
+	timerAt time.Time
+	cancel  context.CancelFunc
+	callCtx context.Context
+	calls   sync.WaitGroup
+	lastBad string
+	suspect []time.Time // per upstream: until when it is asked last, for serving a bad proof
 }
 
 // proofAnswer is the outcome of one ask, sent by its goroutine.
@@ -72,6 +82,7 @@ type proofAnswer struct {
 	err       error // the call failed
 	bad       error // the proof failed verification
 	at        time.Time
+	known     bool // asked as known to exist: what it finds teaches the schedule nothing
 }
 
 // proofDue is sent by the tracker's timer.
@@ -88,7 +99,7 @@ func (p *proofTracker) Receive(ctx actor.Context) {
 		p.cfg.Hooks.started(ProofTrackerName)
 		p.epoch = epochCounter.Add(1)
 		p.committed, p.proven = p.cfg.Store.Tips()
-		p.pending = map[uint64][]byte{}
+		p.pending, p.asking, p.known = map[uint64][]byte{}, map[uint64]bool{}, 0
 		p.suspect = make([]time.Time, len(p.cfg.Upstreams))
 		p.sched = NewProofSchedule(p.cfg.PollInterval, p.cfg.ProofMaxWait)
 		p.callCtx, p.cancel = context.WithCancel(context.Background())
@@ -116,6 +127,7 @@ func (p *proofTracker) handle(msg any) {
 	case *messages.Applied:
 		p.committed = max(p.committed, m.Tip)
 	case *messages.ProofArrived:
+		p.known = max(p.known, m.Number)
 		if m.Number > p.proven && len(p.pending) < maxPendingProofs {
 			p.hold(m.Number, m.Proof)
 		}
@@ -123,7 +135,7 @@ func (p *proofTracker) handle(msg any) {
 		if m.epoch != p.epoch {
 			return
 		}
-		p.asking = false
+		delete(p.asking, m.n)
 		switch {
 		case m.err != nil:
 			p.sched.Miss(m.at)
@@ -141,8 +153,11 @@ func (p *proofTracker) handle(msg any) {
 			p.e.stats.ProofBytes.Add(int64(len(m.proof)))
 			p.cfg.Metrics.Bytes("redundant", m.blockSize)
 			p.cfg.Metrics.Bytes("useful", len(m.proof))
-			if ts, err := p.timestamp(m.n); err == nil {
+			p.known = max(p.known, m.n)
+			if ts, err := p.timestamp(m.n); err == nil && !m.known {
 				p.sched.Hit(m.at, ts)
+			} else {
+				p.sched.Reset()
 			}
 			if m.n > p.proven {
 				p.hold(m.n, m.proof)
@@ -202,23 +217,30 @@ func (p *proofTracker) step(ctx actor.Context) {
 			delete(p.pending, k)
 		}
 	}
-	n := p.proven + 1
-	for p.pending[n] != nil {
-		n++ // at hand, waiting for its batch
-	}
-	if p.asking || n > p.committed {
+	// Proofs known to exist are asked at once, a few at a time, while asks
+	// find them; any other, or after a miss, one at a time on the schedule.
+	for n := p.proven + 1; n <= p.committed && len(p.asking) < proofAsksMax; n++ {
+		if p.pending[n] != nil || p.asking[n] {
+			continue // at hand, waiting for its batch; or asked
+		}
+		if n <= p.known && p.sched.Clear() {
+			p.ask(ctx, n, true)
+			continue
+		}
+		if len(p.asking) > 0 {
+			return
+		}
+		ts, err := p.timestamp(n)
+		if err != nil {
+			return
+		}
+		if now := time.Now(); p.sched.Next(now, ts).After(now) {
+			p.arm(p.sched.Next(now, ts))
+			return
+		}
+		p.ask(ctx, n, false)
 		return
 	}
-	ts, err := p.timestamp(n)
-	if err != nil {
-		return
-	}
-	now := time.Now()
-	if at := p.sched.Next(now, ts); at.After(now) {
-		p.arm(at)
-		return
-	}
-	p.ask(ctx, n)
 }
 
 // hold keeps a proof until its batch goes.
@@ -280,8 +302,8 @@ func (p *proofTracker) timestamp(n uint64) (time.Time, error) {
 
 // ask requests block n with its proof from the next upstream in turn that
 // is not suspect (or the next in turn, if all are).
-func (p *proofTracker) ask(ctx actor.Context, n uint64) {
-	p.asking = true
+func (p *proofTracker) ask(ctx actor.Context, n uint64, known bool) {
+	p.asking[n] = true
 	i, now := p.asks%len(p.cfg.Upstreams), time.Now()
 	for k := range len(p.cfg.Upstreams) {
 		if j := (p.asks + k) % len(p.cfg.Upstreams); now.After(p.suspect[j]) {
@@ -298,7 +320,7 @@ func (p *proofTracker) ask(ctx actor.Context, n uint64) {
 		cctx, cancel := context.WithTimeout(callCtx, p.cfg.FetchTimeout)
 		raw, proof, err := up.GetBlock(cctx, n, true)
 		cancel()
-		a := &proofAnswer{epoch: epoch, n: n, upstream: i, proof: proof, blockSize: len(raw), err: err}
+		a := &proofAnswer{epoch: epoch, n: n, upstream: i, proof: proof, blockSize: len(raw), err: err, known: known}
 		if err == nil && proof != nil {
 			// Checked against the block committed here rather than left to
 			// the store, so that the upstream is blamed by name and asked

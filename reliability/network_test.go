@@ -268,7 +268,12 @@ func startNetworkFollower(t *testing.T, upstream, genesisPath string) *runtime.F
 // startFollowerWith runs a follower of upstream with the engine config cfg.
 func startFollowerWith(t *testing.T, upstream, genesisPath string, cfg actors.Config) *runtime.Follower {
 	t.Helper()
-	dir := t.TempDir()
+	return startFollowerIn(t, t.TempDir(), upstream, genesisPath, cfg)
+}
+
+// startFollowerIn runs a follower of upstream on the data directory dir.
+func startFollowerIn(t *testing.T, dir, upstream, genesisPath string, cfg actors.Config) *runtime.Follower {
+	t.Helper()
 	f, err := runtime.New(runtime.Config{
 		DataDir: dir, Genesis: genesisPath, Upstreams: []string{upstream}, Listen: "127.0.0.1:0",
 		ShutdownGrace: time.Second, Engine: cfg,
