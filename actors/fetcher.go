@@ -319,10 +319,6 @@ func (f *fetcher) result(r *fetchResult) {
 		until := now.Add(f.ups.Failed(r.upstream, now))
 		if r.timedOut {
 			f.window.TimedOut(r.n, now)
-		} else {
-			f.window.Failed(r.n, now)
-		}
-		if r.timedOut {
 			// A stalled or trickling answer costs the block a whole
 			// FetchTimeout; the backoff alone ends at the upstream's next
 			// good answer, so an upstream that stalls only some blocks
@@ -330,6 +326,7 @@ func (f *fetcher) result(r *fetchResult) {
 			f.suspect(name, fmt.Sprintf("block %d timed out after %s", r.n, f.cfg.FetchTimeout), now)
 			f.problem(name, fmt.Sprintf("GetBlockByNumber failed, marked suspect: timed out after %s: %v", f.cfg.FetchTimeout, r.err), r.n, until)
 		} else {
+			f.window.Failed(r.n, now)
 			f.problem(name, fmt.Sprintf("GetBlockByNumber failed: %v", r.err), r.n, until)
 		}
 	case r.bad != nil:

@@ -21,6 +21,10 @@ import (
 // not yet next in order (they arrive with blocks the Fetcher fetched ahead).
 const maxPendingProofs = 4096
 
+// proofAsksMax bounds the asks in flight at once; more than one only for
+// proofs known to exist (proofTracker.known).
+const proofAsksMax = 8
+
 // Proofs are applied in batches (one fsync and one transaction each): a
 // batch goes when it reaches proofBatchMax, or when its oldest proof has
 // waited proofBatchWait; proofBatchWaitBehind while proofs of blocks not yet
@@ -28,10 +32,6 @@ const maxPendingProofs = 4096
 // In steady state that delays the proven tip by at most proofBatchWait.
 // While catching up, 25 ms batches still cost small blocks an extra fsync
 // every ten blocks or so, about a tenth of the catch-up speed.
-// proofAsksMax bounds the asks in flight at once; more than one only for
-// proofs known to exist (proofTracker.known).
-const proofAsksMax = 8
-
 const (
 	proofBatchMax        = 256
 	proofBatchWait       = 25 * time.Millisecond
@@ -41,7 +41,8 @@ const (
 // proofTracker advances the proven tip, strictly in order and only over
 // blocks committed here. Proofs that came with blocks cost nothing; for a
 // block that came without one it asks `proven+1` with include_proof on the
-// ProofSchedule, which keeps the block bytes fetched again for nothing small.
+// ProofSchedule, which keeps the block bytes fetched again for nothing small;
+// proofs known to exist upstream (see known) are asked at once.
 type proofTracker struct {
 	// immutable after construction
 	e     *Engine
@@ -234,8 +235,9 @@ func (p *proofTracker) step(ctx actor.Context) {
 		if err != nil {
 			return
 		}
-		if now := time.Now(); p.sched.Next(now, ts).After(now) {
-			p.arm(p.sched.Next(now, ts))
+		now := time.Now()
+		if at := p.sched.Next(now, ts); at.After(now) {
+			p.arm(at)
 			return
 		}
 		p.ask(ctx, n, false)
