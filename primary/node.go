@@ -15,8 +15,10 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"storesync/api"
+	"storesync/certs"
 	"storesync/genesis"
 	"storesync/otel"
 	"storesync/store"
@@ -36,6 +38,7 @@ type Config struct {
 	ProveDelay     time.Duration        // a block is proven this long after its timestamp...
 	ProveJitter    time.Duration        // ...plus or minus up to this
 	ShutdownGrace  time.Duration        // how long in-flight calls may finish on shutdown
+	TLS            certs.Server         // the public read API's certificate; zero: plain text
 	Tracing        trace.TracerProvider // server spans of the read API; nil: off
 	Log            *slog.Logger
 }
@@ -61,6 +64,12 @@ func New(cfg Config) (*Node, error) {
 		cfg.Log = slog.Default()
 	}
 	profile, err := workload.ProfileByName(cfg.Profile)
+	if err != nil {
+		return nil, err
+	}
+	// Checked before anything is opened: a bad certificate stops the
+	// primary at once, naming the flag and the file.
+	tlsCfg, err := cfg.TLS.Config(time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +129,9 @@ func New(cfg Config) (*Node, error) {
 		n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
 	popts := append(api.PublicServerOptions(), grpc.UnaryInterceptor(n.metrics.UnaryInterceptor()))
+	if tlsCfg != nil {
+		popts = append(popts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
 	if cfg.Tracing != nil {
 		// A follower's fetch carries its block's trace context; the server
 		// span joins that trace.
@@ -164,7 +176,7 @@ func (n *Node) Run(ctx context.Context) error {
 	log := n.cfg.Log
 	c, p := n.st.Tips()
 	log.Info("primary started", "chain", n.st.Genesis().ChainID, "committed", c, "proven", p,
-		"listen", n.PublicAddr(), "internal", n.InternalAddr(), "produce", n.cfg.Produce)
+		"listen", n.PublicAddr(), "tls", n.cfg.TLS.Enabled(), "internal", n.InternalAddr(), "produce", n.cfg.Produce)
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	for _, s := range []struct {

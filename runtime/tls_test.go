@@ -28,6 +28,7 @@ import (
 
 	"storesync/actors"
 	"storesync/api/storev1"
+	"storesync/certs"
 	"storesync/internal/testnet"
 	"storesync/primary"
 )
@@ -281,6 +282,48 @@ func TestTLSChainedFollowers(t *testing.T) {
 	}
 	if _, _, err := httpGet(a.HTTPAddr(), "/status", clientTLS(x509.NewCertPool(), pk.clientPair)); err == nil {
 		t.Fatal("/status to a client without the CA was served")
+	}
+}
+
+// TestTLSPrimary: the primary's read API over TLS, requiring client
+// certificates. A follower with the CA and a client certificate syncs the
+// chain, proofs included; a plain-text client, one without a certificate and
+// one without the CA are refused. A certificate that does not match its key
+// stops the primary at startup, naming the file.
+func TestTLSPrimary(t *testing.T) {
+	pk := newPKI(t)
+	srv := certs.Server{CertFile: pk.serverCert, KeyFile: pk.serverKey, ClientCAFile: pk.ca}
+	p := testnet.StartPrimary(t, 20*time.Millisecond, func(c *primary.Config) { c.TLS = srv })
+	f := newFollowerCfg(t, testnet.GenesisOf(p.Node), testnet.LogOnFailure(t, "follower of the TLS primary"),
+		func(c *Config) { c.TLS = pk.upstreamTLS() }, p.PublicAddr())
+	startFollower(t, f)
+	waitFor(t, 30*time.Second, "the primary to prove 20 blocks", func() bool { _, pr := p.Store().Tips(); return pr >= 20 })
+	target, proven := p.Store().Tips()
+	waitFor(t, 60*time.Second, "the follower to catch up over TLS", func() bool {
+		c, pr := f.Store().Tips()
+		return c >= target && pr >= proven
+	})
+	sameChain(t, p.Store(), f.Store())
+
+	if err := callStatus(p.PublicAddr(), credentials.NewTLS(clientTLS(pk.caPool, pk.clientPair))); err != nil {
+		t.Fatalf("a client with the CA and a client certificate: %v", err)
+	}
+	for name, creds := range map[string]credentials.TransportCredentials{
+		"in plain text":                insecure.NewCredentials(),
+		"without a client certificate": credentials.NewTLS(clientTLS(pk.caPool)),
+		"without the CA":               credentials.NewTLS(clientTLS(x509.NewCertPool(), pk.clientPair)),
+	} {
+		if err := callStatus(p.PublicAddr(), creds); err == nil {
+			t.Fatalf("a client %s was served by the primary", name)
+		}
+	}
+
+	mismatched := srv
+	mismatched.KeyFile = pk.clientKey
+	_, err := primary.New(primary.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", InternalListen: "127.0.0.1:0",
+		Profile: "small", TLS: mismatched, Log: testnet.Quiet()})
+	if err == nil || !strings.Contains(err.Error(), "--tls-cert "+pk.serverCert) || !strings.Contains(err.Error(), pk.clientKey) {
+		t.Fatalf("a certificate with another's key: %v, want an error naming both files", err)
 	}
 }
 
