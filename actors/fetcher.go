@@ -223,6 +223,7 @@ func (f *fetcher) step(ctx actor.Context) {
 		}
 	}
 	f.cfg.Metrics.Window(f.window.Held())
+	f.cfg.Metrics.FetchLimit(f.window.Limit())
 	if l := int64(f.window.Limit()); f.e.stats.FetchLimit.Swap(l) > l && l < int64(f.cfg.FetchWindow)/2 {
 		// Cut, and by much: the link is slower than the window needs.
 		f.cfg.Log.Info("calls in flight cut: fetches were timing out or slow", "limit", l, "window", f.cfg.FetchWindow)

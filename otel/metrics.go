@@ -25,6 +25,7 @@ type Metrics struct {
 	lagSeconds        prometheus.Gauge
 	windowBlocks      prometheus.Gauge
 	windowBytes       prometheus.Gauge
+	fetchLimit        prometheus.Gauge
 	fetch             *prometheus.HistogramVec // label: outcome
 	apply             *prometheus.HistogramVec // label: stage
 	syncLatency       prometheus.Histogram
@@ -47,6 +48,7 @@ func NewMetrics() *Metrics {
 	m.lagSeconds = prometheus.NewGauge(prometheus.GaugeOpts{Name: "storesync_lag_seconds", Help: "Age of the committed tip's block when behind the chain tip, else 0 (-1 when unknown)."})
 	m.windowBlocks = prometheus.NewGauge(prometheus.GaugeOpts{Name: "storesync_fetch_window_blocks", Help: "Blocks in flight or waiting to be applied."})
 	m.windowBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "storesync_fetch_window_bytes", Help: "Bytes held or expected by the fetch window."})
+	m.fetchLimit = prometheus.NewGauge(prometheus.GaugeOpts{Name: "storesync_fetch_limit", Help: "Calls the fetcher allows in flight: the window, or fewer on a link too slow for it."})
 	m.fetch = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "storesync_fetch_duration_seconds", Help: "GetBlockByNumber calls made by the fetcher, by outcome.", Buckets: latencyBuckets}, []string{"outcome"})
 	m.apply = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "storesync_apply_duration_seconds", Help: "ApplyBlock time, per stage (validate, trees, blockfile, sqlite) and in total.", Buckets: latencyBuckets}, []string{"stage"})
 	m.syncLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "storesync_sync_latency_seconds", Help: "From a block's timestamp to its commit in this store.", Buckets: latencyBuckets})
@@ -55,7 +57,7 @@ func NewMetrics() *Metrics {
 	m.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_actor_restarts_total", Help: "Actor restarts after a failure, by actor."}, []string{"actor"})
 	m.reads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_read_requests_total", Help: "Read API requests served, by method and status code."}, []string{"method", "code"})
 	m.reg.MustRegister(m.committed, m.proven, m.upstreamTip, m.lagBlocks, m.lagSeconds, m.windowBlocks, m.windowBytes,
-		m.fetch, m.apply, m.syncLatency, m.bytes, m.rejected, m.restarts, m.reads,
+		m.fetchLimit, m.fetch, m.apply, m.syncLatency, m.bytes, m.rejected, m.restarts, m.reads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.lagBlocks.Set(-1)
 	m.lagSeconds.Set(-1)
@@ -105,6 +107,13 @@ func (m *Metrics) Window(blocks int, bytes int64) {
 	if m != nil {
 		m.windowBlocks.Set(float64(blocks))
 		m.windowBytes.Set(float64(bytes))
+	}
+}
+
+// FetchLimit sets how many calls the fetcher allows in flight.
+func (m *Metrics) FetchLimit(calls int) {
+	if m != nil {
+		m.fetchLimit.Set(float64(calls))
 	}
 }
 
