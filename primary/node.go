@@ -69,7 +69,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	// Checked before anything is opened: a bad certificate stops the
 	// primary at once, naming the flag and the file.
-	tlsCfg, err := cfg.TLS.Config(time.Now())
+	tlsCfg, err := cfg.TLS.Config(time.Now(), cfg.Log)
 	if err != nil {
 		return nil, err
 	}

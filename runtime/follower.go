@@ -92,7 +92,7 @@ func New(cfg Config) (*Follower, error) {
 	}
 	// Certificates first: a bad file stops the follower before it touches
 	// its store.
-	serverTLS, err := cfg.TLS.serverConfig(time.Now())
+	serverTLS, err := cfg.TLS.serverConfig(time.Now(), cfg.Log)
 	if err != nil {
 		return nil, err
 	}

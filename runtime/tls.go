@@ -3,6 +3,7 @@ package runtime
 import (
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -34,12 +35,12 @@ type TLS struct {
 
 // serverConfig is the TLS configuration of the listeners; nil: plain text.
 // Every file is read and checked here, at startup (certs.Server.Config).
-func (t TLS) serverConfig(now time.Time) (*tls.Config, error) {
+func (t TLS) serverConfig(now time.Time, log *slog.Logger) (*tls.Config, error) {
 	srv := certs.Server{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}
 	if t.HTTP && !srv.Enabled() {
 		return nil, errors.New("--http-tls needs --tls-cert and --tls-key")
 	}
-	return srv.Config(now)
+	return srv.Config(now, log)
 }
 
 // upstreamCredentials are the transport credentials of the connections to

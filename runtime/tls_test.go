@@ -327,6 +327,92 @@ func TestTLSPrimary(t *testing.T) {
 	}
 }
 
+// TestTLSCertificateRotation: a renewed certificate is served without a
+// restart. Files that do not load (a half-written certificate) are not
+// taken: the previous certificate goes on being served and the log says
+// why; once both files hold the new pair, new connections get it, on the
+// gRPC and the HTTP listener, and the upstream connections of a follower
+// of this one keep working.
+func TestTLSCertificateRotation(t *testing.T) {
+	pk := newPKI(t)
+	p := startPrimary(t, 20*time.Millisecond)
+	logs, log := newLogBuffer(t, "follower A")
+	a := newFollowerCfg(t, genesisOf(p), log, func(c *Config) { c.TLS = pk.serverTLS() }, p.PublicAddr())
+	startFollower(t, a)
+	b := newFollowerCfg(t, genesisOf(p), testnet.LogOnFailure(t, "follower B"), func(c *Config) { c.TLS = pk.upstreamTLS() }, a.Addr())
+	startFollower(t, b)
+	waitFor(t, 30*time.Second, "B to sync 10 blocks through A", func() bool { c, _ := b.Store().Tips(); return c >= 10 })
+
+	first := presentedSerial(t, pk, a.Addr())
+	newCert, newKey := pk.leaf(t, "server-renewed", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), x509.ExtKeyUsageServerAuth)
+	renewed := certSerial(t, newCert)
+
+	// Half written: the certificate file cut short.
+	replaceFile(t, pk.serverCert, must(os.ReadFile(newCert))[:100])
+	waitFor(t, 30*time.Second, "a warning that the changed files do not load", func() bool {
+		presentedSerial(t, pk, a.Addr()) // a handshake is when the files are looked at
+		return strings.Contains(logs.String(), "certificate files changed but do not load")
+	})
+	if got := presentedSerial(t, pk, a.Addr()); got.Cmp(first) != 0 {
+		t.Fatalf("serving certificate %v while the new files do not load, want the previous %v", got, first)
+	}
+
+	replaceFile(t, pk.serverKey, must(os.ReadFile(newKey)))
+	replaceFile(t, pk.serverCert, must(os.ReadFile(newCert)))
+	waitFor(t, 30*time.Second, "the renewed certificate to be served", func() bool {
+		return presentedSerial(t, pk, a.Addr()).Cmp(renewed) == 0
+	})
+	if !strings.Contains(logs.String(), "certificate reloaded") {
+		t.Fatal("no log line says the certificate was reloaded")
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: clientTLS(pk.caPool, pk.clientPair)}}).Get("https://" + a.HTTPAddr() + "/livez")
+	if err != nil {
+		t.Fatalf("/livez over TLS after the renewal: %v", err)
+	}
+	defer resp.Body.Close()
+	if got := resp.TLS.PeerCertificates[0].SerialNumber; got.Cmp(renewed) != 0 {
+		t.Fatalf("the HTTP listener serves certificate %v, want the renewed %v", got, renewed)
+	}
+	next, _ := p.Store().Tips()
+	waitFor(t, 30*time.Second, "B to go on syncing through A", func() bool { c, _ := b.Store().Tips(); return c > next })
+}
+
+// presentedSerial is the serial number of the certificate the listener at
+// addr presents to a new connection.
+func presentedSerial(t *testing.T, pk *pki, addr string) *big.Int {
+	t.Helper()
+	cfg := clientTLS(pk.caPool, pk.clientPair)
+	cfg.NextProtos = []string{"h2"} // gRPC servers refuse a handshake without ALPN
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		t.Fatalf("TLS handshake with %s: %v", addr, err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber
+}
+
+func certSerial(t *testing.T, file string) *big.Int {
+	t.Helper()
+	block, _ := pem.Decode(must(os.ReadFile(file)))
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.SerialNumber
+}
+
+// replaceFile swaps in new contents by rename, as certificate tooling does.
+func replaceFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestTLSWrongCA: a follower verifying its upstream with a CA that did not
 // sign the upstream's certificate syncs nothing, says why in its log, and is
 // not ready, its /status saying so.
