@@ -50,19 +50,24 @@ func TestByzantineUpstream(t *testing.T) {
 		reason string
 		// warning matches the line that names the upstream.
 		warning string
+		// notSuspect: /status is checked for a failing upstream (a problem
+		// and a backoff) rather than a suspect one; noStatus: not checked,
+		// the problem lasting only until the upstream's next good answer
+		// (milliseconds), too short to be sure a poll of /status sees it.
+		notSuspect, noStatus bool
 	}{
 		{name: "bit flipped", lie: lieBitFlipped, reason: "transaction commitment", warning: `upstream marked suspect.*check="transaction commitment"`},
 		{name: "another height", lie: lieOtherHeight, reason: "number", warning: `marked suspect: asked for block \d+, got block \d+`},
 		{name: "signed by another key", lie: lieStrangerSigned, reason: "signature", warning: `marked suspect: bad signature: header names producer`},
 		{name: "roots not matching contents", lie: lieWrongRoots, reason: "account root", warning: `upstream marked suspect.*check="account root"`},
 		{name: "truncated", lie: lieTruncated, reason: "decode", warning: `marked suspect: decode block`},
-		{name: "over the size limit", lie: lieOverSize, warning: `GetBlockByNumber failed: .*ResourceExhausted`},
+		{name: "over the size limit", lie: lieOverSize, warning: `GetBlockByNumber failed: .*ResourceExhausted`, noStatus: true},
 		{name: "proof of another block", lie: lieProofOfOtherBlock, reason: "proof", warning: `marked suspect.*proof is for block \d+, not \d+`},
 		{name: "proof failing verification", lie: lieProofFailing, reason: "proof", warning: `marked suspect.*does not verify against prover key`},
 		{name: "block past the advertised tip", lie: liePastTip, reason: "signature", warning: `marked suspect: bad signature: header names producer`},
 		{name: "stalls until the deadline", lie: lieStall, warning: `GetBlockByNumber failed, marked suspect: timed out after .*DeadlineExceeded`},
 		{name: "trickles", lie: lieNot, trickle: true, warning: `GetBlockByNumber failed, marked suspect: timed out after .*DeadlineExceeded`},
-		{name: "endless errors", failAll: true, warning: `GetBlockByNumber failed: .*code = (Unavailable|Internal)`},
+		{name: "endless errors", failAll: true, warning: `GetBlockByNumber failed: .*code = (Unavailable|Internal)`, notSuspect: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,18 +154,21 @@ func TestByzantineUpstream(t *testing.T) {
 				return log.has("WARN", "upstream="+addr+" ", warning)
 			})
 			// /status showed what was held against the evil upstream while
-			// it was: suspicion for a bad block or proof, a problem and a
-			// backoff for a failed call.
-			failedCalls := tc.reason == ""
+			// it was: suspicion (for SuspectFor) for a bad block or proof or
+			// a call that timed out; a problem and a backoff for calls that
+			// all fail.
 			testnet.WaitFor(t, 10*time.Second, "/status to show the evil upstream's problem", func() bool {
-				n := notes.get(failedCalls)
-				if failedCalls {
+				n := notes.get(tc.notSuspect)
+				switch {
+				case tc.noStatus:
+					return true
+				case tc.notSuspect:
 					return n.Problem != "" && !n.BackedOffUntil.IsZero()
 				}
 				return n.Suspect != "" && !n.SuspectUntil.IsZero()
 			})
 			t.Logf("%s: %d misbehaving answers, %.0f counted as %s%v, %d tampered heights checked; reached the primary's tip %d in %s; /status said %+v",
-				tc.name, evil.bad.Load(), counted, metric, labels, checked, target, took.Round(time.Millisecond), notes.get(failedCalls))
+				tc.name, evil.bad.Load(), counted, metric, labels, checked, target, took.Round(time.Millisecond), notes.get(tc.notSuspect))
 		})
 	}
 }
