@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -505,5 +506,36 @@ func TestSlowLinkLimit(t *testing.T) {
 	w.Slow(slow, retry.Add(time.Second))
 	if want := max(1, flying/2); w.Limit() != want {
 		t.Fatalf("after a slow call with %d in flight: limit %d, want %d", flying, w.Limit(), want)
+	}
+}
+
+// TestProofAsks: proofs known to exist upstream are asked several at once,
+// up to the bound, skipping those at hand or asked; others one at a time on
+// the schedule, and only with nothing in flight; after a miss, known proofs
+// go back to the schedule too.
+func TestProofAsks(t *testing.T) {
+	none := func(uint64) bool { return false }
+	for _, tc := range []struct {
+		name                     string
+		proven, committed, known uint64
+		skip                     func(uint64) bool
+		inFlight                 int
+		clear                    bool
+		wantNow                  []uint64
+		wantNext                 uint64
+	}{
+		{"known: the bound at once", 0, 20, 10, none, 0, true, []uint64{1, 2, 3, 4}, 0},
+		{"known, some in flight", 0, 20, 10, none, 3, true, []uint64{1}, 0},
+		{"known, at hand skipped", 0, 20, 10, func(n uint64) bool { return n <= 2 }, 0, true, []uint64{3, 4, 5, 6}, 0},
+		{"known ones end: the next waits", 0, 20, 2, none, 0, true, []uint64{1, 2}, 0},
+		{"none known: the first on the schedule", 5, 20, 3, none, 0, true, nil, 6},
+		{"none known, one in flight", 5, 20, 3, func(n uint64) bool { return n == 6 }, 1, true, nil, 0},
+		{"after a miss: the schedule", 0, 20, 10, none, 0, false, nil, 1},
+		{"not committed yet: nothing", 20, 20, 30, none, 0, true, nil, 0},
+	} {
+		now, next := ProofAsks(tc.proven, tc.committed, tc.known, tc.skip, tc.inFlight, 4, tc.clear)
+		if !slices.Equal(now, tc.wantNow) || next != tc.wantNext {
+			t.Errorf("%s: asks %v now and %d on the schedule, want %v and %d", tc.name, now, next, tc.wantNow, tc.wantNext)
+		}
 	}
 }

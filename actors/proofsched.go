@@ -68,3 +68,25 @@ func (s *ProofSchedule) Reset() { s.misses = 0 }
 
 // Estimate is the learned proof delay.
 func (s *ProofSchedule) Estimate() time.Duration { return s.est }
+
+// ProofAsks decides which proofs the ProofTracker asks for now, looking
+// from proven+1 up to committed and skipping the blocks for which skip is
+// true (proof at hand, or asked). Proofs known to exist (up to known) are
+// asked at once while asks keep finding them (clear), up to max asks in
+// flight with the inFlight ones. Any other proof is asked one at a time, on
+// the schedule: next is the block to consider for it, when nothing is in
+// flight (0: none).
+func ProofAsks(proven, committed, known uint64, skip func(uint64) bool, inFlight, max int, clear bool) (now []uint64, next uint64) {
+	for n := proven + 1; n <= committed && inFlight+len(now) < max; n++ {
+		switch {
+		case skip(n):
+		case n <= known && clear:
+			now = append(now, n)
+		case inFlight+len(now) > 0:
+			return now, 0
+		default:
+			return now, n
+		}
+	}
+	return now, 0
+}

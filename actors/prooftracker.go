@@ -220,29 +220,24 @@ func (p *proofTracker) step(ctx actor.Context) {
 	}
 	// Proofs known to exist are asked at once, a few at a time, while asks
 	// find them; any other, or after a miss, one at a time on the schedule.
-	for n := p.proven + 1; n <= p.committed && len(p.asking) < proofAsksMax; n++ {
-		if p.pending[n] != nil || p.asking[n] {
-			continue // at hand, waiting for its batch; or asked
-		}
-		if n <= p.known && p.sched.Clear() {
-			p.ask(ctx, n, true)
-			continue
-		}
-		if len(p.asking) > 0 {
-			return
-		}
-		ts, err := p.timestamp(n)
-		if err != nil {
-			return
-		}
-		now := time.Now()
-		if at := p.sched.Next(now, ts); at.After(now) {
-			p.arm(at)
-			return
-		}
-		p.ask(ctx, n, false)
+	skip := func(n uint64) bool { return p.pending[n] != nil || p.asking[n] }
+	known, next := ProofAsks(p.proven, p.committed, p.known, skip, len(p.asking), proofAsksMax, p.sched.Clear())
+	for _, n := range known {
+		p.ask(ctx, n, true)
+	}
+	if next == 0 {
 		return
 	}
+	ts, err := p.timestamp(next)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	if at := p.sched.Next(now, ts); at.After(now) {
+		p.arm(at)
+		return
+	}
+	p.ask(ctx, next, false)
 }
 
 // hold keeps a proof until its batch goes.
