@@ -80,36 +80,40 @@ func must(b []byte, err error) []byte {
 
 func (p *pki) selfSigned(t *testing.T, name string) (*ecdsa.PrivateKey, *x509.Certificate, []byte) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.serial++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: name},
+	tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: name},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, der := p.sign(t, tmpl, nil, nil)
 	return key, tmpl, der
 }
 
-// leaf writes a certificate for 127.0.0.1 signed by the CA, and its key.
-func (p *pki) leaf(t *testing.T, name string, from, to time.Time, usage x509.ExtKeyUsage) (certFile, keyFile string) {
+// sign makes a key and a certificate of it from tmpl (its serial number set
+// here), signed by parentKey; a nil parent makes it self-signed.
+func (p *pki) sign(t *testing.T, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*ecdsa.PrivateKey, []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
 	p.serial++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: name},
-		NotBefore: from, NotAfter: to, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caTmpl, &key.PublicKey, p.caKey)
+	tmpl.SerialNumber = big.NewInt(p.serial)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return key, der
+}
+
+// leaf writes a certificate for 127.0.0.1 signed by the CA, and its key.
+func (p *pki) leaf(t *testing.T, name string, from, to time.Time, usage x509.ExtKeyUsage) (certFile, keyFile string) {
+	t.Helper()
+	tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: name},
+		NotBefore: from, NotAfter: to, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	key, der := p.sign(t, tmpl, p.caTmpl, p.caKey)
 	kder, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
