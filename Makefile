@@ -7,7 +7,7 @@ GO        ?= go
 FUZZTIME  ?= 20000x
 DATA      ?= devnet
 
-.PHONY: all build test test-reliability vet unit fuzz-short fuzz bench bench-scenarios bench-catchup crash run primary demo proto proto-check clean
+.PHONY: all build test test-reliability sim test-sim vet unit fuzz-short fuzz bench bench-scenarios bench-catchup crash run primary demo proto proto-check clean
 
 all: build
 
@@ -40,6 +40,14 @@ fuzz-short:
 # holes, ...): figures for RELIABILITY.md. `make test` runs it short.
 test-reliability:
 	STORESYNC_RELIABILITY=full $(GO) test -race -count=1 -timeout 60m -v ./reliability/
+
+# The simulator: the engine's decision cores over a grid of simulated
+# deployments (a table), and its property tests over 20 seeds.
+sim:
+	$(GO) run ./cmd/storesim --seeds 3
+
+test-sim:
+	STORESYNC_SIM=full $(GO) test -count=1 -timeout 30m ./sim/
 
 # Longer fuzzing, by hand: make fuzz FUZZTIME=5m
 fuzz: fuzz-short

@@ -15,12 +15,13 @@ import (
 	"storesync/store"
 )
 
-// applier applies delivered blocks one at a time with the store's
-// ApplyBlock, the primary's own code path. A block that fails validation is
-// never applied: the Fetcher hears of it and refetches. An I/O failure is
-// retried after a backoff; the block stays where it is. A disk refusing
-// writes (full, read-only) is no fault of the block or its upstream: the
-// engine reports it (StorageFault) until a block commits again.
+// applier is the shell of the ApplyCore: it applies delivered blocks one at
+// a time with the store's ApplyBlock, the primary's own code path. A block
+// that fails validation is never applied: the Fetcher hears of it and
+// refetches. An I/O failure is retried after a backoff; the block stays
+// where it is. A disk refusing writes (full, read-only) is no fault of the
+// block or its upstream: the engine reports it (StorageFault) until a
+// block commits again.
 type applier struct {
 	// immutable after construction
 	e     *Engine
@@ -28,11 +29,8 @@ type applier struct {
 	peers *peers
 
 	// owned by the actor, rebuilt from the store at every (re)start
-	next     uint64 // the block number the store expects
-	pending  *messages.Deliver
-	attempts int
-	dropped  bool // deliveries were dropped while a block was pending
-	retry    *time.Timer
+	core  *ApplyCore
+	retry *selfTimer
 }
 
 // retryApply is sent by the applier's timer to try the pending block again.
@@ -48,45 +46,55 @@ func (a *applier) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.cfg.Hooks.started(ApplierName)
 		committed, _ := a.cfg.Store.Tips()
-		a.next = committed + 1
+		a.core = NewApplyCore(ApplyConfig{RetryInitial: a.cfg.RetryInitial, RetryMax: a.cfg.RetryMax}, committed+1)
+		a.retry = newSelfTimer(ctx, retryApply{})
 		// Whatever the Fetcher delivered to an earlier incarnation is gone.
 		// (At the engine's first start the Fetcher starts from the store.)
 		if a.peers.ready.Load() {
-			ctx.Send(a.peers.fetcher, &messages.Resync{Next: a.next})
+			ctx.Send(a.peers.fetcher, &messages.Resync{Next: a.core.Next()})
 		}
 	case *actor.Restarting, *actor.Stopping:
-		if a.retry != nil {
-			a.retry.Stop()
-		}
+		a.retry.stop()
 	case *actor.Stopped:
 	case *messages.Deliver:
 		a.cfg.Hooks.receive(ApplierName, m)
-		n := m.Block.Header.Number
-		switch {
-		case n < a.next:
-			// A duplicate from before a resync: already applied. The ack
-			// tells the Fetcher where the store is, so its credits are right.
-			ctx.Send(a.peers.fetcher, &messages.Applied{Tip: a.next - 1})
-			return
-		case a.pending != nil:
-			a.dropped = true // redelivered after the pending block is in
-			return
-		case n > a.next:
-			// A gap: something was lost. Ask again from what the store expects.
-			ctx.Send(a.peers.fetcher, &messages.Resync{Next: a.next})
-			return
-		}
-		a.apply(ctx, m)
+		a.step(ctx, Delivered{N: m.Block.Header.Number, Block: m})
 	case retryApply:
 		a.cfg.Hooks.receive(ApplierName, m)
-		if p := a.pending; p != nil {
-			a.pending = nil
-			a.apply(ctx, p)
-		}
+		a.step(ctx, RetryDue{})
 	}
 }
 
-func (a *applier) apply(ctx actor.Context, d *messages.Deliver) {
+func (a *applier) step(ctx actor.Context, ev any) {
+	a.core.Step(time.Now(), ev)
+	for {
+		r := a.core.Ready()
+		if r.Acked > 0 {
+			ctx.Send(a.peers.fetcher, &messages.Applied{Tip: r.Acked})
+		}
+		if r.Resync > 0 {
+			ctx.Send(a.peers.fetcher, &messages.Resync{Next: r.Resync})
+		}
+		if r.Retried {
+			a.retry.at(r.RetryAt)
+		}
+		if r.Resumed > 0 {
+			a.cfg.Log.Info("applying blocks again", "after_attempts", r.Resumed)
+		}
+		d, _ := r.Apply.(*messages.Deliver)
+		if d == nil {
+			return
+		}
+		out := a.apply(ctx, d)
+		if out == ApplyClosed {
+			return
+		}
+		a.core.Step(time.Now(), Applied{N: d.Block.Header.Number, Outcome: out, Block: d})
+	}
+}
+
+// apply applies one block and sends what follows from it.
+func (a *applier) apply(ctx actor.Context, d *messages.Deliver) ApplyOutcome {
 	n := d.Block.Header.Number
 	parent := otel.Extract(d.Trace)
 	taken := time.Now()
@@ -100,54 +108,40 @@ func (a *applier) apply(ctx actor.Context, d *messages.Deliver) {
 	a.e.journeys.applySpans(parent, rep, time.Now(), err)
 	if r := state.Rejection(err); r != nil {
 		a.e.journeys.event(n, "rejected", attribute.String("upstream", d.Upstream), attribute.String("check", string(r.Check)), attribute.String("reason", r.Reason))
-		ctx.Send(a.peers.fetcher, &messages.Rejected{Number: n, Upstream: d.Upstream, Check: r.Check, Reason: r.Reason, Trace: d.Trace})
-		return
+		ctx.Send(a.peers.fetcher, &messages.Rejected{Number: n, Upstream: d.Upstream, Check: r.Check, Reason: r.Reason})
+		return ApplyRejected
 	}
 	if err != nil {
 		if errors.Is(err, store.ErrClosed) {
-			return
+			return ApplyClosed
 		}
-		a.attempts++
-		delay := Backoff(a.attempts, a.cfg.RetryInitial, a.cfg.RetryMax, nil)
 		if reason, ok := store.StorageFault(err); ok {
 			if old := a.e.storage.Swap(&reason); old == nil || *old != reason {
-				a.cfg.Log.Error("storage refuses writes: applying paused, retrying", "block", n, "reason", reason, "err", err, "delay", delay)
+				a.cfg.Log.Error("storage refuses writes: applying paused, retrying", "block", n, "reason", reason, "err", err)
 			}
-		} else if a.attempts == 1 {
-			a.cfg.Log.Error("applying a block failed; retrying", "block", n, "err", err, "delay", delay)
+		} else if a.core.Attempts() == 0 {
+			a.cfg.Log.Error("applying a block failed; retrying", "block", n, "err", err)
 		}
-		a.pending = d
-		self, root := ctx.Self(), ctx.ActorSystem().Root
-		a.retry = time.AfterFunc(delay, func() { root.Send(self, retryApply{}) })
-		return
-	}
-	if a.attempts > 0 {
-		a.cfg.Log.Info("applying blocks again", "block", n, "after_attempts", a.attempts)
-		a.attempts = 0
+		return ApplyFailed
 	}
 	if a.e.storage.Load() != nil {
 		a.e.storage.Store(nil)
 	}
-	a.next = n + 1
 	blockTime := time.UnixMilli(int64(d.Block.Header.Timestamp))
 	a.e.journeys.end(n, attribute.Int("block.bytes", d.Size), attribute.Int("block.transactions", len(d.Block.Body.Transactions)),
 		attribute.String("upstream", d.Upstream), attribute.Float64("sync_latency_ms", float64(time.Since(blockTime).Microseconds())/1000))
 	_, proven := a.cfg.Store.Tips()
 	a.cfg.Metrics.Tips(n, proven)
-	a.cfg.Metrics.Applied(rep.Validate, rep.Trees, rep.BlockFile, rep.SQLite, time.UnixMilli(int64(d.Block.Header.Timestamp)))
+	a.cfg.Metrics.Applied(rep.Validate, rep.Trees, rep.BlockFile, rep.SQLite, blockTime)
 	// The proof first: the ProofTracker then never asks for a proof that
 	// is already on its way.
 	if d.Proof != nil {
-		ctx.Send(a.peers.proofTracker, &messages.ProofArrived{Number: n, Proof: d.Proof, Upstream: d.Upstream, Trace: d.Trace})
+		ctx.Send(a.peers.proofTracker, &messages.ProofArrived{Number: n, Proof: d.Proof})
 	}
-	applied := &messages.Applied{Tip: n, Block: d.Block, Upstream: d.Upstream, Report: rep, Trace: d.Trace}
+	applied := &messages.Applied{Tip: n, Block: d.Block}
 	ctx.Send(a.peers.fetcher, applied)
 	ctx.Send(a.peers.proofTracker, applied)
-	ctx.Send(a.peers.supervisor, applied)
-	if a.dropped {
-		a.dropped = false
-		ctx.Send(a.peers.fetcher, &messages.Resync{Next: a.next})
-	}
+	return ApplyOK
 }
 
 // StorageFault says why the store refuses writes ("no space left on

@@ -12,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.opentelemetry.io/otel/trace"
 
+	"storesync/messages"
 	"storesync/otel"
 	"storesync/store"
 )
@@ -29,7 +30,9 @@ type Config struct {
 	RetryInitial     time.Duration // first retry delay after a failed fetch
 	RetryMax         time.Duration // cap on retry delays
 	SuspectFor       time.Duration // how long an upstream that served a bad block is avoided
-	ProofMaxWait     time.Duration // cap on the ProofTracker's backoff between asks
+	ProofMaxWait     time.Duration // cap on the wait between asks for a proof that is late
+	ProofMaxDelay    time.Duration // longest proof delay the schedule learns
+	NoHedge          bool          // never ask a second upstream for a late block
 	Restart          RestartPolicy
 
 	Log     *slog.Logger
@@ -38,34 +41,68 @@ type Config struct {
 	Hooks   *Hooks               // tests only
 }
 
-// Defaults fills unset fields.
+// DefaultConfig holds the engine's defaults, the one place the follower's
+// flags take theirs from. ProofMaxWait, when unset, is 16 poll intervals.
+var DefaultConfig = Config{
+	FetchWindow:      64,
+	FetchWindowBytes: 64 << 20,
+	Credits:          8,
+	FetchTimeout:     10 * time.Second,
+	PollInterval:     200 * time.Millisecond,
+	RetryInitial:     100 * time.Millisecond,
+	RetryMax:         5 * time.Second,
+	SuspectFor:       time.Minute,
+	// Proofs of the real chain come about 30 s after their blocks; a
+	// stalled prover can take minutes.
+	ProofMaxDelay: 5 * time.Minute,
+	Restart:       DefaultRestartPolicy,
+}
+
+// Defaults fills unset fields from DefaultConfig.
 func (c *Config) Defaults() {
-	set := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
+	d := DefaultConfig
+	setInt := func(v *int, def int) {
+		if *v <= 0 {
+			*v = def
 		}
 	}
-	if c.FetchWindow <= 0 {
-		c.FetchWindow = 64
+	set := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
 	}
+	setInt(&c.FetchWindow, d.FetchWindow)
 	if c.FetchWindowBytes <= 0 {
-		c.FetchWindowBytes = 64 << 20
+		c.FetchWindowBytes = d.FetchWindowBytes
 	}
-	if c.Credits <= 0 {
-		c.Credits = 8
-	}
-	set(&c.FetchTimeout, 10*time.Second)
-	set(&c.PollInterval, 200*time.Millisecond)
-	set(&c.RetryInitial, 100*time.Millisecond)
-	set(&c.RetryMax, 5*time.Second)
-	set(&c.SuspectFor, time.Minute)
+	setInt(&c.Credits, d.Credits)
+	set(&c.FetchTimeout, d.FetchTimeout)
+	set(&c.PollInterval, d.PollInterval)
+	set(&c.RetryInitial, d.RetryInitial)
+	set(&c.RetryMax, d.RetryMax)
+	set(&c.SuspectFor, d.SuspectFor)
 	set(&c.ProofMaxWait, 16*c.PollInterval)
+	set(&c.ProofMaxDelay, d.ProofMaxDelay)
 	if c.Restart == (RestartPolicy{}) {
-		c.Restart = DefaultRestartPolicy
+		c.Restart = d.Restart
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+}
+
+// fetchConfig is the FetchCore's part of the configuration.
+func (c *Config) fetchConfig(upstreams []string, seed uint64) FetchConfig {
+	return FetchConfig{
+		Window: WindowConfig{MaxBlocks: c.FetchWindow, MaxBytes: c.FetchWindowBytes, Credits: c.Credits,
+			PollInterval: c.PollInterval, RetryInitial: c.RetryInitial, RetryMax: c.RetryMax, Seed: seed},
+		Upstreams: upstreams, FetchTimeout: c.FetchTimeout, SuspectFor: c.SuspectFor, Hedge: !c.NoHedge,
+	}
+}
+
+// proofConfig is the ProofCore's part of the configuration.
+func (c *Config) proofConfig() ProofConfig {
+	return ProofConfig{MinWait: c.PollInterval, MaxWait: c.ProofMaxWait, MaxDelay: c.ProofMaxDelay, AskTimeout: 2 * c.FetchTimeout}
 }
 
 // Hooks let tests inject failures and watch lifecycles. Receive runs
@@ -96,10 +133,10 @@ const (
 	ProofTrackerName = "prooftracker"
 )
 
-// View is the follower's view of the tips, owned by the Supervisor.
+// View is the follower's view of its upstreams' tips, owned by the
+// Supervisor. The local tips are the store's (Store.Tips), the one source
+// of truth.
 type View struct {
-	Committed   uint64
-	Proven      uint64
 	UpstreamTip uint64            // highest block any upstream served
 	Upstreams   map[string]uint64 // per upstream
 	Restarts    map[string]int    // per actor; filled by View from the strategies' counters
@@ -114,8 +151,8 @@ type Engine struct {
 	stats      Stats
 	restarts   [4]atomic.Int64 // per actor, in actorNames order; counted by the strategies
 	journeys   *journeys
-	storage    atomic.Pointer[string] // why the Applier cannot write, while it cannot (applier.go)
-	notes      notes                  // what is held against each upstream now (notes.go)
+	storage    atomic.Pointer[string]                  // why the Applier cannot write, while it cannot (applier.go)
+	notes      atomic.Pointer[map[string]UpstreamNote] // published by the Fetcher from its Book (notes.go)
 
 	fatalOnce sync.Once
 	fatal     chan error
@@ -123,9 +160,10 @@ type Engine struct {
 
 // Stats are the engine's counters, read by metrics. thread-safe.
 type Stats struct {
-	FetchedBytes   atomic.Int64 // block bytes the Fetcher received
-	ProofBytes     atomic.Int64 // proof bytes received (useful)
-	RedundantBytes atomic.Int64 // block bytes received again only to ask for a proof
+	FetchedBytes   atomic.Int64 // block and proof bytes received, by every call
+	UsefulBytes    atomic.Int64 // the first copy of each block delivered, and each proof verified
+	ProofBytes     atomic.Int64 // proof bytes received and verified
+	RedundantBytes atomic.Int64 // block bytes received again for a proof, by a hedge that lost, or after a reset
 	Rejected       atomic.Int64 // blocks that failed validation
 	FetchErrors    atomic.Int64 // calls to an upstream that failed or timed out
 	// FetchLimit is how many calls the Fetcher allows in flight now: the
@@ -147,8 +185,7 @@ func Start(system *actor.ActorSystem, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("start engine: a store and at least one upstream are needed")
 	}
 	e := &Engine{system: system, fatal: make(chan error, 1), journeys: newJourneys(cfg.Tracing)}
-	c, p := cfg.Store.Tips()
-	e.view.Store(&View{Committed: c, Proven: p, Upstreams: map[string]uint64{}, Updated: time.Now()})
+	e.view.Store(&View{Upstreams: map[string]uint64{}, Updated: time.Now()})
 	props := actor.PropsFromProducer(func() actor.Actor { return newSupervisor(e, &cfg) },
 		actor.WithSupervisor(newRestartStrategy(e, &cfg)),
 		actor.WithGuardian(&supervisorGuardian{e: e, cfg: &cfg}))
@@ -188,7 +225,23 @@ func (e *Engine) restarted(name string, m *otel.Metrics) {
 
 // UpstreamNotes returns what is held against each upstream now (problem,
 // backoff, suspicion); upstreams in good standing are left out. thread-safe.
-func (e *Engine) UpstreamNotes() map[string]UpstreamNote { return e.notes.at(time.Now()) }
+func (e *Engine) UpstreamNotes() map[string]UpstreamNote {
+	m := e.notes.Load()
+	if m == nil {
+		return map[string]UpstreamNote{}
+	}
+	return notesAt(*m, time.Now())
+}
+
+// publishNotes replaces the snapshot UpstreamNotes reads.
+func (e *Engine) publishNotes(m map[string]UpstreamNote) { e.notes.Store(&m) }
+
+// TipSeen tells the engine that an upstream (by name) says it holds block
+// tip (its latest header, as the health poller counted it): a caught-up
+// Fetcher fetches up to it at once. thread-safe.
+func (e *Engine) TipSeen(upstream string, tip uint64) {
+	e.system.Root.Send(childPID(e.supervisor, FetcherName), &messages.TipHint{Upstream: upstream, Tip: tip})
+}
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() *Stats { return &e.stats }

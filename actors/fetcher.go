@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,14 +19,11 @@ import (
 	"storesync/otel"
 )
 
-// stallAfter: deliveries unacknowledged for this long mean a message was
-// lost (an actor restarted); the Fetcher then resyncs from the store's tip.
-const stallAfter = 10 * time.Second
-
-// fetcher keeps the window of blocks in flight, checks what arrives, and
-// delivers it to the Applier in order. The calls run in goroutines it owns
-// (one per block in flight, bounded by the window) and report back to it as
-// messages, so its state is only ever touched by Receive.
+// fetcher is the shell of the FetchCore: it turns messages into the core's
+// events and carries out its effects. The calls run in goroutines it owns
+// (one per call, bounded by the window and the upstreams' limits) and
+// report back to it as messages, so the core is only ever touched by
+// Receive.
 type fetcher struct {
 	// immutable after construction
 	e     *Engine
@@ -33,45 +31,40 @@ type fetcher struct {
 	peers *peers
 
 	// owned by the actor, rebuilt at every (re)start from the store
-	epoch     uint64 // results of an earlier incarnation's calls are dropped
-	window    *Window
-	ups       *Upstreams
-	callCtx   context.Context
-	cancel    context.CancelFunc
-	calls     sync.WaitGroup
-	wake      *time.Timer
-	wakeAt    time.Time
-	ready     map[uint64]*fetchResult // fetched, waiting for their turn
-	avoid     map[uint64]string       // block -> upstream that served it bad
-	reported  map[int]uint64          // UpstreamTip last reported, per upstream
-	problems  map[string]string       // last problem logged, per upstream
-	lastAck   time.Time
-	lastAcked uint64
+	epoch   uint64 // results of an earlier incarnation's calls are dropped
+	core    *FetchCore
+	callCtx context.Context
+	cancel  context.CancelFunc
+	calls   sync.WaitGroup
+	inCall  map[uint64]context.CancelFunc // calls in flight, by id
+	timer   *selfTimer
+	notesV  uint64 // the Book's version last published
+	limit   int    // the calls allowed in flight last reported
 }
 
 func newFetcher(e *Engine, cfg *Config, p *peers) *fetcher {
 	return &fetcher{e: e, cfg: cfg, peers: p}
 }
 
-// fetchResult is the outcome of one GetBlockByNumber call, sent by the
-// call's goroutine to the fetcher.
+// fetchResult is the outcome of one call, sent by the call's goroutine.
 type fetchResult struct {
-	epoch    uint64
-	n        uint64
-	upstream int
+	epoch   uint64
+	done    CallDone
+	proof   []byte // with a fetched block
+	at      time.Time
+	badKind string // the cheap check a Bad answer failed
+}
+
+// fetched is a block the core holds until it is delivered (CallDone.Payload).
+type fetched struct {
 	block    *block.Block
 	size     int
 	proof    []byte
-	empty    bool  // past the upstream's tip
-	bad      error // it served something that fails the cheap checks
-	badProof error // the block is fine, the proof with it is not
-	err      error // the call failed
-	timedOut bool  // ... by running out of FetchTimeout
 	at       time.Time
-	took     time.Duration
+	upstream string
 }
 
-// wakeUp is sent by the fetcher's timer when a retry or probe falls due.
+// wakeUp is sent by the fetcher's timer when a retry, probe or hedge falls due.
 type wakeUp struct{ epoch uint64 }
 
 // reconnected is sent by an upstream's watcher when its connection is back.
@@ -89,15 +82,16 @@ func (f *fetcher) Receive(ctx actor.Context) {
 		f.cfg.Hooks.started(FetcherName)
 		f.start(ctx)
 		if f.peers.ready.Load() { // a restart; the first start waits for begin
-			f.step(ctx)
+			f.step(ctx, Tick{})
 		}
 	case *actor.Restarting, *actor.Stopping:
 		f.stop()
 	case *actor.Stopped:
 	default:
 		f.cfg.Hooks.receive(FetcherName, m)
-		f.handle(m)
-		f.step(ctx)
+		if ev := f.event(m); ev != nil {
+			f.step(ctx, ev)
+		}
 	}
 }
 
@@ -105,23 +99,15 @@ func (f *fetcher) Receive(ctx actor.Context) {
 func (f *fetcher) start(ctx actor.Context) {
 	f.epoch = epochCounter.Add(1)
 	committed, _ := f.cfg.Store.Tips()
-	wc := WindowConfig{MaxBlocks: f.cfg.FetchWindow, MaxBytes: f.cfg.FetchWindowBytes, Credits: f.cfg.Credits,
-		PollInterval: f.cfg.PollInterval, RetryInitial: f.cfg.RetryInitial, RetryMax: f.cfg.RetryMax, Seed: f.epoch}
-	f.window = NewWindow(wc, committed+1)
 	names := make([]string, len(f.cfg.Upstreams))
 	for i, u := range f.cfg.Upstreams {
 		names[i] = u.Name()
 	}
-	f.ups = NewUpstreams(names, wc, f.cfg.SuspectFor)
+	f.core = NewFetchCore(f.cfg.fetchConfig(names, f.epoch), committed+1, time.Now())
 	f.callCtx, f.cancel = context.WithCancel(context.Background())
-	f.ready, f.avoid = map[uint64]*fetchResult{}, map[uint64]string{}
-	f.reported, f.problems = map[int]uint64{}, map[string]string{}
-	f.lastAck, f.lastAcked = time.Now(), committed
-	self, epoch, root := ctx.Self(), f.epoch, ctx.ActorSystem().Root
-	f.wake = time.AfterFunc(time.Hour, func() { root.Send(self, wakeUp{epoch: epoch}) })
-	f.wake.Stop()
-	f.wakeAt = time.Time{}
-	callCtx := f.callCtx
+	f.inCall = map[uint64]context.CancelFunc{}
+	f.timer = newSelfTimer(ctx, wakeUp{epoch: f.epoch})
+	self, epoch, root, callCtx := ctx.Self(), f.epoch, ctx.ActorSystem().Root, f.callCtx
 	for i, u := range f.cfg.Upstreams {
 		if r, ok := u.(Reconnecting); ok {
 			f.calls.Add(1)
@@ -140,265 +126,266 @@ func (f *fetcher) stop() {
 	if f.cancel != nil {
 		f.cancel()
 	}
-	if f.wake != nil {
-		f.wake.Stop()
-	}
+	f.timer.stop()
 	f.calls.Wait()
 }
 
-func (f *fetcher) handle(msg any) {
+// event turns a message into the core's event (nil: nothing to step).
+func (f *fetcher) event(msg any) any {
 	switch m := msg.(type) {
+	case begin:
+		return Tick{}
 	case *fetchResult:
-		if m.epoch == f.epoch {
-			f.result(m)
+		if m.epoch != f.epoch {
+			return nil
 		}
+		delete(f.inCall, m.done.ID)
+		return f.account(m)
 	case wakeUp:
 		if m.epoch == f.epoch {
-			f.wakeAt = time.Time{}
+			return Tick{}
 		}
 	case reconnected:
 		if m.epoch == f.epoch {
-			if f.ups.Reconnected(m.upstream) {
-				f.window.RetryNow(time.Now())
-				f.e.notes.update(f.ups.Name(m.upstream), func(n *UpstreamNote) { n.BackedOffUntil = time.Time{} })
-				f.cfg.Log.Info("upstream connection is back: asking it again now", "upstream", f.ups.Name(m.upstream))
-			}
+			return LinkBack{Upstream: m.upstream}
 		}
 	case *messages.Applied:
-		f.window.Acked(m.Tip)
-		for n := range f.ready {
-			if n <= m.Tip {
-				delete(f.ready, n)
-			}
-		}
-		if m.Tip > f.lastAcked {
-			f.lastAck, f.lastAcked = time.Now(), m.Tip
-		}
+		return BlockAcked{Tip: m.Tip}
 	case *messages.Rejected:
 		f.e.stats.Rejected.Add(1)
 		f.cfg.Metrics.Rejected(string(m.Check))
-		f.suspect(m.Upstream, fmt.Sprintf("block %d failed the %s check: %s", m.Number, m.Check, m.Reason), time.Now())
-		f.cfg.Log.Warn("block failed validation: not applied, upstream marked suspect, refetching",
-			"block", m.Number, "upstream", m.Upstream, "check", string(m.Check), "reason", m.Reason)
-		f.resync(m.Number)
-		f.avoid[m.Number] = m.Upstream
+		return BlockRejected{N: m.Number, Upstream: f.core.Book().Index(m.Upstream),
+			Why: fmt.Sprintf("block %d failed the %s check: %s", m.Number, m.Check, m.Reason)}
 	case *messages.Resync:
-		if m.Next != f.window.Next() {
-			f.resync(m.Next)
+		return ResyncFrom{Next: m.Next}
+	case *messages.AskProofs:
+		w := ProofWanted{Wants: make([]ProofWant, len(m.Numbers))}
+		for i, n := range m.Numbers {
+			w.Wants[i] = ProofWant{N: n, Known: m.Known[i]}
+		}
+		return w
+	case *messages.TipHint:
+		if i := f.core.Book().Index(m.Upstream); i >= 0 {
+			return TipSeen{Upstream: i, Tip: m.Tip}
 		}
 	}
+	return nil
 }
 
-// step does everything that is due: deliver, detect a stall, launch calls,
-// arm the timer for the next retry or probe.
-func (f *fetcher) step(ctx actor.Context) {
-	now := time.Now()
-	for _, n := range f.window.Deliverable() {
-		r := f.ready[n]
-		delete(f.ready, n)
-		ctx.Send(f.peers.applier, &messages.Deliver{Block: r.block, Size: r.size, Proof: r.proof,
-			Upstream: f.ups.Name(r.upstream), FetchedAt: r.at, Trace: otel.Inject(f.e.journeys.start(n))})
+// account counts what a call brought, for metrics and /status, and
+// returns it as the core's event.
+func (f *fetcher) account(r *fetchResult) CallDone {
+	d := r.done
+	m, st := f.cfg.Metrics, &f.e.stats
+	kind := map[Outcome]string{Served: "ok", Empty: "empty", Bad: "bad", Failed: "error", TimedOut: "error"}[d.Outcome]
+	m.Fetched(kind, d.Took)
+	st.FetchedBytes.Add(int64(d.Size + len(r.proof)))
+	useful := f.core.Wanted(d.ID) && !f.core.ProofCall(d.ID) && d.Outcome == Served
+	switch {
+	case d.Outcome == Failed || d.Outcome == TimedOut:
+		st.FetchErrors.Add(1)
+	case d.Outcome == Bad:
+		st.Rejected.Add(1)
+		m.Rejected(r.badKind)
+	case d.BadProof != "":
+		m.Rejected("proof")
 	}
-	if f.window.Outstanding() > 0 && now.Sub(f.lastAck) > stallAfter {
+	if d.Proof {
+		st.ProofBytes.Add(int64(len(r.proof)))
+		m.Bytes("useful", len(r.proof))
+	}
+	if useful {
+		st.UsefulBytes.Add(int64(d.Size + len(r.proof)))
+		m.Bytes("useful", d.Size)
+	} else if d.Size > 0 {
+		st.RedundantBytes.Add(int64(d.Size))
+		m.Bytes("redundant", d.Size)
+	}
+	if d.Proof && !useful {
+		st.UsefulBytes.Add(int64(len(r.proof)))
+	}
+	return d
+}
+
+// step steps the core and carries out its effects.
+func (f *fetcher) step(ctx actor.Context, ev any) {
+	f.core.Step(time.Now(), ev)
+	for {
+		r := f.core.Ready()
+		f.carryOut(ctx, r)
+		if !r.Stalled {
+			break
+		}
 		committed, _ := f.cfg.Store.Tips()
-		f.cfg.Log.Warn("deliveries unacknowledged; resyncing from the store", "since", f.lastAck, "next", committed+1)
-		f.resync(committed + 1)
-		f.lastAck = now
-	}
-	for _, n := range f.window.Launch(now) {
-		i, ok := f.ups.Pick(n, now, f.avoid[n])
-		switch {
-		case ok:
-			f.call(ctx, n, i)
-		case f.ups.AllLack(n, now):
-			f.window.Empty(n, now)
-		default:
-			f.window.Retry(n, f.ups.NextChance(n, now))
-		}
-	}
-	next, pending := f.window.NextWake()
-	if f.window.Outstanding() > 0 {
-		if t := f.lastAck.Add(stallAfter); !pending || t.Before(next) {
-			next, pending = t, true
-		}
-	}
-	f.cfg.Metrics.Window(f.window.Held())
-	f.cfg.Metrics.FetchLimit(f.window.Limit())
-	if l := int64(f.window.Limit()); f.e.stats.FetchLimit.Swap(l) > l && l < int64(f.cfg.FetchWindow)/2 {
-		// Cut, and by much: the link is slower than the window needs.
-		f.cfg.Log.Info("calls in flight cut: fetches were timing out or slow", "limit", l, "window", f.cfg.FetchWindow)
-	}
-	if pending && (f.wakeAt.IsZero() || next.Before(f.wakeAt)) {
-		f.wakeAt = next
-		f.wake.Reset(max(time.Until(next), 0))
+		f.cfg.Log.Warn("deliveries unacknowledged; resyncing from the store", "next", committed+1)
+		f.core.Step(time.Now(), ResyncFrom{Next: committed + 1})
 	}
 }
 
-func (f *fetcher) resync(next uint64) {
-	f.window.Reset(next)
-	f.ready = map[uint64]*fetchResult{}
+func (f *fetcher) carryOut(ctx actor.Context, r *FetchReady) {
+	for _, id := range r.Cancels {
+		if cancel := f.inCall[id]; cancel != nil {
+			cancel()
+			delete(f.inCall, id)
+		}
+	}
+	for _, c := range r.Calls {
+		f.call(ctx, c)
+	}
+	for _, d := range r.Deliveries {
+		b := d.Payload.(*fetched)
+		ctx.Send(f.peers.applier, &messages.Deliver{Block: b.block, Size: b.size, Proof: b.proof,
+			Upstream: b.upstream, FetchedAt: b.at, Trace: otel.Inject(f.e.journeys.start(d.N))})
+	}
+	for _, a := range r.ProofAnswers {
+		ans := &messages.ProofAnswer{Number: a.N, Known: a.Known, BadProof: a.BadProof, Size: a.Size,
+			Upstream: f.core.Book().Name(a.Upstream), Lacking: a.Outcome == Empty,
+			Failed: a.Outcome == Failed || a.Outcome == TimedOut || a.Outcome == Bad}
+		if a.Proof != nil {
+			ans.Proof = a.Proof.([]byte)
+		}
+		ctx.Send(f.peers.proofTracker, ans)
+	}
+	for _, t := range r.Tips {
+		name := f.core.Book().Name(t.Upstream)
+		ctx.Send(f.peers.supervisor, &messages.UpstreamTip{Upstream: name, Tip: t.Tip})
+		f.cfg.Metrics.UpstreamTip(name, t.Tip)
+	}
+	for _, l := range r.Logs {
+		f.logLine(l)
+	}
+	for _, mk := range r.Marks {
+		f.e.journeys.event(mk.N, mk.What, attribute.String("upstream", f.core.Book().Name(mk.Upstream)), attribute.String("reason", mk.Reason))
+	}
+	f.timer.at(r.WakeAt)
+	b := f.core.Book()
+	if v := b.Version(); v != f.notesV {
+		f.notesV = v
+		f.e.publishNotes(b.Notes(time.Time{}))
+	}
+	blocks, bytes := f.core.Window().Held()
+	f.cfg.Metrics.Window(blocks, bytes)
+	if l := min(b.Limit(), f.cfg.FetchWindow); l != f.limit {
+		f.limit = l
+		f.cfg.Metrics.FetchLimit(l)
+		f.e.stats.FetchLimit.Store(int64(l))
+	}
 }
 
-// call fetches block n from upstream i in a goroutine owned by the fetcher.
-func (f *fetcher) call(ctx actor.Context, n uint64, i int) {
-	self, root, epoch, callCtx := ctx.Self(), ctx.ActorSystem().Root, f.epoch, f.callCtx
-	up := f.cfg.Upstreams[i]
-	jctx := f.e.journeys.start(n)
+func (f *fetcher) logLine(l LogLine) {
+	attrs := []any{}
+	if l.Upstream >= 0 {
+		attrs = append(attrs, "upstream", f.core.Book().Name(l.Upstream))
+	}
+	if l.N > 0 {
+		attrs = append(attrs, "block", l.N)
+	}
+	if l.Detail != "" {
+		attrs = append(attrs, "problem", l.Detail)
+	}
+	level := slog.LevelInfo
+	if l.Warn {
+		level = slog.LevelWarn
+	}
+	f.cfg.Log.Log(context.Background(), level, l.Msg, attrs...)
+}
+
+// call runs one call in a goroutine owned by the fetcher.
+func (f *fetcher) call(ctx actor.Context, c Call) {
+	self, root, epoch := ctx.Self(), ctx.ActorSystem().Root, f.epoch
+	cctx, cancel := context.WithCancel(f.callCtx)
+	f.inCall[c.ID] = cancel
+	up := f.cfg.Upstreams[c.Upstream]
+	var jctx context.Context
+	if !c.Proof {
+		jctx = trace.ContextWithSpan(cctx, trace.SpanFromContext(f.e.journeys.start(c.N)))
+	} else {
+		jctx = cctx
+	}
 	f.calls.Add(1)
 	go func() {
 		defer f.calls.Done()
-		r := f.fetch(trace.ContextWithSpan(callCtx, trace.SpanFromContext(jctx)), up, n)
-		r.epoch, r.upstream = epoch, i
+		defer cancel()
+		r := f.fetch(jctx, up, c)
+		r.epoch = epoch
 		root.Send(self, r)
 	}()
 }
 
-// fetch makes the call and the cheap checks: decode, number, signature.
+// fetch makes the call and the cheap checks: decode, number, signature, and
+// the proof against the block's commitment (for a proof ask: against the
+// block committed here, so that a bad proof is blamed on its upstream).
 // thread-safe: runs in the call's goroutine and touches no fetcher state.
-func (f *fetcher) fetch(ctx context.Context, up Upstream, n uint64) *fetchResult {
-	r := &fetchResult{n: n}
+func (f *fetcher) fetch(ctx context.Context, up Upstream, c Call) *fetchResult {
+	r := &fetchResult{done: CallDone{ID: c.ID}}
+	d := &r.done
 	start := time.Now()
 	tracer := f.e.journeys.tracer
-	fctx, fspan := tracer.Start(ctx, "fetch", trace.WithAttributes(attribute.String("upstream", up.Name())))
-	cctx, cancel := context.WithTimeout(fctx, f.cfg.FetchTimeout)
-	raw, proof, err := up.GetBlock(cctx, n, true)
-	r.timedOut = err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+	fctx, fspan := tracer.Start(ctx, "fetch", trace.WithAttributes(attribute.String("upstream", up.Name()), attribute.Bool("hedge", c.Hedge)))
+	cctx, cancel := context.WithTimeout(fctx, c.Timeout)
+	raw, proof, err := up.GetBlock(cctx, c.N, true)
+	timedOut := err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 	cancel()
 	if err != nil {
 		fspan.SetStatus(codes.Error, err.Error())
 	}
 	fspan.End()
 	r.at = time.Now()
-	r.took = r.at.Sub(start)
+	d.Took = r.at.Sub(start)
 	_, vspan := tracer.Start(ctx, "verify")
 	defer vspan.End()
 	switch {
+	case timedOut:
+		d.Outcome, d.Problem = TimedOut, err.Error()
 	case err != nil:
-		r.err = err
+		d.Outcome, d.Problem = Failed, err.Error()
 	case raw == nil:
-		r.empty = true
+		d.Outcome = Empty
 	default:
-		r.size = len(raw)
+		d.Size = len(raw)
 		b, err := block.Decode(raw)
 		switch {
 		case err != nil:
-			r.bad = err
-		case b.Header.Number != n:
-			r.bad = fmt.Errorf("asked for block %d, got block %d", n, b.Header.Number)
+		case b.Header.Number != c.N:
+			err = fmt.Errorf("%w: asked for block %d, got block %d", errNumber, c.N, b.Header.Number)
 		default:
-			if err := b.VerifySignature(f.cfg.producer()); err != nil {
-				r.bad = err
-			}
+			err = b.VerifySignature(f.cfg.producer())
 		}
-		r.block = b
-		f.e.stats.FetchedBytes.Add(int64(len(raw)))
-		if proof != nil && r.bad == nil {
+		if err != nil {
+			d.Outcome, d.Problem, r.badKind = Bad, err.Error(), badReason(err)
+			return r
+		}
+		d.Outcome, d.BlockTime = Served, time.UnixMilli(int64(b.Header.Timestamp))
+		commitment := b.Header.Commitment()
+		if c.Proof && proof != nil {
+			h, herr := f.cfg.Store.Snapshot().Header(ctx, c.N)
+			if herr != nil {
+				d.Outcome, d.Problem = Failed, herr.Error()
+				return r
+			}
+			commitment = h.Commitment()
+		}
+		if proof != nil {
 			// A bad proof is dropped and its upstream blamed; the block
 			// itself is fine and goes on (its proof is asked for later).
-			if err := f.cfg.Store.Genesis().Verifier().VerifyProof(n, b.Header.Commitment(), proof); err != nil {
-				r.badProof = err
+			if err := f.cfg.Store.Genesis().Verifier().VerifyProof(c.N, commitment, proof); err != nil {
+				d.BadProof = err.Error()
 			} else {
-				r.proof = proof
-				f.e.stats.ProofBytes.Add(int64(len(proof)))
+				d.Proof, r.proof = true, proof
 			}
+		}
+		if c.Proof {
+			if d.Proof {
+				d.Payload = proof
+			}
+		} else {
+			d.Payload = &fetched{block: b, size: len(raw), proof: r.proof, at: r.at, upstream: up.Name()}
 		}
 	}
 	return r
 }
 
-// result steps the window and the upstreams with a call's outcome.
-func (f *fetcher) result(r *fetchResult) {
-	f.ups.Done(r.upstream)
-	now := r.at
-	name := f.ups.Name(r.upstream)
-	m := f.cfg.Metrics
-	switch {
-	case r.err != nil:
-		m.Fetched("error", r.took)
-		f.e.stats.FetchErrors.Add(1)
-		f.e.journeys.event(r.n, "retry", attribute.String("upstream", name), attribute.String("reason", r.err.Error()))
-		until := now.Add(f.ups.Failed(r.upstream, now))
-		if r.timedOut {
-			f.window.TimedOut(r.n, now)
-			// A stalled or trickling answer costs the block a whole
-			// FetchTimeout; the backoff alone ends at the upstream's next
-			// good answer, so an upstream that stalls only some blocks
-			// would keep being asked first.
-			f.suspect(name, fmt.Sprintf("block %d timed out after %s", r.n, f.cfg.FetchTimeout), now)
-			f.problem(name, fmt.Sprintf("GetBlockByNumber failed, marked suspect: timed out after %s: %v", f.cfg.FetchTimeout, r.err), r.n, until)
-		} else {
-			f.window.Failed(r.n, now)
-			f.problem(name, fmt.Sprintf("GetBlockByNumber failed: %v", r.err), r.n, until)
-		}
-	case r.bad != nil:
-		m.Fetched("bad", r.took)
-		f.e.journeys.event(r.n, "rejected", attribute.String("upstream", name), attribute.String("reason", r.bad.Error()))
-		m.Rejected(badReason(r.bad))
-		f.e.stats.Rejected.Add(1)
-		f.problem(name, fmt.Sprintf("served a bad block, marked suspect: %v", r.bad), r.n, time.Time{})
-		f.suspect(name, fmt.Sprintf("bad block %d: %v", r.n, r.bad), now)
-		f.avoid[r.n] = name
-		f.window.Retry(r.n, now)
-	case r.empty:
-		m.Fetched("empty", r.took)
-		f.recovered(name)
-		f.ups.Lacks(r.upstream, r.n, now)
-		if f.ups.AllLack(r.n, now) {
-			f.window.Empty(r.n, now)
-		} else {
-			f.window.Retry(r.n, now)
-		}
-	default:
-		m.Fetched("ok", r.took)
-		m.Bytes("useful", r.size+len(r.proof))
-		if r.badProof != nil {
-			m.Rejected("proof")
-			f.e.journeys.event(r.n, "proof rejected", attribute.String("upstream", name), attribute.String("reason", r.badProof.Error()))
-			f.problem(name, fmt.Sprintf("served a bad proof with block %d, marked suspect: %v", r.n, r.badProof), r.n, time.Time{})
-			f.suspect(name, fmt.Sprintf("bad proof of block %d: %v", r.n, r.badProof), now)
-		} else {
-			f.recovered(name)
-		}
-		f.ups.Has(r.upstream, r.n)
-		if r.took > f.cfg.FetchTimeout/2 {
-			f.window.Slow(r.n, now)
-		}
-		if f.window.Fetched(r.n, r.size) {
-			f.ready[r.n] = r
-			delete(f.avoid, r.n)
-		}
-		if tip := f.ups.Tip(r.upstream); tip > f.reported[r.upstream] {
-			f.reported[r.upstream] = tip
-			f.send(f.peers.supervisor, &messages.UpstreamTip{Upstream: name, Tip: tip})
-			m.UpstreamTip(name, tip)
-		}
-	}
-}
-
-// problem logs one line per distinct problem of an upstream, not one per
-// retry, and notes it (with the backoff it earned, zero for none) for the
-// status page.
-func (f *fetcher) problem(upstream, what string, n uint64, backedOffUntil time.Time) {
-	f.e.notes.problem(upstream, what, backedOffUntil)
-	if f.problems[upstream] != what {
-		f.problems[upstream] = what
-		f.cfg.Log.Warn("upstream problem", "upstream", upstream, "block", n, "problem", what)
-	}
-}
-
-func (f *fetcher) recovered(upstream string) {
-	if _, ok := f.problems[upstream]; ok {
-		delete(f.problems, upstream)
-		f.e.notes.recovered(upstream)
-		f.cfg.Log.Info("upstream recovered", "upstream", upstream)
-	}
-}
-
-// suspect has the upstream asked last for SuspectFor, for why.
-func (f *fetcher) suspect(upstream, why string, now time.Time) {
-	f.ups.Suspect(upstream, now)
-	f.e.notes.suspect(upstream, why, now.Add(f.cfg.SuspectFor))
-}
+var errNumber = errors.New("wrong block number")
 
 // badReason names the cheap check a bad answer failed, for the metric.
 func badReason(err error) string {
@@ -411,5 +398,3 @@ func badReason(err error) string {
 		return "number"
 	}
 }
-
-func (f *fetcher) send(pid *actor.PID, msg any) { f.e.system.Root.Send(pid, msg) }

@@ -22,9 +22,5 @@ func (p RestartPolicy) Decide(failures int) (delay time.Duration, giveUp bool) {
 	if failures > p.Limit {
 		return 0, true
 	}
-	delay = p.Initial
-	for i := 1; i < failures && delay < p.Max; i++ {
-		delay *= 2
-	}
-	return min(delay, p.Max), false
+	return doubling(failures, p.Initial, p.Max), false
 }

@@ -12,7 +12,8 @@ import (
 )
 
 // supervisor is the engine's root actor: it spawns the Fetcher, Applier and
-// ProofTracker, and keeps the view of the tips from what they report. Their
+// ProofTracker, and keeps the view of the upstreams' tips the Fetcher
+// reports. Their
 // failures are handled by restartStrategy.
 type supervisor struct {
 	e   *Engine
@@ -63,14 +64,9 @@ func (s *supervisor) Receive(ctx actor.Context) {
 func (s *supervisor) handle(msg any) {
 	switch m := msg.(type) {
 	case reload:
-		// After a failure the view is rebuilt from the store; the upstream
-		// tips come back with the next blocks.
-		c, p := s.cfg.Store.Tips()
-		s.update(func(v *View) { v.Committed, v.Proven = c, p })
-	case *messages.Applied:
-		s.update(func(v *View) { v.Committed = max(v.Committed, m.Tip) })
-	case *messages.Proven:
-		s.update(func(v *View) { v.Proven = max(v.Proven, m.Tip) })
+		// After a failure: the view it publishes holds nothing a failure
+		// can have left half done (each update is one atomic swap), and the
+		// tips are the store's, so there is nothing to rebuild.
 	case *messages.UpstreamTip:
 		s.update(func(v *View) {
 			v.Upstreams[m.Upstream] = max(v.Upstreams[m.Upstream], m.Tip)

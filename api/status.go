@@ -23,13 +23,15 @@ type NodeStatus struct {
 	Problems    map[string]string `json:"source_problems,omitempty"` // why an upstream or peer's tip does not count now
 	UpstreamTip uint64            `json:"upstream_tip,omitempty"`
 	// what the sync engine holds against an upstream now
-	UpstreamNotes map[string]UpstreamNote `json:"upstream_problems,omitempty"`
-	Restarts      map[string]int          `json:"actor_restarts,omitempty"`
-	Fetched       int64                   `json:"fetched_bytes,omitempty"`
-	ProofBytes    int64                   `json:"proof_bytes,omitempty"`
-	Redundant     int64                   `json:"redundant_bytes,omitempty"`
-	Rejected      int64                   `json:"rejected_blocks,omitempty"`
-	Updated       time.Time               `json:"updated"`
+	UpstreamNotes    map[string]UpstreamNote `json:"upstream_problems,omitempty"`
+	Restarts         map[string]int          `json:"actor_restarts,omitempty"`
+	Fetched          int64                   `json:"fetched_bytes,omitempty"`
+	UsefulBytes      int64                   `json:"useful_bytes,omitempty"`       // the first copy of each block delivered, and each proof verified
+	FetchedPerUseful float64                 `json:"fetched_per_useful,omitempty"` // Fetched / UsefulBytes (1: nothing wasted); 0 while UsefulBytes is
+	ProofBytes       int64                   `json:"proof_bytes,omitempty"`
+	Redundant        int64                   `json:"redundant_bytes,omitempty"`
+	Rejected         int64                   `json:"rejected_blocks,omitempty"`
+	Updated          time.Time               `json:"updated"`
 }
 
 // UpstreamNote is what a follower's sync engine holds against an upstream:

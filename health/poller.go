@@ -33,6 +33,12 @@ type Poller struct {
 	log       *slog.Logger
 	onVerdict func(v Verdict, flipped bool) // after every evaluation; flipped when readiness changed
 
+	// OnTip, when set, is told every tip the poller counts, by source
+	// name, right after the Tracker observes it, outside the poller's lock.
+	// It is called from the polls' goroutines, several at once: it must be
+	// thread-safe and quick. Set it before Run or Step.
+	OnTip func(name string, tip uint64)
+
 	mu       sync.Mutex
 	tracker  *Tracker
 	verdict  Verdict
@@ -125,6 +131,9 @@ func (p *Poller) poll(ctx context.Context, s Source) {
 	delete(p.problems, s.Name)
 	p.tracker.Observe(s.Name, h.Number, time.Now())
 	p.mu.Unlock()
+	if p.OnTip != nil {
+		p.OnTip(s.Name, h.Number)
+	}
 }
 
 // check decides whether a claimed tip may count. A claim that cannot make

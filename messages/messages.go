@@ -16,7 +16,6 @@ import (
 
 	"storesync/block"
 	"storesync/state"
-	"storesync/store"
 )
 
 // Trace is a W3C trace context (traceparent, tracestate) carried as a map.
@@ -36,15 +35,12 @@ type Deliver struct {
 
 // Applied reports a committed block and the new committed tip.
 // Sender: Applier. Receivers: Fetcher (credits), ProofTracker (what may now
-// be proven), Supervisor (the view of tips). The Applier also sends it to
+// be proven, and the block's timestamp for the proof schedule). The Applier also sends it to
 // the Fetcher alone, with Block nil, when it drops a duplicate delivery: a
 // bare acknowledgement of where the store is.
 type Applied struct {
-	Tip      uint64 // committed tip after this block (cumulative acknowledgement)
-	Block    *block.Block
-	Upstream string
-	Report   store.Report
-	Trace    Trace
+	Tip   uint64       // committed tip after this block (cumulative acknowledgement)
+	Block *block.Block // nil in a bare acknowledgement
 }
 
 // Rejected reports a block that failed validation and was not applied.
@@ -55,7 +51,6 @@ type Rejected struct {
 	Upstream string
 	Check    state.Check
 	Reason   string
-	Trace    Trace
 }
 
 // Resync tells the Fetcher to deliver from Next on: the Applier (re)started,
@@ -68,16 +63,42 @@ type Resync struct {
 // ProofArrived passes on a proof that came along with a fetched block.
 // Sender: Applier (after the block is committed). Receiver: ProofTracker.
 type ProofArrived struct {
-	Number   uint64
-	Proof    []byte
-	Upstream string
-	Trace    Trace
+	Number uint64
+	Proof  []byte
 }
 
-// Proven reports a new proven tip.
-// Sender: ProofTracker. Receiver: Supervisor.
-type Proven struct {
-	Tip uint64
+// AskProofs asks for blocks to be fetched again for their proofs: the
+// Fetcher owns every upstream's standing, so every call to an upstream is
+// placed by it. Known marks proofs known to exist upstream (a later one was
+// seen).
+// Sender: ProofTracker. Receiver: Fetcher.
+type AskProofs struct {
+	Numbers []uint64
+	Known   []bool
+}
+
+// ProofAnswer is the outcome of one ask of AskProofs.
+// Sender: Fetcher. Receiver: ProofTracker.
+type ProofAnswer struct {
+	Number   uint64
+	Known    bool
+	Proof    []byte // verified against the block committed here; nil if none came
+	BadProof string // a proof came and failed verification
+	Lacking  bool   // the upstream does not have the block
+	Failed   bool   // the call failed or the answer was bad
+	Size     int    // block bytes fetched again for it
+	Upstream string
+}
+
+// TipHint tells the Fetcher that an upstream says it holds a block: its
+// latest header, as the health poller counted it (checked against a signed
+// block only when it is more than max-lag ahead). A caught-up Fetcher then
+// fetches up to it at once instead of at its next probe; nothing else
+// trusts it.
+// Sender: the runtime's health poller (through Engine.TipSeen). Receiver: Fetcher.
+type TipHint struct {
+	Upstream string
+	Tip      uint64
 }
 
 // UpstreamTip reports the highest block an upstream is known to hold.

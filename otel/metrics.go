@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
+
+	"storesync/state"
 )
 
 // Metrics are every series a node exports, on its own registry (so two nodes
@@ -34,6 +36,28 @@ type Metrics struct {
 	restarts          *prometheus.CounterVec // label: actor
 	reads             *prometheus.CounterVec // labels: method, code
 }
+
+// Actors are the sync engine's actors (actors.SupervisorName and the
+// others; this package cannot import actors, which imports it): the label
+// values of storesync_actor_restarts_total.
+var Actors = []string{"supervisor", "fetcher", "applier", "prooftracker"}
+
+// RejectReasons are the label values of storesync_rejected_blocks_total:
+// every ApplyBlock check (state.Checks; the Fetcher's own cheap checks,
+// "decode", "signature" and "number", are among them) and "proof", a proof
+// that failed verification.
+var RejectReasons = rejectReasons()
+
+func rejectReasons() []string {
+	r := make([]string, 0, len(state.Checks)+1)
+	for _, c := range state.Checks {
+		r = append(r, string(c))
+	}
+	return append(r, "proof")
+}
+
+// ByteKinds are the label values of storesync_fetched_bytes_total.
+var ByteKinds = []string{"useful", "redundant"}
 
 // latencyBuckets span a fast local apply (100 µs) to a slow remote fetch (30 s).
 var latencyBuckets = prometheus.ExponentialBucketsRange(100e-6, 30, 16)
@@ -61,6 +85,18 @@ func NewMetrics() *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.lagBlocks.Set(-1)
 	m.lagSeconds.Set(-1)
+	// Counters whose label values are known are exported at 0 from the
+	// start: increase() over a series that appears at its first event sees
+	// no increase, so an alert on it would miss that event.
+	for _, a := range Actors {
+		m.restarts.WithLabelValues(a)
+	}
+	for _, r := range RejectReasons {
+		m.rejected.WithLabelValues(r)
+	}
+	for _, k := range ByteKinds {
+		m.bytes.WithLabelValues(k)
+	}
 	return m
 }
 

@@ -12,6 +12,7 @@ import (
 	"storesync/actors"
 	"storesync/genesis"
 	"storesync/internal/testnet"
+	"storesync/messages"
 	"storesync/store"
 )
 
@@ -57,7 +58,7 @@ func TestLostProofsCatchUp(t *testing.T) {
 	x.both("latency", "latency", map[string]any{"latency": 5})
 	var asks atomic.Int64
 	cfg := actors.Config{Hooks: &actors.Hooks{Receive: func(name string, msg any) {
-		if name == actors.ProofTrackerName && fmt.Sprintf("%T", msg) == "*actors.proofAnswer" {
+		if _, ok := msg.(*messages.ProofAnswer); ok && name == actors.ProofTrackerName {
 			asks.Add(1)
 		}
 	}}}

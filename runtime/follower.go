@@ -73,8 +73,11 @@ type Follower struct {
 	progress progress
 	serving  bool // what the gRPC health server says; owned by onVerdict
 	poller   *health.Poller
-	stop     context.CancelFunc
-	bg       sync.WaitGroup
+	// isUpstream holds the names of the upstreams (not the peers), whose
+	// tips the poller passes on to the engine. immutable after New.
+	isUpstream map[string]bool
+	stop       context.CancelFunc
+	bg         sync.WaitGroup
 }
 
 // New opens the store, dials the upstreams and binds the listener. Run
@@ -164,6 +167,10 @@ func New(cfg Config) (*Follower, error) {
 	f.setServing(false)
 	var sources []health.Source
 	seen := map[string]bool{}
+	f.isUpstream = map[string]bool{}
+	for _, u := range f.ups {
+		f.isUpstream[u.Name()] = true
+	}
 	for _, u := range append(append([]*grpcUpstream{}, f.ups...), f.peers...) {
 		if !seen[u.addr] {
 			seen[u.addr] = true
@@ -172,7 +179,24 @@ func New(cfg Config) (*Follower, error) {
 	}
 	f.poller = health.NewPoller(sources, g.Producer(), func() uint64 { c, _ := f.st.Tips(); return c },
 		cfg.HealthEvery, cfg.Health, cfg.Log, f.onVerdict)
+	f.poller.OnTip = f.tipSeen
 	return f, nil
+}
+
+// tipSeen passes a tip the health poller counted on to the engine when it
+// is one of the follower's upstreams (a peer's tip counts toward the chain
+// tip, but the engine does not fetch from it): a caught-up Fetcher fetches
+// up to it at once instead of at its next probe. A source's name is its
+// address, as is the upstream's actors.Upstream.Name. thread-safe.
+func (f *Follower) tipSeen(name string, tip uint64) {
+	if !f.isUpstream[name] {
+		return
+	}
+	// The engine starts after the poller is made; Start sets it before
+	// the poller runs.
+	if e := f.engine; e != nil {
+		e.TipSeen(name, tip)
+	}
 }
 
 // ServiceName is the gRPC health service name besides "" that the

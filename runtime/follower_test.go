@@ -110,9 +110,10 @@ func TestChainedFollowersConverge(t *testing.T) {
 			}
 		}
 	}
-	// The Supervisor's view follows the store through messages: shortly.
-	waitFor(t, 10*time.Second, "the supervisor's view to reach the tip", func() bool {
-		v := f2.Engine().View()
-		return v.Committed >= target && v.Proven >= proven && v.UpstreamTip >= target
+	// The local tips are the store's; the Supervisor's view of the
+	// upstream's tip follows the Fetcher's reports: shortly.
+	waitFor(t, 10*time.Second, "the store's tips and the supervisor's view of the upstream to reach the tip", func() bool {
+		c, pr := f2.Store().Tips()
+		return c >= target && pr >= proven && f2.Engine().View().UpstreamTip >= target
 	})
 }

@@ -17,7 +17,13 @@ func (f *Follower) Status() api.NodeStatus {
 		v := f.engine.View()
 		st := f.engine.Stats()
 		s.UpstreamTip, s.Upstreams, s.Restarts = v.UpstreamTip, v.Upstreams, v.Restarts
+		// Useful first: the Fetcher counts a call's bytes as fetched before
+		// it counts them useful, so the ratio read so is never below 1.
+		s.UsefulBytes = st.UsefulBytes.Load()
 		s.Fetched, s.ProofBytes, s.Redundant, s.Rejected = st.FetchedBytes.Load(), st.ProofBytes.Load(), st.RedundantBytes.Load(), st.Rejected.Load()
+		if s.UsefulBytes > 0 {
+			s.FetchedPerUseful = float64(s.Fetched) / float64(s.UsefulBytes)
+		}
 		for name, n := range f.engine.UpstreamNotes() {
 			if s.UpstreamNotes == nil {
 				s.UpstreamNotes = map[string]api.UpstreamNote{}

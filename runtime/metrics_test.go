@@ -2,7 +2,10 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +14,11 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"storesync/actors"
+	"storesync/api"
 	"storesync/api/storev1"
+	"storesync/otel"
+	"storesync/state"
 )
 
 // scrape fetches and parses a node's /metrics.
@@ -108,5 +115,75 @@ func TestMetricsMove(t *testing.T) {
 	}
 	if !strings.HasPrefix(progressLine(12345, 50000, 4250, 5*time.Second), "synced 12,345/50,000 (24.7%) 850 blocks/s ETA 44s") {
 		t.Fatalf("progress line: %q", progressLine(12345, 50000, 4250, 5*time.Second))
+	}
+}
+
+// TestCountersStartAtZero: on a fresh follower, every actor's restart
+// counter and every reason's rejected-blocks counter is there at 0, so that
+// an alert on increase() fires on the first event.
+func TestCountersStartAtZero(t *testing.T) {
+	p := startPrimary(t, 50*time.Millisecond)
+	f := newFollowerCfg(t, genesisOf(p), quiet(), nil, p.PublicAddr())
+	startFollower(t, f)
+	resp, err := http.Get("http://" + f.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{`storesync_actor_restarts_total{actor="fetcher"} 0`, `storesync_rejected_blocks_total{reason="signature"} 0`,
+		`storesync_rejected_blocks_total{reason="proof"} 0`} {
+		if !strings.Contains(string(body), "\n"+line+"\n") {
+			t.Errorf("/metrics of a fresh follower has no line %q", line)
+		}
+	}
+	fams := scrape(t, f.HTTPAddr())
+	for _, a := range []string{actors.SupervisorName, actors.FetcherName, actors.ApplierName, actors.ProofTrackerName} {
+		if !slices.Contains(otel.Actors, a) {
+			t.Errorf("actor %s is not in otel.Actors", a)
+		}
+		if v := value(fams, "storesync_actor_restarts_total", "actor", a); v != 0 {
+			t.Errorf("storesync_actor_restarts_total{actor=%q} = %v on a fresh follower, want 0", a, v)
+		}
+	}
+	reasons := append([]string{"decode", "signature", "number", "proof"}, func() (r []string) {
+		for _, c := range state.Checks {
+			r = append(r, string(c))
+		}
+		return r
+	}()...)
+	for _, r := range reasons {
+		if v := value(fams, "storesync_rejected_blocks_total", "reason", r); v != 0 {
+			t.Errorf("storesync_rejected_blocks_total{reason=%q} = %v on a fresh follower, want 0", r, v)
+		}
+	}
+	if n := len(fams["storesync_rejected_blocks_total"].GetMetric()); n != len(otel.RejectReasons) {
+		t.Errorf("%d rejected-blocks series, want one per reason (%d)", n, len(otel.RejectReasons))
+	}
+}
+
+// TestStatusUsefulBytes: /status says how many of the bytes fetched were
+// useful, and what each useful byte cost.
+func TestStatusUsefulBytes(t *testing.T) {
+	p := startPrimary(t, 20*time.Millisecond)
+	f := healthFollower(t, genesisOf(p), []string{p.PublicAddr()}, nil)
+	waitFor(t, 30*time.Second, "10 blocks", func() bool { c, _ := f.Store().Tips(); return c >= 10 })
+	resp, err := http.Get("http://" + f.HTTPAddr() + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st api.NodeStatus
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.UsefulBytes <= 0 || st.UsefulBytes > st.Fetched {
+		t.Fatalf("useful_bytes %d with fetched_bytes %d: want some, and no more than fetched", st.UsefulBytes, st.Fetched)
+	}
+	if want := float64(st.Fetched) / float64(st.UsefulBytes); st.FetchedPerUseful != want || want < 1 {
+		t.Fatalf("fetched_per_useful %v, want fetched/useful = %v (at least 1)", st.FetchedPerUseful, want)
 	}
 }

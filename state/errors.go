@@ -25,6 +25,15 @@ const (
 	CheckChainCommitment Check = "chain commitment"
 )
 
+// Checks lists every check, in the order they run: the values a
+// RejectError's Check takes (metrics export one series per check from the
+// start).
+var Checks = []Check{
+	CheckDecode, CheckVersion, CheckNumber, CheckPrevCommitment, CheckTimestamp, CheckSignature,
+	CheckTxCommitment, CheckNoteRoot, CheckBody, CheckDoubleSpend, CheckAccountRoot, CheckNullifierRoot,
+	CheckChainCommitment,
+}
+
 // Sentinels, one per check, so callers can match with errors.Is.
 var (
 	ErrRejected        = errors.New("block rejected")

@@ -75,14 +75,18 @@ func run(args []string) error {
 	fs.IntVar(&cfg.Health.Fall, "health-fall", health.DefaultConfig.Fall, "consecutive failing checks before turning not ready")
 	fs.IntVar(&cfg.Health.Rise, "health-rise", health.DefaultConfig.Rise, "consecutive passing checks before turning ready")
 	fs.DurationVar(&cfg.HealthEvery, "health-interval", time.Second, "how often upstreams and peers are asked for their tip")
-	fs.IntVar(&e.FetchWindow, "fetch-window", 64, "blocks in flight or waiting to be applied, at most")
-	fs.Int64Var(&e.FetchWindowBytes, "fetch-window-bytes", 64<<20, "bytes of blocks in flight or waiting, at most")
-	fs.IntVar(&e.Credits, "credits", 8, "blocks handed to the applier but not yet applied, at most")
-	fs.DurationVar(&e.FetchTimeout, "fetch-timeout", 10*time.Second, "timeout of one GetBlockByNumber call")
-	fs.DurationVar(&e.PollInterval, "poll-interval", 200*time.Millisecond, "how often to ask for the next block once caught up")
-	fs.DurationVar(&e.RetryInitial, "retry-initial", 100*time.Millisecond, "first retry delay after a failed call (doubles, with jitter)")
-	fs.DurationVar(&e.RetryMax, "retry-max", 5*time.Second, "longest retry delay")
-	fs.DurationVar(&e.SuspectFor, "suspect-for", time.Minute, "how long an upstream that served a bad block is avoided")
+	d := actors.DefaultConfig
+	fs.IntVar(&e.FetchWindow, "fetch-window", d.FetchWindow, "blocks in flight or waiting to be applied, at most")
+	fs.Int64Var(&e.FetchWindowBytes, "fetch-window-bytes", d.FetchWindowBytes, "bytes of blocks in flight or waiting, at most")
+	fs.IntVar(&e.Credits, "credits", d.Credits, "blocks handed to the applier but not yet applied, at most")
+	fs.DurationVar(&e.FetchTimeout, "fetch-timeout", d.FetchTimeout, "timeout of one GetBlockByNumber call")
+	fs.DurationVar(&e.PollInterval, "poll-interval", d.PollInterval, "how often to ask for the next block once caught up")
+	fs.DurationVar(&e.RetryInitial, "retry-initial", d.RetryInitial, "first retry delay after a failed call (doubles, with jitter)")
+	fs.DurationVar(&e.RetryMax, "retry-max", d.RetryMax, "longest retry delay")
+	fs.DurationVar(&e.SuspectFor, "suspect-for", d.SuspectFor, "how long an upstream that served a bad block is avoided")
+	fs.DurationVar(&e.ProofMaxWait, "proof-max-wait", d.ProofMaxWait, "longest wait between asks for a proof that is late (the wait doubles from --poll-interval; 0: 16 poll intervals)")
+	fs.DurationVar(&e.ProofMaxDelay, "proof-max-delay", d.ProofMaxDelay, "longest delay from a block's timestamp to its proof that the proof schedule learns (a proof is asked for at block time plus the learned delay)")
+	fs.BoolVar(&e.NoHedge, "no-hedge", d.NoHedge, "never ask a second upstream for a block that is late (hedging is on with two or more upstreams)")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight reads may finish on shutdown")
 	t := &cfg.TLS
 	fs.StringVar(&t.CertFile, "tls-cert", "", "PEM certificate of the read API (and of the HTTP listener with --http-tls); empty: plain text")
@@ -100,7 +104,7 @@ func run(args []string) error {
 	fs.DurationVar(&l.KeepaliveMinTime, "keepalive-min-time", dl.KeepaliveMinTime, "a client pinging more often than this is disconnected")
 	fs.DurationVar(&l.KeepaliveTime, "keepalive-time", dl.KeepaliveTime, "ping a client connection silent for this long; drop it if the ping goes unanswered")
 	fs.DurationVar(&l.IdleTimeout, "conn-idle-timeout", dl.IdleTimeout, "close a client connection without calls for this long")
-	restartLimit := fs.Int("restart-limit", actors.DefaultRestartPolicy.Limit, "actor failures tolerated per minute before the follower stops with an error")
+	restartLimit := fs.Int("restart-limit", d.Restart.Limit, "actor failures tolerated per minute before the follower stops with an error")
 	obs := cli.ObservabilityFlags(fs)
 	fs.Usage = flagenv.Usage(fs, envPrefix, "follower run [flags]")
 	_ = fs.Parse(args)
@@ -112,7 +116,7 @@ func run(args []string) error {
 		return fmt.Errorf("--max-streams-per-conn: want 1 to %d, got %d", 1<<31, *streams)
 	}
 	l.StreamsPerConn = uint32(*streams)
-	e.Restart = actors.DefaultRestartPolicy
+	e.Restart = d.Restart
 	e.Restart.Limit = *restartLimit
 	var flush func()
 	var err error

@@ -1,0 +1,630 @@
+package actors
+
+import (
+	"fmt"
+	"time"
+)
+
+// stallAfter: deliveries unacknowledged for this long mean a message was
+// lost (an actor restarted); the Fetcher then resyncs from the store's tip.
+const stallAfter = 10 * time.Second
+
+// FetchCore is the Fetcher's decision logic as a deterministic state
+// machine: events and the time in (Step), effects out (Ready). It reads no
+// clock, calls no upstream, starts no goroutine; the Fetcher actor carries
+// out its effects, and the simulator (package sim) runs the very same core
+// against simulated upstreams. It owns the block window and the Book, the
+// one model of every upstream's standing, and places the ProofTracker's
+// proof asks too, so that both kinds of call learn from each other.
+// thread-compatible.
+type FetchCore struct {
+	cfg  FetchConfig
+	win  *Window
+	book *Book
+
+	calls    map[uint64]*call
+	lastID   uint64
+	avoid    map[uint64]int // block -> upstream that served it bad
+	reported []uint64       // UpstreamTip last reported, per upstream
+	proofs   []proofAsk             // proof asks waiting for an upstream with room
+	asked    map[uint64][]uint64    // proof asks by block: their calls in flight (two once hedged)
+	hedgedP  map[uint64]bool        // proof asks hedged since their last call ended
+	lastAck  time.Time
+	acked    uint64
+	wakeAt   time.Time // the timer the shell has armed (zero: none)
+
+	ready FetchReady
+	out   FetchReady // what Ready returned last (kept to spare an allocation per step)
+}
+
+// FetchConfig configures a FetchCore.
+type FetchConfig struct {
+	Window       WindowConfig
+	Upstreams    []string
+	FetchTimeout time.Duration
+	SuspectFor   time.Duration
+	Hedge        bool // ask a second upstream for a late block at the head of the line
+}
+
+// proofAsk is a proof ask waiting for an upstream: after a failed or bad
+// answer it goes once more, to another upstream than the one that failed.
+type proofAsk struct {
+	ProofWant
+	notFrom int // -1: any
+	tries   int
+}
+
+type call struct {
+	n        uint64
+	upstream int
+	launched time.Time
+	probe    bool // past the known tip
+	proof    bool // a proof ask for the ProofTracker
+	known    bool // ... of a proof known to exist
+	tries    int  // ... asked this many times before
+}
+
+// Call is an effect: ask upstream Upstream for block N with its proof,
+// within Timeout. ID names it in CallDone and Cancels.
+type Call struct {
+	ID       uint64
+	N        uint64
+	Upstream int
+	Timeout  time.Duration
+	Proof    bool // a proof ask: verify the proof against the block committed here
+	Hedge    bool // a second call for a block whose first call is late
+}
+
+// ProofWant asks the FetchCore to fetch block N for its proof.
+type ProofWant struct {
+	N     uint64
+	Known bool // the proof is known to exist upstream (one that came later was seen)
+}
+
+// Outcome is how a call ended.
+type Outcome int
+
+const (
+	Served   Outcome = iota // a block that passed the cheap checks (decode, number, signature)
+	Empty                   // no such block yet (past the upstream's tip)
+	Bad                     // it failed the cheap checks
+	Failed                  // the call failed
+	TimedOut                // the call ran out of its timeout
+)
+
+// ProofAnswer is an effect: the outcome of a proof ask, for the
+// ProofTracker.
+type ProofAnswer struct {
+	N        uint64
+	Known    bool
+	Outcome  Outcome
+	Proof    any    // the verified proof, nil if none came
+	BadProof string // a proof came and failed verification
+	Size     int    // block bytes fetched again for it
+	Upstream int
+}
+
+// TipReport is an effect: upstream Upstream holds block Tip (higher than
+// reported before).
+type TipReport struct {
+	Upstream int
+	Tip      uint64
+}
+
+// LogLine is an effect: something an operator should read, once per
+// distinct problem rather than once per retry.
+type LogLine struct {
+	Warn     bool
+	Msg      string
+	Upstream int // -1: none
+	N        uint64
+	Detail   string
+}
+
+// Mark is an effect: an event on block N's journey (a retry, a rejection).
+type Mark struct {
+	N        uint64
+	What     string
+	Upstream int
+	Reason   string
+}
+
+// FetchReady holds the effects of the steps since the last Ready.
+type FetchReady struct {
+	Calls        []Call
+	Cancels      []uint64 // calls whose answers are no longer wanted
+	Deliveries   []Delivery
+	ProofAnswers []ProofAnswer
+	Tips         []TipReport
+	Logs         []LogLine
+	Marks        []Mark
+	Suspected    []int     // upstreams newly marked suspect
+	Stalled      bool      // deliveries unacknowledged for stallAfter: step Resync from the store
+	WakeAt       time.Time // move the timer to this (zero: leave it; a spurious Tick is harmless)
+}
+
+// NewFetchCore starts delivering from next (the store's tip + 1) at now.
+func NewFetchCore(cfg FetchConfig, next uint64, now time.Time) *FetchCore {
+	c := &FetchCore{cfg: cfg, win: NewWindow(cfg.Window, next), calls: map[uint64]*call{},
+		avoid: map[uint64]int{}, reported: make([]uint64, len(cfg.Upstreams)), asked: map[uint64][]uint64{},
+		hedgedP: map[uint64]bool{},
+		lastAck: now, acked: next - 1}
+	c.book = NewBook(cfg.Upstreams, BookConfig{PollInterval: cfg.Window.PollInterval, RetryInitial: cfg.Window.RetryInitial,
+		RetryMax: cfg.Window.RetryMax, SuspectFor: cfg.SuspectFor, FetchTimeout: cfg.FetchTimeout,
+		MaxInFlight: cfg.Window.MaxBlocks, Seed: cfg.Window.Seed})
+	return c
+}
+
+// Events of the FetchCore.
+type (
+	// Tick: a timer fell due (or nothing happened; it is always safe).
+	Tick struct{}
+	// CallDone: call ID ended.
+	CallDone struct {
+		ID        uint64
+		Outcome   Outcome
+		Size      int       // block bytes received
+		Proof     bool      // a proof came with the block and verified
+		BadProof  string    // a proof came and failed verification
+		BlockTime time.Time // the block's timestamp (Served)
+		Payload   any       // the block (a fetch) or the proof (a proof ask), for the shell
+		Problem   string    // why, for Bad, Failed, TimedOut
+		Took      time.Duration
+	}
+	// BlockAcked: the Applier committed up to Tip.
+	BlockAcked struct{ Tip uint64 }
+	// BlockRejected: block N from Upstream failed validation.
+	BlockRejected struct {
+		N        uint64
+		Upstream int
+		Why      string
+	}
+	// ResyncFrom: deliver from Next (the Applier restarted or saw a gap).
+	ResyncFrom struct{ Next uint64 }
+	// LinkBack: upstream's connection is ready again after a failure.
+	LinkBack struct{ Upstream int }
+	// ProofWanted: the ProofTracker asks for these proofs.
+	ProofWanted struct{ Wants []ProofWant }
+	// TipSeen: upstream says it holds Tip (its latest header, counted by
+	// the health poller; checked against a signed block only when it is
+	// more than max-lag ahead).
+	TipSeen struct {
+		Upstream int
+		Tip      uint64
+	}
+)
+
+// Wanted reports whether call id's answer is still wanted (not cancelled,
+// not from before a reset).
+func (c *FetchCore) Wanted(id uint64) bool { return c.calls[id] != nil }
+
+// ProofCall reports whether call id is a proof ask.
+func (c *FetchCore) ProofCall(id uint64) bool { k := c.calls[id]; return k != nil && k.proof }
+
+// Book is the core's model of its upstreams (read only to callers).
+func (c *FetchCore) Book() *Book { return c.book }
+
+// Window is the core's block window (read only to callers).
+func (c *FetchCore) Window() *Window { return c.win }
+
+// Step applies one event at now, then does everything due: deliver, hedge,
+// launch, place proof asks, arm the next wake-up.
+func (c *FetchCore) Step(now time.Time, ev any) {
+	switch e := ev.(type) {
+	case Tick:
+		if !c.wakeAt.After(now) {
+			c.wakeAt = time.Time{}
+		}
+	case CallDone:
+		c.done(now, e)
+	case BlockAcked:
+		c.cancel(c.win.Acked(e.Tip))
+		if e.Tip > c.acked {
+			c.acked, c.lastAck = e.Tip, now
+		}
+	case BlockRejected:
+		if e.Upstream >= 0 {
+			c.suspect(e.Upstream, now, e.Why)
+			c.avoid[e.N] = e.Upstream
+		}
+		c.log(true, "block failed validation: not applied, upstream marked suspect, refetching", e.Upstream, e.N, e.Why)
+		c.cancel(c.win.Reset(e.N))
+	case ResyncFrom:
+		if e.Next != c.win.Next() {
+			c.cancel(c.win.Reset(e.Next))
+			c.lastAck = now
+		}
+	case LinkBack:
+		if c.book.Reconnected(e.Upstream) {
+			c.win.RetryNow(now)
+			c.log(false, "upstream connection is back: asking it again now", e.Upstream, 0, "")
+		}
+	case ProofWanted:
+		for _, w := range e.Wants {
+			if _, ok := c.asked[w.N]; !ok {
+				c.asked[w.N] = nil
+				c.proofs = append(c.proofs, proofAsk{ProofWant: w, notFrom: -1})
+			}
+		}
+	case TipSeen:
+		// Only the window moves: a tip the poller counted need not be
+		// backed by a signed block (a claim within max-lag is taken as it
+		// is), so it must not make the Book prefer that upstream or retry
+		// it after an honest one's empty answer. A false claim costs at
+		// most a window of empty answers once.
+		c.book.Claims(e.Upstream, e.Tip)
+		c.win.TipSeen(e.Tip)
+	}
+	c.step(now)
+}
+
+// Ready returns the effects since the last call and clears them. The
+// slices are reused by the next step: carry them out before stepping again.
+func (c *FetchCore) Ready() *FetchReady {
+	o := c.out
+	c.out = c.ready
+	c.ready = FetchReady{Calls: o.Calls[:0], Cancels: o.Cancels[:0], Deliveries: o.Deliveries[:0],
+		ProofAnswers: o.ProofAnswers[:0], Tips: o.Tips[:0], Logs: o.Logs[:0], Marks: o.Marks[:0],
+		Suspected: o.Suspected[:0]}
+	return &c.out
+}
+
+func (c *FetchCore) step(now time.Time) {
+	c.ready.Deliveries = c.win.Deliverable(c.ready.Deliveries)
+	if c.win.Outstanding() > 0 && !now.Before(c.lastAck.Add(stallAfter)) {
+		c.ready.Stalled = true
+		c.lastAck = now
+	}
+	c.placeProofs(now)
+	c.win.Launch(now, func(n uint64, probe bool) pick { return c.launch(n, probe, now) })
+	hedgeAt := c.hedge(now)
+	next, ok := c.win.NextWake()
+	if !hedgeAt.IsZero() && (!ok || hedgeAt.Before(next)) {
+		next, ok = hedgeAt, true
+	}
+	if len(c.proofs) > 0 {
+		if t := c.book.NextChance(c.proofs[0].N, now); t.After(now) && (!ok || t.Before(next)) {
+			next, ok = t, true
+		}
+	}
+	if c.win.Outstanding() > 0 {
+		if t := c.lastAck.Add(stallAfter); !ok || t.Before(next) {
+			next, ok = t, true
+		}
+	}
+	// The timer always stands at the earliest thing due, moved later too,
+	// so that a wake-up that is no longer needed (the call it would hedge
+	// was answered) costs the shell nothing.
+	if ok && !next.Equal(c.wakeAt) {
+		c.wakeAt = next
+		c.ready.WakeAt = next
+	}
+}
+
+func (c *FetchCore) launch(n uint64, probe bool, now time.Time) pick {
+	var i int
+	var ok bool
+	if probe {
+		i, ok = c.book.PickProbe(n, now)
+	} else {
+		avoid, bad := c.avoid[n]
+		if !bad {
+			avoid = -1
+		}
+		i, ok = c.book.Pick(n, now, avoid)
+	}
+	switch {
+	case ok:
+		return pick{id: c.start(n, i, now, call{probe: probe}, false), started: true}
+	case c.book.AllLack(n, now):
+		return pick{pastTip: true}
+	case c.busy(n, now):
+		return pick{} // an upstream has no room: wait for a call to end
+	default:
+		return pick{retryAt: c.book.NextChance(n, now)}
+	}
+}
+
+// busy: an upstream that could be asked for n is at its limit.
+func (c *FetchCore) busy(n uint64, now time.Time) bool {
+	for _, s := range c.book.ups {
+		if !s.lacksRecently(n, now, c.book.cfg.PollInterval) && !now.Before(s.downUntil) && s.inFlight >= s.limit {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *FetchCore) start(n uint64, i int, now time.Time, k call, hedge bool) uint64 {
+	c.lastID++
+	k.n, k.upstream, k.launched = n, i, now
+	c.calls[c.lastID] = &k
+	c.ready.Calls = append(c.ready.Calls, Call{ID: c.lastID, N: n, Upstream: i, Timeout: c.cfg.FetchTimeout, Proof: k.proof, Hedge: hedge})
+	return c.lastID
+}
+
+// hedge asks a second upstream for each block at the head of the line
+// (the Applier is about to need it) whose call runs past what its
+// upstream's answers take: one slow or stalled call must not hold every
+// block behind it for a whole fetch timeout. It returns when the next such
+// call turns late (zero: none).
+func (c *FetchCore) hedge(now time.Time) time.Time {
+	if !c.cfg.Hedge || c.book.Len() < 2 {
+		return time.Time{}
+	}
+	var next time.Time
+	for n, ids := range c.asked {
+		if len(ids) != 1 || c.hedgedP[n] {
+			continue
+		}
+		first := c.calls[ids[0]]
+		if first == nil {
+			continue
+		}
+		late := first.launched.Add(c.book.HedgeAfter(first.upstream))
+		if now.Before(late) {
+			if next.IsZero() || late.Before(next) {
+				next = late
+			}
+			continue
+		}
+		i, ok := c.book.Pick(n, now, first.upstream)
+		if !ok {
+			continue
+		}
+		if i == first.upstream {
+			c.book.Done(i)
+			continue
+		}
+		c.hedgedP[n] = true
+		c.asked[n] = append(ids, c.start(n, i, now, call{proof: true, known: first.known, tries: first.tries}, true))
+	}
+	for n := c.win.next; n < c.win.next+uint64(c.win.credits); n++ {
+		sl := c.win.slots[n]
+		if sl == nil || sl.state != inFlight || sl.hedged || sl.calls != 1 {
+			continue
+		}
+		first := c.calls[sl.ids[0]]
+		if first == nil {
+			continue
+		}
+		late := sl.launched.Add(c.book.HedgeAfter(first.upstream))
+		if now.Before(late) {
+			if next.IsZero() || late.Before(next) {
+				next = late
+			}
+			continue
+		}
+		i, ok := c.book.Pick(n, now, first.upstream)
+		if !ok {
+			continue
+		}
+		if i == first.upstream {
+			c.book.Done(i)
+			continue
+		}
+		c.win.Hedged(n, c.start(n, i, now, call{probe: first.probe}, true))
+		c.ready.Marks = append(c.ready.Marks, Mark{N: n, What: "hedged", Upstream: i, Reason: fmt.Sprintf("%s had not answered after %s", c.book.Name(first.upstream), now.Sub(sl.launched))})
+	}
+	return next
+}
+
+// placeProofs starts the proof asks waiting, in order, while upstreams
+// have room.
+func (c *FetchCore) placeProofs(now time.Time) {
+	k := 0
+	for ; k < len(c.proofs); k++ {
+		w := c.proofs[k]
+		i, ok := c.book.Pick(w.N, now, w.notFrom)
+		if !ok {
+			break
+		}
+		c.asked[w.N] = append(c.asked[w.N], c.start(w.N, i, now, call{proof: true, known: w.Known, tries: w.tries}, false))
+	}
+	c.proofs = append(c.proofs[:0], c.proofs[k:]...)
+}
+
+// cancel drops calls whose answers are no longer wanted.
+func (c *FetchCore) cancel(ids []uint64) {
+	for _, id := range ids {
+		if k := c.calls[id]; k != nil {
+			c.book.Done(k.upstream)
+			delete(c.calls, id)
+			c.ready.Cancels = append(c.ready.Cancels, id)
+		}
+	}
+}
+
+func (c *FetchCore) done(now time.Time, e CallDone) {
+	k := c.calls[e.ID]
+	if k == nil {
+		return // cancelled, or from before a reset
+	}
+	delete(c.calls, e.ID)
+	u := k.upstream
+	c.book.Done(u)
+	if k.proof {
+		c.proofDone(now, k, e)
+		return
+	}
+	n := k.n
+	switch e.Outcome {
+	case Failed, TimedOut:
+		c.book.Failed(u, now)
+		what := fmt.Sprintf("GetBlockByNumber failed: %s", e.Problem)
+		if e.Outcome == TimedOut {
+			// A stalled or trickling answer costs the block a whole
+			// timeout; the backoff alone ends at the upstream's next good
+			// answer, so one that stalls only some calls would keep being
+			// asked first.
+			c.book.cut(u, k.launched, now, true)
+			what = fmt.Sprintf("GetBlockByNumber failed, marked suspect: timed out after %s: %s", c.cfg.FetchTimeout, e.Problem)
+			c.suspect(u, now, fmt.Sprintf("block %d timed out after %s", n, c.cfg.FetchTimeout))
+		}
+		c.problem(u, n, what)
+		// Fail over at once when another upstream may be asked; back off
+		// only when none can.
+		retry := false
+		if c.book.Reachable(n, now, u) {
+			c.avoid[n] = u
+			retry = c.win.Retry(n, e.ID, now)
+		} else {
+			retry = c.win.Failed(n, e.ID, now)
+		}
+		if retry {
+			c.ready.Marks = append(c.ready.Marks, Mark{N: n, What: "retry", Upstream: u, Reason: e.Problem})
+		}
+	case Bad:
+		c.book.Answered(u, e.Took) // it answers, badly: the problem stays
+		c.problem(u, n, fmt.Sprintf("served a bad block, marked suspect: %s", e.Problem))
+		c.suspect(u, now, fmt.Sprintf("bad block %d: %s", n, e.Problem))
+		c.avoid[n] = u
+		if c.win.Retry(n, e.ID, now) {
+			c.ready.Marks = append(c.ready.Marks, Mark{N: n, What: "rejected", Upstream: u, Reason: e.Problem})
+		}
+	case Empty:
+		c.answered(u, n, e.Took)
+		c.book.Lacks(u, n, now)
+		// One upstream's empty answer at the edge is the tip (the probe
+		// went to the one most likely to have it), unless another is known
+		// to hold n; below the edge, every one is asked first.
+		if c.book.SomeoneHas(n, u) || (!k.probe && !c.book.AllLack(n, now)) {
+			c.win.Retry(n, e.ID, now)
+		} else {
+			c.win.Empty(n, e.ID, now)
+		}
+	case Served:
+		if e.BadProof == "" {
+			c.answered(u, n, e.Took)
+		} else {
+			c.book.Answered(u, e.Took)
+			c.problem(u, n, fmt.Sprintf("served a bad proof with block %d, marked suspect: %s", n, e.BadProof))
+			c.suspect(u, now, fmt.Sprintf("bad proof of block %d: %s", n, e.BadProof))
+		}
+		if e.Proof {
+			c.book.HasProof(u, n)
+		}
+		c.book.Has(u, n)
+		if e.Took > c.cfg.FetchTimeout/2 && c.book.cut(u, k.launched, now, false) {
+			c.log(false, "calls in flight cut: fetches were slow", u, n, fmt.Sprintf("limit %d", c.book.ups[u].limit))
+		} else {
+			c.book.grow(u)
+		}
+		losers, ok := c.win.Fetched(n, e.ID, e.Size, u, e.BlockTime, e.Payload, now)
+		for _, id := range losers {
+			if l := c.calls[id]; l != nil {
+				c.book.Late(l.upstream, now.Sub(l.launched))
+			}
+		}
+		c.cancel(losers)
+		if ok {
+			delete(c.avoid, n)
+		}
+		c.report(u)
+	}
+}
+
+func (c *FetchCore) proofDone(now time.Time, k *call, e CallDone) {
+	u, n := k.upstream, k.n
+	ids := c.asked[n]
+	for j, id := range ids {
+		if id == e.ID {
+			ids = append(ids[:j:j], ids[j+1:]...)
+			break
+		}
+	}
+	c.asked[n] = ids
+	delete(c.hedgedP, n)
+	a := ProofAnswer{N: n, Known: k.known, Outcome: e.Outcome, Upstream: u, Size: e.Size, BadProof: e.BadProof}
+	unanswered := false // no word on whether the proof exists
+	switch e.Outcome {
+	case Failed, TimedOut:
+		c.book.Failed(u, now)
+		c.problem(u, n, fmt.Sprintf("GetBlockByNumber failed: %s", e.Problem))
+		unanswered = true
+	case Bad:
+		c.book.Answered(u, e.Took)
+		c.problem(u, n, fmt.Sprintf("served a bad block, marked suspect: %s", e.Problem))
+		c.suspect(u, now, fmt.Sprintf("bad block %d: %s", n, e.Problem))
+		unanswered = true
+	case Empty:
+		// It lacks a block committed here: a follower behind, or a liar.
+		c.answered(u, n, e.Took)
+		c.book.Lacks(u, n, now)
+		unanswered = true
+	default:
+		if e.BadProof == "" {
+			c.answered(u, n, e.Took)
+		} else {
+			c.book.Answered(u, e.Took)
+		}
+		c.book.Has(u, n)
+		switch {
+		case e.BadProof != "":
+			c.problem(u, n, fmt.Sprintf("served a bad proof of block %d, marked suspect: %s", n, e.BadProof))
+			c.suspect(u, now, fmt.Sprintf("bad proof of block %d: %s", n, e.BadProof))
+			unanswered = true // the proof exists; ask an honest upstream
+		case e.Proof:
+			c.book.HasProof(u, n)
+			a.Proof = e.Payload
+		}
+	}
+	if unanswered && len(ids) > 0 {
+		return // the hedge still in flight answers for it
+	}
+	if unanswered && k.tries == 0 && c.book.Len() > 1 {
+		c.proofs = append(c.proofs, proofAsk{ProofWant: ProofWant{N: n, Known: k.known}, notFrom: u, tries: 1})
+		return
+	}
+	c.cancel(ids) // an answer: the hedge still in flight is not needed
+	delete(c.asked, n)
+	c.ready.ProofAnswers = append(c.ready.ProofAnswers, a)
+}
+
+// answered: upstream u answered well; a problem it had is over.
+func (c *FetchCore) answered(u int, n uint64, took time.Duration) {
+	c.book.Answered(u, took)
+	if c.book.Recovered(u) {
+		c.log(false, "upstream recovered", u, n, "")
+	}
+}
+
+// problem notes what went wrong with upstream u, logging it once per
+// distinct problem.
+func (c *FetchCore) problem(u int, n uint64, what string) {
+	if c.book.ProblemOf(u) != what {
+		c.book.Problem(u, what)
+		c.log(true, "upstream problem", u, n, what)
+	}
+}
+
+func (c *FetchCore) suspect(u int, now time.Time, why string) {
+	c.book.Suspect(u, now, why)
+	c.ready.Suspected = append(c.ready.Suspected, u)
+}
+
+func (c *FetchCore) report(u int) {
+	if tip := c.book.Tip(u); tip > c.reported[u] {
+		c.reported[u] = tip
+		c.ready.Tips = append(c.ready.Tips, TipReport{Upstream: u, Tip: tip})
+	}
+}
+
+func (c *FetchCore) log(warn bool, msg string, u int, n uint64, detail string) {
+	c.ready.Logs = append(c.ready.Logs, LogLine{Warn: warn, Msg: msg, Upstream: u, N: n, Detail: detail})
+}
+
+// Debug describes block n's slot and calls (tests and the simulator).
+func (c *FetchCore) Debug(n uint64) string {
+	sl := c.win.slots[n]
+	if sl == nil {
+		return "no slot"
+	}
+	s := fmt.Sprintf("state %d calls %d hedged %v launched %s retryAt %s", sl.state, sl.calls, sl.hedged, sl.launched.Format("15:04:05.000"), sl.retryAt.Format("15:04:05.000"))
+	for k := 0; k < sl.calls; k++ {
+		if cl := c.calls[sl.ids[k]]; cl != nil {
+			s += fmt.Sprintf(" [call %d to %d probe %v]", sl.ids[k], cl.upstream, cl.probe)
+		}
+	}
+	return s
+}

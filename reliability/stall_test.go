@@ -1,0 +1,103 @@
+package reliability
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"storesync/actors"
+	"storesync/internal/testnet"
+	"storesync/runtime"
+)
+
+// TestStallingUpstream: a follower with two upstreams, the primary itself
+// and a store in front of it that holds one GetBlockByNumber call in ten for
+// 30 s (past the engine's default 10 s fetch timeout). Without hedging,
+// each held call for the block at the head of the line would stop the
+// follower's commits for the whole fetch timeout: 100 blocks at a block
+// every 100 ms. With hedging, the late call is asked of the primary too, so
+// the follower stays within a few blocks of the primary throughout, and
+// ends on its very chain.
+func TestStallingUpstream(t *testing.T) {
+	const (
+		interval = 100 * time.Millisecond
+		sampling = 15 * time.Second
+		every    = 10
+		stall    = 30 * time.Second
+		// maxLag: within it in nearly all samples. A loaded machine under
+		// -race falls a few blocks behind now and then; one stalled call
+		// waited out would cost 100.
+		maxLag   = 10
+		minShare = 0.95
+		// minStalls: the stalling store must have held some calls, or the
+		// test exercised nothing.
+		minStalls = 3
+	)
+	p := testnet.StartPrimary(t, interval, nil)
+	s := testnet.StartStalling(t, p.PublicAddr(), every, stall)
+	f, err := runtime.New(runtime.Config{
+		DataDir: t.TempDir(), Genesis: testnet.GenesisOf(p.Node), Upstreams: []string{p.PublicAddr(), s.Addr()},
+		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Engine: actors.Config{NoHedge: os.Getenv("ZZ_NOHEDGE") != ""},
+		Log: testnet.LogOnFailure(t, "follower of the primary and a stalling store"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := f.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	primaryTip := func() uint64 { c, _ := p.Store().Tips(); return c }
+	committed := func() uint64 { c, _ := f.Store().Tips(); return c }
+
+	target := primaryTip() + 10
+	testnet.WaitFor(t, 20*time.Second, fmt.Sprintf("the follower to catch up to block %d", target),
+		func() bool { return committed() >= target })
+
+	// Sampled on a ticker: the primary's tip first, so a sample never
+	// shows the follower ahead.
+	// Held while sampled: those held when sampling starts (a fresh
+	// follower asks its whole window at once, blocks not made yet
+	// included, so calls held then matter when their blocks come due)
+	// and those held later.
+	heldAtStart, stalledBefore, callsBefore := s.Holding(), s.Stalled(), s.Calls()
+	var lags []uint64
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	end := time.After(sampling)
+	for sampled := false; !sampled; {
+		select {
+		case <-tick.C:
+			pt := primaryTip()
+			lags = append(lags, pt-min(pt, committed()))
+		case <-end:
+			sampled = true
+		}
+	}
+	within := 0
+	for _, l := range lags {
+		if l <= maxLag {
+			within++
+		}
+	}
+	share := float64(within) / float64(len(lags))
+	sorted := slices.Clone(lags)
+	slices.Sort(sorted)
+	st := f.Status()
+	t.Logf("%d samples over %s: lag p50 %d, p99 %d, max %d blocks; within %d blocks: %.1f%%; stalling store: %d calls (%d while sampled), %d held (%d while sampled); fetched/useful %.3f",
+		len(lags), sampling, sorted[len(sorted)/2], sorted[min(len(sorted)-1, len(sorted)*99/100)], sorted[len(sorted)-1],
+		maxLag, 100*share, s.Calls(), s.Calls()-callsBefore, s.Stalled(), heldAtStart+s.Stalled()-stalledBefore, st.FetchedPerUseful)
+	if share < minShare {
+		t.Errorf("the follower was within %d blocks of the primary in %.1f%% of the samples, want at least %.0f%%", maxLag, 100*share, 100*minShare)
+	}
+	if s.Stalled() < minStalls {
+		t.Errorf("the stalling store held %d calls (of %d), want at least %d: the test exercised too little", s.Stalled(), s.Calls(), minStalls)
+	}
+	testnet.SameChain(t, p.Store(), f.Store())
+}
