@@ -24,11 +24,11 @@ type FetchCore struct {
 
 	calls    map[uint64]*call
 	lastID   uint64
-	avoid    map[uint64]int // block -> upstream that served it bad
-	reported []uint64       // UpstreamTip last reported, per upstream
-	proofs   []proofAsk             // proof asks waiting for an upstream with room
-	asked    map[uint64][]uint64    // proof asks by block: their calls in flight (two once hedged)
-	hedgedP  map[uint64]bool        // proof asks hedged since their last call ended
+	avoid    map[uint64]int      // block -> upstream that served it bad
+	reported []uint64            // UpstreamTip last reported, per upstream
+	proofs   []proofAsk          // proof asks waiting for an upstream with room
+	asked    map[uint64][]uint64 // proof asks by block: their calls in flight (two once hedged)
+	hedgedP  map[uint64]bool     // proof asks hedged since their last call ended
 	lastAck  time.Time
 	acked    uint64
 	wakeAt   time.Time // the timer the shell has armed (zero: none)
