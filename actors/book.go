@@ -21,6 +21,17 @@ const (
 	// best one's is asked only when the faster ones are busy (a 10x slower
 	// upstream would otherwise hold half the window).
 	slowFactor = 4
+	// slowFor: an upstream is held slow on an estimate at most this old.
+	// A slow one is seldom asked, so its estimate is seldom renewed; without
+	// an end it would stay exiled after it got fast again.
+	slowFor = 10 * time.Second
+	// An upstream that another upstream beat to an answer lateMin times
+	// within lateWindow, and for at least one call in lateShare of those it
+	// answered meanwhile, is marked suspect: it stalls or trickles. Honest
+	// jitter loses a hedge now and then, not one call in ten.
+	lateMin    = 3
+	lateWindow = time.Minute
+	lateShare  = 10
 )
 
 // Book is the one owner of every upstream's standing, apart from any I/O:
@@ -81,6 +92,10 @@ type standing struct {
 
 	srtt, rttvar time.Duration // smoothed RTT of its answers and its variation
 	rttSamples   int
+	sampledAt    time.Time // when the estimate last moved
+
+	lateSince          time.Time // start of the window counting hedges it lost
+	lateLost, answered int       // hedges lost, answers given, since lateSince
 }
 
 // NewBook tracks the named upstreams.
@@ -148,7 +163,7 @@ func (b *Book) Pick(n uint64, now time.Time, avoid int) (int, bool) {
 			continue
 		}
 		score := int64(s.inFlight)
-		if fast > 0 && s.rttSamples > 0 && s.srtt > slowFactor*fast {
+		if fast > 0 && s.rttSamples > 0 && s.srtt > slowFactor*fast && now.Sub(s.sampledAt) < slowFor {
 			score += 1 << 12
 		}
 		if i == avoid {
@@ -268,13 +283,31 @@ func (b *Book) Done(i int) {
 // Answered records an answer of upstream i that took `took`: it is
 // reachable (its backoff ends) and the RTT estimate moves (RFC 6298's
 // smoothing). What it answered is judged apart (Recovered, Problem).
-func (b *Book) Answered(i int, took time.Duration) {
+func (b *Book) Answered(i int, took time.Duration, now time.Time) {
 	s := b.ups[i]
 	if s.failures > 0 || !s.downUntil.IsZero() {
 		s.failures, s.downUntil = 0, time.Time{}
 		b.version++
 	}
+	s.answered++
 	b.sample(s, took)
+	s.sampledAt = now
+}
+
+// LostHedge records that a call to upstream i was still running when
+// another upstream answered for it; it reports whether the upstream has now
+// been late often enough to be suspect (see lateMin).
+func (b *Book) LostHedge(i int, now time.Time) bool {
+	s := b.ups[i]
+	if s.lateSince.IsZero() || now.Sub(s.lateSince) > lateWindow {
+		s.lateSince, s.lateLost, s.answered = now, 0, 0
+	}
+	s.lateLost++
+	if s.lateLost >= lateMin && s.lateLost*lateShare >= s.answered && !now.Before(s.suspectUntil) {
+		s.lateSince, s.lateLost, s.answered = now, 0, 0
+		return true
+	}
+	return false
 }
 
 // Recovered records a good answer of upstream i: a problem it had is
@@ -310,10 +343,11 @@ func (b *Book) sample(s *standing, took time.Duration) {
 // answer while another upstream answered: a lower bound of its RTT, which
 // moves the estimate like an answer would (so an upstream that stalls is
 // preferred less), without ending any backoff.
-func (b *Book) Late(i int, running time.Duration) {
+func (b *Book) Late(i int, running time.Duration, now time.Time) {
 	s := b.ups[i]
 	if s.rttSamples > 0 && running > s.srtt {
 		b.sample(s, running)
+		s.sampledAt = now
 	}
 }
 

@@ -83,8 +83,8 @@ func TestBookPickProbe(t *testing.T) {
 	b.Has(0, 5)
 	b.Has(1, 7)
 	b.Has(2, 7)
-	b.Answered(1, 50*time.Millisecond)
-	b.Answered(2, 10*time.Millisecond)
+	b.Answered(1, 50*time.Millisecond, t0)
+	b.Answered(2, 10*time.Millisecond, t0)
 	for _, tc := range []struct {
 		name string
 		prep func()
@@ -167,7 +167,7 @@ func TestConcurrentFailuresBackOffOnce(t *testing.T) {
 		t.Fatalf("a failure after the backoff ended backed off only %s", d.Sub(first))
 	}
 	// An answer ends the backoff and the count.
-	b.Answered(0, time.Millisecond)
+	b.Answered(0, time.Millisecond, t0)
 	if _, ok := b.Pick(1, first, -1); !ok {
 		t.Fatal("an upstream that answered is still backed off")
 	}
@@ -306,7 +306,7 @@ func TestBookRTT(t *testing.T) {
 	} {
 		b := NewBook([]string{"a"}, c)
 		for _, s := range tc.samples {
-			b.Answered(0, s)
+			b.Answered(0, s, t0)
 		}
 		if got := b.HedgeAfter(0); got != tc.want {
 			t.Errorf("%s: hedge after %s, want %s", tc.name, got, tc.want)
@@ -315,13 +315,13 @@ func TestBookRTT(t *testing.T) {
 	// A late call raises the estimate like an answer would; one that ran
 	// shorter than srtt says nothing.
 	b := NewBook([]string{"a"}, c)
-	b.Answered(0, 10*time.Millisecond)
+	b.Answered(0, 10*time.Millisecond, t0)
 	before := b.HedgeAfter(0)
-	b.Late(0, 5*time.Millisecond)
+	b.Late(0, 5*time.Millisecond, t0)
 	if b.HedgeAfter(0) != before {
 		t.Fatal("a call running shorter than srtt moved the estimate")
 	}
-	b.Late(0, 200*time.Millisecond)
+	b.Late(0, 200*time.Millisecond, t0)
 	if b.HedgeAfter(0) <= before {
 		t.Fatal("a late call did not raise the estimate")
 	}
@@ -396,5 +396,52 @@ func TestNotesAt(t *testing.T) {
 	}
 	if all["a"].BackedOffUntil.IsZero() {
 		t.Fatal("notesAt changed its input")
+	}
+}
+
+// TestBookSlowAndLate: an upstream whose answers take many times the best
+// one's is asked only when the fast one is busy, but only while that
+// estimate is fresh; one that another upstream beats to the answer often
+// (lateMin times within lateWindow, and for one call in lateShare) is
+// suspect, while honest jitter's occasional lost hedge is not.
+func TestBookSlowAndLate(t *testing.T) {
+	c := testBookConfig()
+	b := NewBook([]string{"fast", "slow"}, c)
+	b.Answered(0, 10*time.Millisecond, t0)
+	b.Answered(1, 100*time.Millisecond, t0)
+	for n := uint64(1); n <= 4; n++ {
+		i, ok := b.Pick(n, t0, -1)
+		if !ok || b.Name(i) != "fast" {
+			t.Fatalf("block %d went to %q while the fast one had room", n, b.Name(i))
+		}
+		b.Done(i)
+	}
+	later := t0.Add(slowFor + time.Second)
+	seen := map[string]bool{}
+	for n := uint64(1); n <= 4; n++ {
+		i, _ := b.Pick(n, later, -1)
+		seen[b.Name(i)] = true
+		b.Done(i)
+	}
+	if !seen["slow"] {
+		t.Fatal("an estimate older than slowFor still keeps the slow upstream from being asked")
+	}
+
+	// Late: honest jitter (one lost hedge per lateShare*2 answers) is not
+	// suspect; lateMin lost hedges in a row are.
+	h := NewBook([]string{"honest", "staller"}, c)
+	for k := 0; k < 3; k++ {
+		for range 2 * lateShare {
+			h.Answered(0, 10*time.Millisecond, t0)
+		}
+		if h.LostHedge(0, t0) {
+			t.Fatalf("an upstream that lost 1 hedge in %d answers was made suspect", 2*lateShare)
+		}
+	}
+	for k := 1; k <= lateMin; k++ {
+		got := h.LostHedge(1, t0.Add(time.Duration(k)*time.Second))
+		if got != (k == lateMin) {
+			t.Fatalf("lost hedge %d of %d: suspect %v", k, lateMin, got)
+		}
 	}
 }

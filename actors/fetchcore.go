@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -59,6 +60,7 @@ type call struct {
 	upstream int
 	launched time.Time
 	probe    bool // past the known tip
+	hedge    bool // a second call for a block whose first is late
 	proof    bool // a proof ask for the ProofTracker
 	known    bool // ... of a proof known to exist
 	tries    int  // ... asked this many times before
@@ -227,8 +229,7 @@ func (c *FetchCore) Step(now time.Time, ev any) {
 			c.suspect(e.Upstream, now, e.Why)
 			c.avoid[e.N] = e.Upstream
 		}
-		c.log(true, "block failed validation: not applied, upstream marked suspect, refetching", e.Upstream, e.N, e.Why)
-		c.cancel(c.win.Reset(e.N))
+		c.cancel(c.win.Reset(e.N)) // the shell logs it, with the check that failed
 	case ResyncFrom:
 		if e.Next != c.win.Next() {
 			c.cancel(c.win.Reset(e.Next))
@@ -337,7 +338,7 @@ func (c *FetchCore) busy(n uint64, now time.Time) bool {
 
 func (c *FetchCore) start(n uint64, i int, now time.Time, k call, hedge bool) uint64 {
 	c.lastID++
-	k.n, k.upstream, k.launched = n, i, now
+	k.n, k.upstream, k.launched, k.hedge = n, i, now, hedge
 	c.calls[c.lastID] = &k
 	c.ready.Calls = append(c.ready.Calls, Call{ID: c.lastID, N: n, Upstream: i, Timeout: c.cfg.FetchTimeout, Proof: k.proof, Hedge: hedge})
 	return c.lastID
@@ -353,7 +354,16 @@ func (c *FetchCore) hedge(now time.Time) time.Time {
 		return time.Time{}
 	}
 	var next time.Time
+	// In block order, not the map's: the simulator must be deterministic.
+	var asked []uint64
 	for n, ids := range c.asked {
+		if len(ids) == 1 && !c.hedgedP[n] {
+			asked = append(asked, n)
+		}
+	}
+	slices.Sort(asked)
+	for _, n := range asked {
+		ids := c.asked[n]
 		if len(ids) != 1 || c.hedgedP[n] {
 			continue
 		}
@@ -475,7 +485,7 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 			c.ready.Marks = append(c.ready.Marks, Mark{N: n, What: "retry", Upstream: u, Reason: e.Problem})
 		}
 	case Bad:
-		c.book.Answered(u, e.Took) // it answers, badly: the problem stays
+		c.book.Answered(u, e.Took, now) // it answers, badly: the problem stays
 		c.problem(u, n, fmt.Sprintf("served a bad block, marked suspect: %s", e.Problem))
 		c.suspect(u, now, fmt.Sprintf("bad block %d: %s", n, e.Problem))
 		c.avoid[n] = u
@@ -483,21 +493,25 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 			c.ready.Marks = append(c.ready.Marks, Mark{N: n, What: "rejected", Upstream: u, Reason: e.Problem})
 		}
 	case Empty:
-		c.answered(u, n, e.Took)
+		c.answered(u, n, e.Took, now)
 		c.book.Lacks(u, n, now)
 		// One upstream's empty answer at the edge is the tip (the probe
 		// went to the one most likely to have it), unless another is known
-		// to hold n; below the edge, every one is asked first.
-		if c.book.SomeoneHas(n, u) || (!k.probe && !c.book.AllLack(n, now)) {
+		// to hold n; so is a hedge's, the first call being late (waiting
+		// for the late one to answer would make every hedge of a block
+		// past the tip come back empty again and again). Below the edge,
+		// every upstream is asked first.
+		if c.book.SomeoneHas(n, u) || (!k.probe && !k.hedge && !c.book.AllLack(n, now)) {
 			c.win.Retry(n, e.ID, now)
 		} else {
-			c.win.Empty(n, e.ID, now)
+			others, _ := c.win.Empty(n, e.ID, now)
+			c.cancel(others)
 		}
 	case Served:
 		if e.BadProof == "" {
-			c.answered(u, n, e.Took)
+			c.answered(u, n, e.Took, now)
 		} else {
-			c.book.Answered(u, e.Took)
+			c.book.Answered(u, e.Took, now)
 			c.problem(u, n, fmt.Sprintf("served a bad proof with block %d, marked suspect: %s", n, e.BadProof))
 			c.suspect(u, now, fmt.Sprintf("bad proof of block %d: %s", n, e.BadProof))
 		}
@@ -511,11 +525,7 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 			c.book.grow(u)
 		}
 		losers, ok := c.win.Fetched(n, e.ID, e.Size, u, e.BlockTime, e.Payload, now)
-		for _, id := range losers {
-			if l := c.calls[id]; l != nil {
-				c.book.Late(l.upstream, now.Sub(l.launched))
-			}
-		}
+		c.lost(losers, n, now)
 		c.cancel(losers)
 		if ok {
 			delete(c.avoid, n)
@@ -543,20 +553,20 @@ func (c *FetchCore) proofDone(now time.Time, k *call, e CallDone) {
 		c.problem(u, n, fmt.Sprintf("GetBlockByNumber failed: %s", e.Problem))
 		unanswered = true
 	case Bad:
-		c.book.Answered(u, e.Took)
+		c.book.Answered(u, e.Took, now)
 		c.problem(u, n, fmt.Sprintf("served a bad block, marked suspect: %s", e.Problem))
 		c.suspect(u, now, fmt.Sprintf("bad block %d: %s", n, e.Problem))
 		unanswered = true
 	case Empty:
 		// It lacks a block committed here: a follower behind, or a liar.
-		c.answered(u, n, e.Took)
+		c.answered(u, n, e.Took, now)
 		c.book.Lacks(u, n, now)
 		unanswered = true
 	default:
 		if e.BadProof == "" {
-			c.answered(u, n, e.Took)
+			c.answered(u, n, e.Took, now)
 		} else {
-			c.book.Answered(u, e.Took)
+			c.book.Answered(u, e.Took, now)
 		}
 		c.book.Has(u, n)
 		switch {
@@ -576,14 +586,35 @@ func (c *FetchCore) proofDone(now time.Time, k *call, e CallDone) {
 		c.proofs = append(c.proofs, proofAsk{ProofWant: ProofWant{N: n, Known: k.known}, notFrom: u, tries: 1})
 		return
 	}
+	if a.Proof != nil {
+		c.lost(ids, n, now)
+	}
 	c.cancel(ids) // an answer: the hedge still in flight is not needed
 	delete(c.asked, n)
 	c.ready.ProofAnswers = append(c.ready.ProofAnswers, a)
 }
 
+// lost records the calls that another upstream's answer made needless,
+// still running: each upstream that was that late often enough is suspect.
+func (c *FetchCore) lost(ids []uint64, n uint64, now time.Time) {
+	for _, id := range ids {
+		l := c.calls[id]
+		if l == nil {
+			continue
+		}
+		running := now.Sub(l.launched)
+		c.book.Late(l.upstream, running, now)
+		if c.book.LostHedge(l.upstream, now) {
+			why := fmt.Sprintf("late: another upstream answered first for %d of its calls within %s", lateMin, lateWindow)
+			c.problem(l.upstream, n, "answers late, marked suspect: "+why)
+			c.suspect(l.upstream, now, why)
+		}
+	}
+}
+
 // answered: upstream u answered well; a problem it had is over.
-func (c *FetchCore) answered(u int, n uint64, took time.Duration) {
-	c.book.Answered(u, took)
+func (c *FetchCore) answered(u int, n uint64, took time.Duration, now time.Time) {
+	c.book.Answered(u, took, now)
 	if c.book.Recovered(u) {
 		c.log(false, "upstream recovered", u, n, "")
 	}

@@ -856,3 +856,47 @@ func TestFetchCoreProofAskFails(t *testing.T) {
 		t.Fatalf("notes %+v, want a suspect for the bad proof", n)
 	}
 }
+
+// TestFetchCoreHedgePastTheTip: a fresh follower's first calls go out
+// before it knows where the tip is; those past the tip that went to a
+// stalling upstream are hedged at the other, whose empty answer is the
+// tip: the stalled call is cancelled and the window probes on the poll
+// cadence, instead of hedging the same blocks again at every round trip.
+func TestFetchCoreHedgePastTheTip(t *testing.T) {
+	s := newFetchSim(t, testFetchConfig("staller", "honest"), 1)
+	s.autoAck = true
+	s.answer = func(c Call, at time.Time) (CallDone, time.Duration, bool) {
+		if c.Upstream == 0 {
+			return CallDone{}, 0, false // never answers
+		}
+		if c.N <= 2 {
+			return CallDone{Outcome: Served, Size: 100, BlockTime: t0}, 5 * time.Millisecond, true
+		}
+		return CallDone{Outcome: Empty}, 5 * time.Millisecond, true
+	}
+	s.step(Tick{})
+	s.run(s.at(2 * time.Second))
+	if got := delivered(s.delivered); !slices.Equal(got, seq(1, 2)) {
+		t.Fatalf("delivered %v, want 1 and 2", got)
+	}
+	hedges := 0
+	for _, c := range s.calls {
+		if c.Hedge {
+			hedges++
+		}
+	}
+	// About one hedge per block the staller was asked at the start (the
+	// window of 8 and the blocks it slides over before the tip is known),
+	// and none later: the probes go to the honest upstream, which has the
+	// highest tip.
+	if hedges > 12 {
+		t.Fatalf("%d hedges in 2 s: blocks past the tip hedged again and again", hedges)
+	}
+	if !s.c.Window().CaughtUp() {
+		t.Fatal("the honest upstream's empty answers did not make the window caught up")
+	}
+	probes := len(s.callsSince(s.at(time.Second)))
+	if want := int(time.Second / s.c.cfg.Window.PollInterval); probes > want+1 {
+		t.Fatalf("%d calls in the last second, want a probe per poll interval (%d)", probes, want)
+	}
+}

@@ -154,6 +154,8 @@ func (f *fetcher) event(msg any) any {
 	case *messages.Rejected:
 		f.e.stats.Rejected.Add(1)
 		f.cfg.Metrics.Rejected(string(m.Check))
+		f.cfg.Log.Warn("block failed validation: not applied, upstream marked suspect, refetching",
+			"block", m.Number, "upstream", m.Upstream, "check", string(m.Check), "reason", m.Reason)
 		return BlockRejected{N: m.Number, Upstream: f.core.Book().Index(m.Upstream),
 			Why: fmt.Sprintf("block %d failed the %s check: %s", m.Number, m.Check, m.Reason)}
 	case *messages.Resync:
@@ -177,11 +179,16 @@ func (f *fetcher) event(msg any) any {
 func (f *fetcher) account(r *fetchResult) CallDone {
 	d := r.done
 	m, st := f.cfg.Metrics, &f.e.stats
+	wanted := f.core.Wanted(d.ID)
 	kind := map[Outcome]string{Served: "ok", Empty: "empty", Bad: "bad", Failed: "error", TimedOut: "error"}[d.Outcome]
+	if !wanted && (d.Outcome == Failed || d.Outcome == TimedOut) {
+		kind = "cancelled" // a hedge answered first, or the window moved on
+	}
 	m.Fetched(kind, d.Took)
 	st.FetchedBytes.Add(int64(d.Size + len(r.proof)))
-	useful := f.core.Wanted(d.ID) && !f.core.ProofCall(d.ID) && d.Outcome == Served
+	useful := wanted && !f.core.ProofCall(d.ID) && d.Outcome == Served
 	switch {
+	case kind == "cancelled":
 	case d.Outcome == Failed || d.Outcome == TimedOut:
 		st.FetchErrors.Add(1)
 	case d.Outcome == Bad:
@@ -347,7 +354,7 @@ func (f *fetcher) fetch(ctx context.Context, up Upstream, c Call) *fetchResult {
 		switch {
 		case err != nil:
 		case b.Header.Number != c.N:
-			err = fmt.Errorf("%w: asked for block %d, got block %d", errNumber, c.N, b.Header.Number)
+			err = fmt.Errorf("asked for block %d, got block %d", c.N, b.Header.Number)
 		default:
 			err = b.VerifySignature(f.cfg.producer())
 		}
@@ -384,8 +391,6 @@ func (f *fetcher) fetch(ctx context.Context, up Upstream, c Call) *fetchResult {
 	}
 	return r
 }
-
-var errNumber = errors.New("wrong block number")
 
 // badReason names the cheap check a bad answer failed, for the metric.
 func badReason(err error) string {

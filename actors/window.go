@@ -270,18 +270,20 @@ func (w *Window) TipSeen(tip uint64) {
 
 // Empty records that call id found no block n anywhere: n is past the tip.
 // Nothing at or past n is fetched until a probe of n after the poll
-// interval. It reports whether the call was still wanted.
-func (w *Window) Empty(n, id uint64, now time.Time) bool {
+// interval. A hedge still in flight for n is no longer wanted either (one
+// empty answer at the edge is the tip): its id is returned, to cancel. ok
+// reports whether the call was still wanted.
+func (w *Window) Empty(n, id uint64, now time.Time) (others []uint64, ok bool) {
 	found, left := w.ended(n, id)
 	if !found {
-		return false
+		return nil, false
 	}
-	if left == 0 {
-		delete(w.slots, n)
-		w.flying--
-		w.setEdge(n, now)
-	}
-	return true
+	sl := w.slots[n]
+	others = append(others, sl.ids[:left]...)
+	delete(w.slots, n)
+	w.flying--
+	w.setEdge(n, now)
+	return others, true
 }
 
 // Retry puts n back to be fetched again at `at` (at once, from another

@@ -217,7 +217,7 @@ func TestWindowPollsPastTheTip(t *testing.T) {
 		d.fetched(n, 10, t0)
 	}
 	for n := uint64(5); n <= 8; n++ {
-		if !d.w.Empty(n, d.ids[n], t0) {
+		if _, ok := d.w.Empty(n, d.ids[n], t0); !ok {
 			t.Fatalf("empty answer for %d not wanted", n)
 		}
 	}
@@ -319,7 +319,7 @@ func TestWindowResetDropsEverything(t *testing.T) {
 	if d.fetched(3, 10, t0) {
 		t.Fatal("a result from before the reset was accepted")
 	}
-	if d.w.Empty(4, d.ids[4], t0) || d.w.Failed(1, d.ids[1], t0) || d.w.Retry(1, d.ids[1], t0) {
+	if _, ok := d.w.Empty(4, d.ids[4], t0); ok || d.w.Failed(1, d.ids[1], t0) || d.w.Retry(1, d.ids[1], t0) {
 		t.Fatal("an outcome of a call from before the reset was taken")
 	}
 	if blocks, bytes := d.w.Held(); blocks != 0 || bytes != 0 {

@@ -110,7 +110,7 @@ const (
 // "n latency_ms" per committed block (block timestamp to commit), until
 // stdin closes.
 func isolationPrimary() error {
-	p, err := startProducing(100*time.Millisecond, time.Second)
+	p, err := startProducing(100*time.Millisecond, time.Second, 0)
 	if err != nil {
 		return err
 	}

@@ -39,25 +39,6 @@ type LagResult struct {
 	NaiveP99ms  float64  `json:"naive_p99_ms"`
 }
 
-// ProofRow is one run at one proof delay.
-type ProofRow struct {
-	ProveDelayMs     int64   `json:"prove_delay_ms"`
-	Blocks           int     `json:"blocks"`
-	UniqueBytes      int64   `json:"unique_block_bytes"`
-	EngineBytes      int64   `json:"engine_bytes"`
-	NaiveBytes       int64   `json:"naive_bytes"`
-	EngineRedundancy float64 `json:"engine_redundancy"`
-	NaiveRedundancy  float64 `json:"naive_redundancy"`
-}
-
-// ProofsResult: bytes fetched per committed block, at several proof delays
-// (0: proofs are there when the block is fetched). The top-level keys are
-// those of the longest delay.
-type ProofsResult struct {
-	ProofRow
-	Rows []ProofRow `json:"delays"`
-}
-
 // pollInterval is the same for the engine and the naive loop.
 const pollInterval = 200 * time.Millisecond
 
@@ -69,7 +50,9 @@ type producing struct {
 	done   chan error
 }
 
-func startProducing(interval, proveDelay time.Duration) (*producing, error) {
+// startProducing runs a primary producing a standard block every interval,
+// proving each proveDelay ± jitter after its timestamp.
+func startProducing(interval, proveDelay, jitter time.Duration) (*producing, error) {
 	dir, err := os.MkdirTemp("", "bench-primary-")
 	if err != nil {
 		return nil, err
@@ -78,7 +61,7 @@ func startProducing(interval, proveDelay time.Duration) (*producing, error) {
 		return nil, err
 	}
 	n, err := primary.New(primary.Config{DataDir: dir, Listen: "127.0.0.1:0", InternalListen: "127.0.0.1:0", Produce: true,
-		BlockInterval: interval, Profile: "standard", Seed: 5, ProveDelay: proveDelay, ShutdownGrace: time.Second, Log: quiet})
+		BlockInterval: interval, Profile: "standard", Seed: 5, ProveDelay: proveDelay, ProveJitter: jitter, ShutdownGrace: time.Second, Log: quiet})
 	if err != nil {
 		return nil, err
 	}
@@ -92,26 +75,31 @@ func (p *producing) stop() { p.cancel(); <-p.done; os.RemoveAll(p.dir) }
 
 func (p *producing) genesisPath() string { return filepath.Join(p.dir, primary.GenesisFile) }
 
-// commits records when each block was first seen committed in a store.
+// commits records when each block was first seen committed in a store,
+// and when it was first seen proven (the proven tip reaching it).
 type commits struct {
-	mu sync.Mutex
-	at map[uint64]time.Time
+	mu     sync.Mutex
+	at     map[uint64]time.Time
+	proven map[uint64]time.Time
 }
 
 func watchCommits(ctx context.Context, st *store.Store) *commits {
-	c := &commits{at: map[uint64]time.Time{}}
+	c := &commits{at: map[uint64]time.Time{}, proven: map[uint64]time.Time{}}
 	go func() {
-		var seen uint64
+		var seen, seenProven uint64
 		for {
 			ch := st.Changed()
-			tip, _ := st.Tips()
+			tip, proven := st.Tips()
 			now := time.Now()
 			c.mu.Lock()
 			for n := seen + 1; n <= tip; n++ {
 				c.at[n] = now
 			}
+			for n := seenProven + 1; n <= proven; n++ {
+				c.proven[n] = now
+			}
 			c.mu.Unlock()
-			seen = max(seen, tip)
+			seen, seenProven = max(seen, tip), max(seenProven, proven)
 			select {
 			case <-ctx.Done():
 				return
@@ -129,12 +117,38 @@ func (c *commits) get(n uint64) (time.Time, bool) {
 	return t, ok
 }
 
+// provenAt is when block n was first seen proven.
+func (c *commits) provenAt(n uint64) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.proven[n]
+	return t, ok
+}
+
 // naiveFollower is the design note's loop: poll tip+1 (with its proof);
 // apply what comes; when nothing, wait a poll interval. With pollProofs it
-// also asks for proven+1 every round, as the note describes.
+// also asks for proven+1 every round, as the note describes. bytes counts
+// every block and proof byte received, useful those of the blocks and
+// proofs it applied (the engine's Stats.FetchedBytes and UsefulBytes).
 type naiveFollower struct {
-	st    *store.Store
-	bytes int64
+	st     *store.Store
+	mu     sync.Mutex
+	bytes  int64
+	useful int64
+}
+
+func (nf *naiveFollower) count(fetched, useful int) {
+	nf.mu.Lock()
+	defer nf.mu.Unlock()
+	nf.bytes += int64(fetched)
+	nf.useful += int64(useful)
+}
+
+// totals are the bytes received and the useful ones.
+func (nf *naiveFollower) totals() (fetched, useful int64) {
+	nf.mu.Lock()
+	defer nf.mu.Unlock()
+	return nf.bytes, nf.useful
 }
 
 func runNaive(ctx context.Context, st *store.Store, upstream string, pollProofs bool) (*naiveFollower, func(), error) {
@@ -144,33 +158,33 @@ func runNaive(ctx context.Context, st *store.Store, upstream string, pollProofs 
 	}
 	nf := &naiveFollower{st: st}
 	done := make(chan struct{})
-	var mu sync.Mutex
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
 			committed, proven := st.Tips()
 			mb, err := client.GetBlockByNumber(ctx, &storev1.BlockByNumberRequest{BlockNum: committed + 1, IncludeProof: true})
 			got := err == nil && mb.Block != nil
-			if err == nil {
-				mu.Lock()
-				nf.bytes += int64(len(mb.Block) + len(mb.Proof))
-				mu.Unlock()
-			}
 			if got {
-				if _, err := st.ApplyBlockBytes(ctx, mb.Block); err == nil && mb.Proof != nil && proven == committed {
-					_ = st.ApplyProof(ctx, committed+1, mb.Proof)
+				useful := 0
+				if _, err := st.ApplyBlockBytes(ctx, mb.Block); err == nil {
+					useful = len(mb.Block)
+					if mb.Proof != nil && proven == committed && st.ApplyProof(ctx, committed+1, mb.Proof) == nil {
+						useful += len(mb.Proof)
+					}
 				}
+				nf.count(len(mb.Block)+len(mb.Proof), useful)
+			} else if err == nil {
+				nf.count(len(mb.Proof), 0)
 			}
 			if pollProofs {
 				if c, p := st.Tips(); p < c {
 					pr, err := client.GetBlockByNumber(ctx, &storev1.BlockByNumberRequest{BlockNum: p + 1, IncludeProof: true})
 					if err == nil {
-						mu.Lock()
-						nf.bytes += int64(len(pr.Block) + len(pr.Proof))
-						mu.Unlock()
-						if pr.Proof != nil {
-							_ = st.ApplyProof(ctx, p+1, pr.Proof)
+						useful := 0
+						if pr.Proof != nil && st.ApplyProof(ctx, p+1, pr.Proof) == nil {
+							useful = len(pr.Proof)
 						}
+						nf.count(len(pr.Block)+len(pr.Proof), useful)
 					}
 				}
 			}
@@ -201,7 +215,7 @@ func lag(quick bool) (*LagResult, error) {
 	}
 	res := &LagResult{}
 	for _, rtt := range []time.Duration{0, 50 * time.Millisecond} {
-		p, err := startProducing(interval, time.Second)
+		p, err := startProducing(interval, time.Second, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -270,82 +284,4 @@ func lag(quick bool) (*LagResult, error) {
 			r.Engine["p50"], r.Engine["p90"], r.Engine["p99"], r.Engine["max"], r.Naive["p50"], r.Naive["p90"], r.Naive["p99"], r.Naive["max"])
 	}
 	return res, nil
-}
-
-func proofs(quick bool) (*ProofsResult, error) {
-	interval, run, delays := 500*time.Millisecond, 40*time.Second, []time.Duration{0, 2 * time.Second}
-	if quick {
-		interval, run, delays = 250*time.Millisecond, 8*time.Second, []time.Duration{0, time.Second}
-	}
-	res := &ProofsResult{}
-	for _, d := range delays {
-		row, err := proofsAt(interval, run, d)
-		if err != nil {
-			return nil, err
-		}
-		res.Rows = append(res.Rows, *row)
-		res.ProofRow = *row
-	}
-	fmt.Printf("\n### proofs: bytes fetched per unique block byte, a standard block every %s, poll interval %s\n\n", interval, pollInterval)
-	fmt.Println("| proofs behind commits | blocks | unique MB | engine MB | naive MB | engine redundancy | naive redundancy |")
-	fmt.Println("|---|---|---|---|---|---|---|")
-	for _, r := range res.Rows {
-		fmt.Printf("| %s | %d | %.1f | %.1f | %.1f | %.2f | %.2f |\n", time.Duration(r.ProveDelayMs)*time.Millisecond, r.Blocks,
-			float64(r.UniqueBytes)/1e6, float64(r.EngineBytes)/1e6, float64(r.NaiveBytes)/1e6, r.EngineRedundancy, r.NaiveRedundancy)
-	}
-	return res, nil
-}
-
-// proofsAt runs the engine and the naive loop side by side against a primary
-// whose proofs lag its commits by delay.
-func proofsAt(interval, run, delay time.Duration) (*ProofRow, error) {
-	p, err := startProducing(interval, delay)
-	if err != nil {
-		return nil, err
-	}
-	defer p.stop()
-	fdir, _ := os.MkdirTemp("", "bench-proofs-engine-")
-	defer os.RemoveAll(fdir)
-	f, err := runtime.New(runtime.Config{DataDir: fdir, Genesis: p.genesisPath(), Upstreams: []string{p.node.PublicAddr()},
-		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Engine: actors.Config{PollInterval: pollInterval}, Log: quiet})
-	if err != nil {
-		return nil, err
-	}
-	if err := f.Start(); err != nil {
-		return nil, err
-	}
-	ndir, _ := os.MkdirTemp("", "bench-proofs-naive-")
-	defer os.RemoveAll(ndir)
-	nst, err := store.Open(ndir, f.Store().Genesis())
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	nf, stopNaive, err := runNaive(ctx, nst, p.node.PublicAddr(), true)
-	if err != nil {
-		return nil, err
-	}
-	time.Sleep(run) // the scenario's duration: the primary produces and proves meanwhile
-	cancel()
-	stopNaive()
-	st := f.Status()
-	f.Stop()
-	nc, _ := nst.Tips()
-	nst.Close()
-	blocks := min(st.Committed, nc)
-	var unique int64
-	snap := p.node.Store().Snapshot()
-	for n := uint64(1); n <= blocks; n++ {
-		b, err := snap.BlockBytes(n)
-		if err != nil {
-			return nil, err
-		}
-		unique += int64(len(b))
-	}
-	r := &ProofRow{ProveDelayMs: delay.Milliseconds(), Blocks: int(blocks), UniqueBytes: unique,
-		EngineBytes: st.Fetched + st.Redundant + st.ProofBytes, NaiveBytes: nf.bytes}
-	r.EngineRedundancy = float64(r.EngineBytes) / float64(unique)
-	r.NaiveRedundancy = float64(r.NaiveBytes) / float64(unique)
-	return r, nil
 }

@@ -2,10 +2,12 @@
 // loop of the original design note and the apply-only limit, in one run, as
 // ratios (these machines are shared and noisy).
 //
-//	go run ./bench [catchup|lag|proofs|isolation|memory|all] [--quick] [--json FILE] [--plots DIR]
+//	go run ./bench [catchup|lag|proofs|stall|isolation|memory|all] [--quick] [--json FILE] [--plots DIR]
 //
 // Network round trips are injected on loopback with toxiproxy (latency with
-// jitter), never by sleeping in our own code.
+// jitter), never by sleeping in our own code. The stall scenario puts a
+// store in front of the primary that holds some calls (internal/testnet's
+// Stalling): a slow upstream, not a slow link.
 package main
 
 import (
@@ -27,6 +29,7 @@ type Results struct {
 	Catchup   *CatchupResult   `json:"catchup,omitempty"`
 	Lag       *LagResult       `json:"lag,omitempty"`
 	Proofs    *ProofsResult    `json:"proofs,omitempty"`
+	Stall     *StallResult     `json:"stall,omitempty"`
 	Memory    *MemoryResult    `json:"memory,omitempty"`
 	Isolation *IsolationResult `json:"isolation,omitempty"`
 }
@@ -40,7 +43,7 @@ func main() {
 	catchupProfiles := flag.String("catchup-profiles", "small,standard,large", "the block profiles the catchup scenario runs (without --quick)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: go run ./bench [catchup|lag|proofs|isolation|memory|all] [--quick] [--json FILE] [--plots DIR]")
+		fmt.Fprintln(os.Stderr, "usage: go run ./bench [catchup|lag|proofs|stall|isolation|memory|all] [--quick] [--json FILE] [--plots DIR]")
 		flag.PrintDefaults()
 	}
 	if len(os.Args) == 2 && os.Args[1] == isolationChild {
@@ -83,7 +86,7 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "(%s took %s)\n", name, time.Since(start).Round(time.Second))
 	}
-	known := map[string]bool{"all": true, "catchup": true, "lag": true, "proofs": true, "memory": true, "isolation": true}
+	known := map[string]bool{"all": true, "catchup": true, "lag": true, "proofs": true, "stall": true, "memory": true, "isolation": true}
 	if !known[scenario] {
 		flag.Usage()
 		os.Exit(2)
@@ -91,6 +94,7 @@ func main() {
 	run("catchup", func() (err error) { res.Catchup, err = catchup(*quick, strings.Split(*catchupProfiles, ",")); return })
 	run("lag", func() (err error) { res.Lag, err = lag(*quick); return })
 	run("proofs", func() (err error) { res.Proofs, err = proofs(*quick); return })
+	run("stall", func() (err error) { res.Stall, err = stallScenario(*quick); return })
 	run("isolation", func() (err error) { res.Isolation, err = isolation(*quick); return })
 	run("memory", func() (err error) { res.Memory, err = memory(*quick); return })
 	if *plots != "" {
