@@ -354,67 +354,52 @@ func (c *FetchCore) hedge(now time.Time) time.Time {
 		return time.Time{}
 	}
 	var next time.Time
-	// In block order, not the map's: the simulator must be deterministic.
+	// late hedges block n's call first if it is late, or returns when it
+	// will be.
+	late := func(n uint64, first *call, k call) uint64 {
+		at := first.launched.Add(c.book.HedgeAfter(first.upstream))
+		if now.Before(at) {
+			if next.IsZero() || at.Before(next) {
+				next = at
+			}
+			return 0
+		}
+		i, ok := c.book.Pick(n, now, first.upstream)
+		if ok && i == first.upstream {
+			c.book.Done(i)
+		}
+		if !ok || i == first.upstream {
+			return 0
+		}
+		c.ready.Marks = append(c.ready.Marks, Mark{N: n, What: "hedged", Upstream: i,
+			Reason: fmt.Sprintf("%s had not answered after %s", c.book.Name(first.upstream), now.Sub(first.launched))})
+		return c.start(n, i, now, k, true)
+	}
+	// Proof asks, in block order (not the map's: the simulator must be
+	// deterministic), then the blocks at the head of the line.
 	var asked []uint64
 	for n, ids := range c.asked {
-		if len(ids) == 1 && !c.hedgedP[n] {
+		if len(ids) == 1 && !c.hedgedP[n] && c.calls[ids[0]] != nil {
 			asked = append(asked, n)
 		}
 	}
 	slices.Sort(asked)
 	for _, n := range asked {
-		ids := c.asked[n]
-		if len(ids) != 1 || c.hedgedP[n] {
-			continue
+		first := c.calls[c.asked[n][0]]
+		if id := late(n, first, call{proof: true, known: first.known, tries: first.tries}); id != 0 {
+			c.hedgedP[n] = true
+			c.asked[n] = append(c.asked[n], id)
 		}
-		first := c.calls[ids[0]]
-		if first == nil {
-			continue
-		}
-		late := first.launched.Add(c.book.HedgeAfter(first.upstream))
-		if now.Before(late) {
-			if next.IsZero() || late.Before(next) {
-				next = late
-			}
-			continue
-		}
-		i, ok := c.book.Pick(n, now, first.upstream)
-		if !ok {
-			continue
-		}
-		if i == first.upstream {
-			c.book.Done(i)
-			continue
-		}
-		c.hedgedP[n] = true
-		c.asked[n] = append(ids, c.start(n, i, now, call{proof: true, known: first.known, tries: first.tries}, true))
 	}
 	for n := c.win.next; n < c.win.next+uint64(c.win.credits); n++ {
 		sl := c.win.slots[n]
-		if sl == nil || sl.state != inFlight || sl.hedged || sl.calls != 1 {
+		if sl == nil || sl.state != inFlight || sl.hedged || sl.calls != 1 || c.calls[sl.ids[0]] == nil {
 			continue
 		}
 		first := c.calls[sl.ids[0]]
-		if first == nil {
-			continue
+		if id := late(n, first, call{probe: first.probe}); id != 0 {
+			c.win.Hedged(n, id)
 		}
-		late := sl.launched.Add(c.book.HedgeAfter(first.upstream))
-		if now.Before(late) {
-			if next.IsZero() || late.Before(next) {
-				next = late
-			}
-			continue
-		}
-		i, ok := c.book.Pick(n, now, first.upstream)
-		if !ok {
-			continue
-		}
-		if i == first.upstream {
-			c.book.Done(i)
-			continue
-		}
-		c.win.Hedged(n, c.start(n, i, now, call{probe: first.probe}, true))
-		c.ready.Marks = append(c.ready.Marks, Mark{N: n, What: "hedged", Upstream: i, Reason: fmt.Sprintf("%s had not answered after %s", c.book.Name(first.upstream), now.Sub(sl.launched))})
 	}
 	return next
 }
