@@ -403,8 +403,8 @@ func (t *timer) arm(w *world, at time.Duration) {
 func (t *timer) schedule(w *world, at time.Duration) {
 	t.gen++
 	t.ev = at
-	gen := t.gen
-	w.at(at, func() { t.run(w, gen) })
+	w.seq++
+	w.q.push(event{at: max(at, w.now), seq: w.seq, t: t, gen: t.gen})
 }
 
 func (t *timer) run(w *world, gen uint64) {

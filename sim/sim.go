@@ -78,6 +78,8 @@ type event struct {
 	at  time.Duration
 	seq uint64
 	fn  func()
+	t   *timer // or a timer's, with its generation (no closure to allocate)
+	gen uint64
 }
 
 // queue is a binary min-heap of events by time, then by order of
@@ -211,7 +213,11 @@ func Run(cfg Config) *Report {
 			break
 		}
 		w.now = e.at
-		e.fn()
+		if e.t != nil {
+			e.t.run(w, e.gen)
+		} else {
+			e.fn()
+		}
 		if w.now >= w.end && w.done() {
 			break
 		}
