@@ -529,7 +529,6 @@ func (c *FetchCore) proofDone(now time.Time, k *call, e CallDone) {
 		}
 	}
 	c.asked[n] = ids
-	delete(c.hedgedP, n)
 	a := ProofAnswer{N: n, Known: k.known, Outcome: e.Outcome, Upstream: u, Size: e.Size, BadProof: e.BadProof}
 	unanswered := false // no word on whether the proof exists
 	switch e.Outcome {
@@ -565,8 +564,9 @@ func (c *FetchCore) proofDone(now time.Time, k *call, e CallDone) {
 		}
 	}
 	if unanswered && len(ids) > 0 {
-		return // the hedge still in flight answers for it
+		return // the other call still in flight answers for it (and is not hedged again)
 	}
+	delete(c.hedgedP, n)
 	if unanswered && k.tries == 0 && c.book.Len() > 1 {
 		c.proofs = append(c.proofs, proofAsk{ProofWant: ProofWant{N: n, Known: k.known}, notFrom: u, tries: 1})
 		return

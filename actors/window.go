@@ -210,9 +210,10 @@ func (w *Window) ended(n, id uint64) (ok bool, left int) {
 		if sl.ids[k] == id {
 			sl.ids[k] = sl.ids[sl.calls-1]
 			sl.calls--
-			// One of two calls ended without the block: the other may be
-			// the stalled one, so another hedge may go.
-			sl.hedged = false
+			// hedged stays set: a hedge that failed or lied is not tried
+			// again while the first call runs (with a liar beside a staller
+			// that would spin at the liar's round trip); the first call's
+			// own timeout ends the wait.
 			return true, sl.calls
 		}
 	}
