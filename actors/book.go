@@ -346,7 +346,10 @@ func (b *Book) sample(s *standing, took time.Duration) {
 func (b *Book) Late(i int, running time.Duration, now time.Time) {
 	s := b.ups[i]
 	if s.rttSamples > 0 && running > s.srtt {
-		b.sample(s, running)
+		// At most twice the estimate: the call was cancelled, so how late
+		// it would have been is unknown, and an upstream that loses many
+		// hedges must not push its own next hedge ever later.
+		b.sample(s, min(running, 2*s.srtt))
 		s.sampledAt = now
 	}
 }

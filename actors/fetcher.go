@@ -82,6 +82,7 @@ func (f *fetcher) Receive(ctx actor.Context) {
 		f.cfg.Hooks.started(FetcherName)
 		f.start(ctx)
 		if f.peers.ready.Load() { // a restart; the first start waits for begin
+			ctx.Send(f.peers.proofTracker, &messages.AsksLost{})
 			f.step(ctx, Tick{})
 		}
 	case *actor.Restarting, *actor.Stopping:

@@ -88,6 +88,10 @@ type (
 		N     uint64
 		Proof any
 	}
+	// AsksLost: the asks in flight will not be answered (the Fetcher,
+	// which placed them, restarted): ask again now rather than after
+	// AskTimeout.
+	AsksLost struct{}
 	// ProofsApplied: the batch from First of Count proofs was applied (Err
 	// nil), or not. OrderProven is the store's proven tip when the store
 	// had moved on (the batch was out of order).
@@ -147,6 +151,8 @@ func (p *ProofCore) Step(now time.Time, ev any) {
 		p.answer(now, e)
 	case ProofsApplied:
 		p.applied(e)
+	case AsksLost:
+		clear(p.asking)
 	}
 	p.step(now)
 }

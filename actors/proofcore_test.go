@@ -528,3 +528,22 @@ func TestProofCoreUnansweredIsNoMiss(t *testing.T) {
 		}
 	}
 }
+
+// TestProofCoreAsksLost: when the Fetcher restarts, the asks it held are
+// asked again at once, not after AskTimeout.
+func TestProofCoreAsksLost(t *testing.T) {
+	p := NewProofCore(ProofConfig{MinWait: 100 * time.Millisecond, MaxWait: time.Second, MaxDelay: time.Minute, AskTimeout: time.Minute}, 0, 0, nil)
+	p.Step(t0, Committed{N: 1, Time: t0})
+	if r := p.Ready(); len(r.Wants) != 1 || r.Wants[0].N != 1 {
+		t.Fatalf("first ask: %+v", r.Wants)
+	}
+	later := t0.Add(time.Second)
+	p.Step(later, Tick{})
+	if r := p.Ready(); len(r.Wants) != 0 {
+		t.Fatalf("asked again while the ask is in flight: %+v", r.Wants)
+	}
+	p.Step(later, AsksLost{})
+	if r := p.Ready(); len(r.Wants) != 1 || r.Wants[0].N != 1 {
+		t.Fatalf("after the asks were lost: %+v, want block 1 asked again", r.Wants)
+	}
+}

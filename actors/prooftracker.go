@@ -98,6 +98,8 @@ func (p *proofTracker) event(msg any) any {
 			p.cfg.Log.Warn("proof rejected: upstream marked suspect", "block", m.Number, "upstream", m.Upstream, "err", m.BadProof)
 		}
 		return a
+	case *messages.AsksLost:
+		return AsksLost{}
 	case proofDue:
 		if m.epoch == p.epoch {
 			return Tick{}

@@ -77,6 +77,11 @@ type AskProofs struct {
 	Known   []bool
 }
 
+// AsksLost tells the ProofTracker that its asks in flight will never be
+// answered: the Fetcher restarted and lost them. It asks again at once.
+// Sender: Fetcher (at a restart). Receiver: ProofTracker.
+type AsksLost struct{}
+
 // ProofAnswer is the outcome of one ask of AskProofs.
 // Sender: Fetcher. Receiver: ProofTracker.
 type ProofAnswer struct {
