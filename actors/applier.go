@@ -46,7 +46,7 @@ func (a *applier) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.cfg.Hooks.started(ApplierName)
 		committed, _ := a.cfg.Store.Tips()
-		a.core = NewApplyCore(ApplyConfig{RetryInitial: a.cfg.RetryInitial, RetryMax: a.cfg.RetryMax}, committed+1)
+		a.core = NewApplyCore(a.cfg.ApplyConfig(), committed+1)
 		a.retry = newSelfTimer(ctx, retryApply{})
 		// Whatever the Fetcher delivered to an earlier incarnation is gone.
 		// (At the engine's first start the Fetcher starts from the store.)

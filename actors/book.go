@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"time"
 )
@@ -491,22 +490,15 @@ func (b *Book) cut(i int, launched, now time.Time, timedOut bool) bool {
 }
 
 // Notes is what is held against each upstream at now, for an operator;
-// upstreams in good standing are left out.
+// upstreams in good standing are left out. At the zero time it is
+// everything held, however long it lasts (what the shell publishes; readers
+// filter it with notesAt at their own time).
 func (b *Book) Notes(now time.Time) map[string]UpstreamNote {
-	m := map[string]UpstreamNote{}
+	m := make(map[string]UpstreamNote, len(b.ups))
 	for _, s := range b.ups {
-		n := UpstreamNote{Problem: s.problem}
-		if now.Before(s.downUntil) {
-			n.BackedOffUntil = s.downUntil
-		}
-		if now.Before(s.suspectUntil) {
-			n.Suspect, n.SuspectUntil = s.suspectWhy, s.suspectUntil
-		}
-		if n != (UpstreamNote{}) {
-			m[s.name] = n
-		}
+		m[s.name] = UpstreamNote{Problem: s.problem, BackedOffUntil: s.downUntil, Suspect: s.suspectWhy, SuspectUntil: s.suspectUntil}
 	}
-	return m
+	return notesAt(m, now)
 }
 
 // Version changes whenever Notes may have.
@@ -517,14 +509,4 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// Debug describes every upstream's standing (tests and the simulator).
-func (b *Book) Debug() string {
-	s := ""
-	for _, u := range b.ups {
-		s += fmt.Sprintf("{%s tip %d lacks %d inflight %d limit %d down %s suspect %s srtt %s var %s} ", u.name, u.tip, u.lacks, u.inFlight, u.limit,
-			u.downUntil.Format("15:04:05.000"), u.suspectUntil.Format("15:04:05.000"), u.srtt, u.rttvar)
-	}
-	return s
 }

@@ -91,8 +91,9 @@ func (c *Config) Defaults() {
 	}
 }
 
-// fetchConfig is the FetchCore's part of the configuration.
-func (c *Config) fetchConfig(upstreams []string, seed uint64) FetchConfig {
+// FetchConfig is the FetchCore's part of the configuration (the shell's,
+// and the simulator's: one translation for both).
+func (c *Config) FetchConfig(upstreams []string, seed uint64) FetchConfig {
 	return FetchConfig{
 		Window: WindowConfig{MaxBlocks: c.FetchWindow, MaxBytes: c.FetchWindowBytes, Credits: c.Credits,
 			PollInterval: c.PollInterval, RetryInitial: c.RetryInitial, RetryMax: c.RetryMax, Seed: seed},
@@ -100,9 +101,14 @@ func (c *Config) fetchConfig(upstreams []string, seed uint64) FetchConfig {
 	}
 }
 
-// proofConfig is the ProofCore's part of the configuration.
-func (c *Config) proofConfig() ProofConfig {
+// ProofConfig is the ProofCore's part of the configuration.
+func (c *Config) ProofConfig() ProofConfig {
 	return ProofConfig{MinWait: c.PollInterval, MaxWait: c.ProofMaxWait, MaxDelay: c.ProofMaxDelay, AskTimeout: 2 * c.FetchTimeout}
+}
+
+// ApplyConfig is the ApplyCore's part of the configuration.
+func (c *Config) ApplyConfig() ApplyConfig {
+	return ApplyConfig{RetryInitial: c.RetryInitial, RetryMax: c.RetryMax}
 }
 
 // Hooks let tests inject failures and watch lifecycles. Receive runs

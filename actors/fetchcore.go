@@ -629,18 +629,3 @@ func (c *FetchCore) report(u int) {
 func (c *FetchCore) log(warn bool, msg string, u int, n uint64, detail string) {
 	c.ready.Logs = append(c.ready.Logs, LogLine{Warn: warn, Msg: msg, Upstream: u, N: n, Detail: detail})
 }
-
-// Debug describes block n's slot and calls (tests and the simulator).
-func (c *FetchCore) Debug(n uint64) string {
-	sl := c.win.slots[n]
-	if sl == nil {
-		return "no slot"
-	}
-	s := fmt.Sprintf("state %d calls %d hedged %v launched %s retryAt %s", sl.state, sl.calls, sl.hedged, sl.launched.Format("15:04:05.000"), sl.retryAt.Format("15:04:05.000"))
-	for k := 0; k < sl.calls; k++ {
-		if cl := c.calls[sl.ids[k]]; cl != nil {
-			s += fmt.Sprintf(" [call %d to %d probe %v]", sl.ids[k], cl.upstream, cl.probe)
-		}
-	}
-	return s
-}

@@ -57,11 +57,10 @@ type fetchResult struct {
 
 // fetched is a block the core holds until it is delivered (CallDone.Payload).
 type fetched struct {
-	block    *block.Block
-	size     int
-	proof    []byte
-	at       time.Time
-	upstream string
+	block *block.Block
+	size  int
+	proof []byte
+	at    time.Time
 }
 
 // wakeUp is sent by the fetcher's timer when a retry, probe or hedge falls due.
@@ -104,7 +103,7 @@ func (f *fetcher) start(ctx actor.Context) {
 	for i, u := range f.cfg.Upstreams {
 		names[i] = u.Name()
 	}
-	f.core = NewFetchCore(f.cfg.fetchConfig(names, f.epoch), committed+1, time.Now())
+	f.core = NewFetchCore(f.cfg.FetchConfig(names, f.epoch), committed+1, time.Now())
 	f.callCtx, f.cancel = context.WithCancel(context.Background())
 	f.inCall = map[uint64]context.CancelFunc{}
 	f.timer = newSelfTimer(ctx, wakeUp{epoch: f.epoch})
@@ -181,9 +180,18 @@ func (f *fetcher) account(r *fetchResult) CallDone {
 	d := r.done
 	m, st := f.cfg.Metrics, &f.e.stats
 	wanted := f.core.Wanted(d.ID)
-	kind := map[Outcome]string{Served: "ok", Empty: "empty", Bad: "bad", Failed: "error", TimedOut: "error"}[d.Outcome]
-	if !wanted && (d.Outcome == Failed || d.Outcome == TimedOut) {
+	var kind string
+	switch {
+	case d.Outcome == Served:
+		kind = "ok"
+	case d.Outcome == Empty:
+		kind = "empty"
+	case d.Outcome == Bad:
+		kind = "bad"
+	case !wanted:
 		kind = "cancelled" // a hedge answered first, or the window moved on
+	default:
+		kind = "error"
 	}
 	m.Fetched(kind, d.Took)
 	st.FetchedBytes.Add(int64(d.Size + len(r.proof)))
@@ -243,7 +251,7 @@ func (f *fetcher) carryOut(ctx actor.Context, r *FetchReady) {
 	for _, d := range r.Deliveries {
 		b := d.Payload.(*fetched)
 		ctx.Send(f.peers.applier, &messages.Deliver{Block: b.block, Size: b.size, Proof: b.proof,
-			Upstream: b.upstream, FetchedAt: b.at, Trace: otel.Inject(f.e.journeys.start(d.N))})
+			Upstream: f.core.Book().Name(d.Upstream), FetchedAt: b.at, Trace: otel.Inject(f.e.journeys.start(d.N))})
 	}
 	for _, a := range r.ProofAnswers {
 		ans := &messages.ProofAnswer{Number: a.N, Known: a.Known, BadProof: a.BadProof, Size: a.Size,
@@ -387,7 +395,7 @@ func (f *fetcher) fetch(ctx context.Context, up Upstream, c Call) *fetchResult {
 				d.Payload = proof
 			}
 		} else {
-			d.Payload = &fetched{block: b, size: len(raw), proof: r.proof, at: r.at, upstream: up.Name()}
+			d.Payload = &fetched{block: b, size: len(raw), proof: r.proof, at: r.at}
 		}
 	}
 	return r

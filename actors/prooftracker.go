@@ -45,7 +45,7 @@ func (p *proofTracker) Receive(ctx actor.Context) {
 		p.cfg.Hooks.started(ProofTrackerName)
 		p.epoch = epochCounter.Add(1)
 		committed, proven := p.cfg.Store.Tips()
-		p.core = NewProofCore(p.cfg.proofConfig(), committed, proven, p.times(proven, committed))
+		p.core = NewProofCore(p.cfg.ProofConfig(), committed, proven, p.times(proven, committed))
 		p.timer = newSelfTimer(ctx, proofDue{epoch: p.epoch})
 		p.step(ctx, Tick{})
 	case *actor.Restarting, *actor.Stopping:

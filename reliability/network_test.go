@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -274,10 +275,16 @@ func startFollowerWith(t *testing.T, upstream, genesisPath string, cfg actors.Co
 // startFollowerIn runs a follower of upstream on the data directory dir.
 func startFollowerIn(t *testing.T, dir, upstream, genesisPath string, cfg actors.Config) *runtime.Follower {
 	t.Helper()
+	return startFollowerOf(t, dir, []string{upstream}, genesisPath, cfg)
+}
+
+// startFollowerOf runs a follower of several upstreams on dir.
+func startFollowerOf(t *testing.T, dir string, upstreams []string, genesisPath string, cfg actors.Config) *runtime.Follower {
+	t.Helper()
 	f, err := runtime.New(runtime.Config{
-		DataDir: dir, Genesis: genesisPath, Upstreams: []string{upstream}, Listen: "127.0.0.1:0",
+		DataDir: dir, Genesis: genesisPath, Upstreams: upstreams, Listen: "127.0.0.1:0",
 		ShutdownGrace: time.Second, Engine: cfg,
-		Log: testnet.LogOnFailure(t, "follower in "+filepath.Base(dir)+" of "+upstream),
+		Log: testnet.LogOnFailure(t, "follower in "+filepath.Base(dir)+" of "+strings.Join(upstreams, ", ")),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 
 	"storesync/actors"
 	"storesync/internal/testnet"
-	"storesync/runtime"
 )
 
 // TestStallingUpstream: a follower with two upstreams, the primary itself
@@ -37,22 +36,7 @@ func TestStallingUpstream(t *testing.T) {
 	p := testnet.StartPrimary(t, interval, nil)
 	s := testnet.StartStalling(t, p.PublicAddr(), every, stall)
 	// The engine's defaults, its 10 s fetch timeout included.
-	f, err := runtime.New(runtime.Config{
-		DataDir: t.TempDir(), Genesis: testnet.GenesisOf(p.Node), Upstreams: []string{p.PublicAddr(), s.Addr()},
-		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Engine: actors.Config{},
-		Log: testnet.LogOnFailure(t, "follower of the primary and a stalling store"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := f.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	f := startFollowerOf(t, t.TempDir(), []string{p.PublicAddr(), s.Addr()}, testnet.GenesisOf(p.Node), actors.Config{})
 	primaryTip := func() uint64 { c, _ := p.Store().Tips(); return c }
 	committed := func() uint64 { c, _ := f.Store().Tips(); return c }
 

@@ -86,16 +86,11 @@ func (f *follower) start() {
 	for i, l := range f.links {
 		names[i] = l.Name
 	}
-	cfg := f.w.cfg.Engine
-	fc := actors.FetchConfig{
-		Window: actors.WindowConfig{MaxBlocks: cfg.FetchWindow, MaxBytes: cfg.FetchWindowBytes, Credits: cfg.Credits,
-			PollInterval: cfg.PollInterval, RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax, Seed: f.w.cfg.Seed + uint64(f.id)},
-		Upstreams: names, FetchTimeout: cfg.FetchTimeout, SuspectFor: cfg.SuspectFor, Hedge: !cfg.NoHedge,
-	}
-	f.fetch = actors.NewFetchCore(fc, 1, now)
-	f.proof = actors.NewProofCore(actors.ProofConfig{MinWait: cfg.PollInterval, MaxWait: cfg.ProofMaxWait,
-		MaxDelay: cfg.ProofMaxDelay, AskTimeout: 2 * cfg.FetchTimeout}, 0, 0, nil)
-	f.apply = actors.NewApplyCore(actors.ApplyConfig{RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax}, 1)
+	// The engine's own translation of its configuration, as the actors use.
+	cfg := &f.w.cfg.Engine
+	f.fetch = actors.NewFetchCore(cfg.FetchConfig(names, f.w.cfg.Seed+uint64(f.id)), 1, now)
+	f.proof = actors.NewProofCore(cfg.ProofConfig(), 0, 0, nil)
+	f.apply = actors.NewApplyCore(cfg.ApplyConfig(), 1)
 	f.stepFetch(actors.Tick{})
 	f.stepProof(actors.Tick{})
 	// At a phase of its own: a poll in step with the blocks would see each at once.
@@ -264,12 +259,7 @@ func (f *follower) call(c actors.Call) {
 	if l.Jitter > 0 {
 		rtt += time.Duration(f.rng.Int64N(int64(l.Jitter)))
 	}
-	down := false
-	for _, o := range l.Outages {
-		if start >= o[0] && start < o[1] {
-			down = true
-		}
-	}
+	down := l.down(start)
 	done := actors.CallDone{ID: c.ID}
 	took := rtt
 	switch {
@@ -338,14 +328,8 @@ func (f *follower) call(c actors.Call) {
 func (f *follower) healthPoll() {
 	now := f.w.wall(f.w.now)
 	for i, l := range f.links {
-		down := false
-		for _, o := range l.Outages {
-			if f.w.now >= o[0] && f.w.now < o[1] {
-				down = true
-			}
-		}
 		f.st.healthCalls++
-		if down {
+		if l.down(f.w.now) {
 			continue
 		}
 		tip := f.tipOf(l.Of, f.w.now)
@@ -420,4 +404,14 @@ func (t *timer) run(w *world, gen uint64) {
 		t.at = -1
 		t.fire()
 	}
+}
+
+// down reports whether the link is in one of its outages at d.
+func (l *Link) down(d time.Duration) bool {
+	for _, o := range l.Outages {
+		if d >= o[0] && d < o[1] {
+			return true
+		}
+	}
+	return false
 }
