@@ -132,7 +132,7 @@ func (a *applier) apply(ctx actor.Context, d *messages.Deliver) ApplyOutcome {
 		attribute.String("upstream", d.Upstream), attribute.Float64("sync_latency_ms", float64(time.Since(blockTime).Microseconds())/1000))
 	_, proven := a.cfg.Store.Tips()
 	a.cfg.Metrics.Tips(n, proven)
-	a.cfg.Metrics.Applied(rep.Validate, rep.Trees, rep.BlockFile, rep.SQLite, blockTime)
+	a.cfg.Metrics.Applied(rep.Validate, rep.Trees, rep.BlockFile, rep.SQLite, rep.State, blockTime)
 	// The proof first: the ProofTracker then never asks for a proof that
 	// is already on its way.
 	if d.Proof != nil {

@@ -109,7 +109,7 @@ func (j *journeys) applySpans(parent context.Context, rep store.Report, end time
 	for _, st := range []struct {
 		name string
 		d    time.Duration
-	}{{"validate", rep.Validate}, {"trees", rep.Trees}, {"blockfile", rep.BlockFile}, {"sqlite", rep.SQLite}} {
+	}{{"validate", rep.Validate}, {"trees", rep.Trees}, {"blockfile", rep.BlockFile}, {"sqlite", rep.SQLite}, {"state", rep.State}} {
 		if st.d == 0 {
 			continue
 		}

@@ -157,7 +157,10 @@ func (s *Server) GetAccount(ctx context.Context, req *storev1.GetAccountRequest)
 		return nil, err
 	}
 	sn := s.st.Snapshot()
-	v, proof, ok := sn.Account(id)
+	v, proof, ok, err := sn.Account(id)
+	if err != nil {
+		return nil, storeError(ctx, err)
+	}
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "account %s does not exist at block %d", id, sn.Committed())
 	}
@@ -174,7 +177,11 @@ func (s *Server) CheckNullifiers(ctx context.Context, req *storev1.CheckNullifie
 	sn := s.st.Snapshot()
 	root := sn.State.Header.NullifierRoot
 	out := &storev1.CheckNullifiersResponse{BlockNum: sn.Committed(), NullifierRoot: root[:]}
-	for _, st := range sn.Nullifiers(nfs) {
+	sts, err := sn.Nullifiers(nfs)
+	if err != nil {
+		return nil, storeError(ctx, err)
+	}
+	for _, st := range sts {
 		out.Nullifiers = append(out.Nullifiers, &storev1.NullifierStatus{Nullifier: st.Nullifier[:], SpentAt: st.SpentAt, Proof: st.Proof.Encode()})
 	}
 	return out, nil
@@ -273,6 +280,8 @@ func storeError(ctx context.Context, err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, store.ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, store.ErrSnapshotGone):
+		return status.Error(codes.Aborted, err.Error())
 	default:
 		return status.Error(codes.Internal, err.Error())
 	}

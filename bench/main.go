@@ -3,6 +3,7 @@
 // ratios (these machines are shared and noisy).
 //
 //	go run ./bench [catchup|lag|proofs|stall|isolation|memory|all] [--quick] [--json FILE] [--plots DIR]
+//	go run ./bench scale [--quick] [--scale-sizes 1e5,1e6,1e7] [--scale-cache DIR] [--plots DIR]
 //
 // Network round trips are injected on loopback with toxiproxy (latency with
 // jitter), never by sleeping in our own code. The stall scenario puts a
@@ -32,6 +33,7 @@ type Results struct {
 	Stall     *StallResult     `json:"stall,omitempty"`
 	Memory    *MemoryResult    `json:"memory,omitempty"`
 	Isolation *IsolationResult `json:"isolation,omitempty"`
+	Scale     *ScaleResult     `json:"scale,omitempty"`
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -42,9 +44,15 @@ func main() {
 	plots := flag.String("plots", "", "write PNG charts to this directory")
 	catchupProfiles := flag.String("catchup-profiles", "small,standard,large", "the block profiles the catchup scenario runs (without --quick)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	scaleSizes := flag.String("scale-sizes", "", "the state sizes (keys) the scale scenario measures (default "+scaleDefaultSizes+"; --quick: 1e5)")
+	scaleCache := flag.String("scale-cache", "", "where the scale scenario keeps its states between runs (default: the user cache dir's storesync/scale)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: go run ./bench [catchup|lag|proofs|stall|isolation|memory|all] [--quick] [--json FILE] [--plots DIR]")
+		fmt.Fprintln(os.Stderr, "       go run ./bench scale [--quick] [--scale-sizes 1e5,1e6,1e7] [--scale-cache DIR] [--plots DIR]  (not part of all: it keeps GBs of states)")
 		flag.PrintDefaults()
+	}
+	if scaleChild(os.Args[1:]) {
+		return
 	}
 	if len(os.Args) == 2 && os.Args[1] == isolationChild {
 		if err := isolationPrimary(); err != nil {
@@ -86,7 +94,7 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "(%s took %s)\n", name, time.Since(start).Round(time.Second))
 	}
-	known := map[string]bool{"all": true, "catchup": true, "lag": true, "proofs": true, "stall": true, "memory": true, "isolation": true}
+	known := map[string]bool{"all": true, "catchup": true, "lag": true, "proofs": true, "stall": true, "memory": true, "isolation": true, "scale": true}
 	if !known[scenario] {
 		flag.Usage()
 		os.Exit(2)
@@ -97,6 +105,9 @@ func main() {
 	run("stall", func() (err error) { res.Stall, err = stallScenario(*quick); return })
 	run("isolation", func() (err error) { res.Isolation, err = isolation(*quick); return })
 	run("memory", func() (err error) { res.Memory, err = memory(*quick); return })
+	if scenario == "scale" { // only when named: it grows and keeps GBs of states
+		run("scale", func() (err error) { res.Scale, err = scale(*quick, *scaleSizes, *scaleCache, *plots); return })
+	}
 	if *plots != "" {
 		if err := writePlots(*plots, res); err != nil {
 			fmt.Fprintln(os.Stderr, "plots:", err)

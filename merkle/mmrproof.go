@@ -11,7 +11,9 @@ type MMRProof struct {
 	Peaks    []Hash // every peak, left to right
 }
 
-// Prove returns the inclusion proof of leaf number leaf.
+// Prove returns the inclusion proof of leaf number leaf. Of a disk-backed
+// MMR it reads the siblings that are in the store with one ReadMMRNodes
+// call.
 func (m *MMR) Prove(leaf uint64) (MMRProof, error) {
 	if leaf >= m.leaves {
 		return MMRProof{}, fmt.Errorf("prove MMR leaf %d of %d: %w", leaf, m.leaves, ErrLeafOutOfRange)
@@ -22,14 +24,36 @@ func (m *MMR) Prove(leaf uint64) (MMRProof, error) {
 	if height > 0 {
 		sibs = make([]Hash, height)
 	}
+	// The siblings to read, and where each goes in sibs.
+	var stored []uint64
+	var into [maxMMRHeight]int
 	// Walk down from the peak; in post-order the right child sits just
 	// before its parent and the left child one right subtree further back.
 	for h := height; h > 0; h-- {
 		left, right := peak-1-subtreeSize(h-1), peak-1
+		sib := left
 		if local>>(h-1)&1 == 0 {
-			sibs[h-1], peak = m.node(right), left
+			sib, peak = right, left
 		} else {
-			sibs[h-1], peak = m.node(left), right
+			peak = right
+		}
+		if sib >= m.base {
+			sibs[h-1] = m.memNode(sib)
+			continue
+		}
+		if stored == nil {
+			stored = make([]uint64, 0, h)
+		}
+		into[len(stored)] = h - 1
+		stored = append(stored, sib)
+	}
+	if len(stored) > 0 {
+		read := make([]Hash, len(stored))
+		if err := m.src.ReadMMRNodes(stored, read); err != nil {
+			return MMRProof{}, fmt.Errorf("prove MMR leaf %d: read %d siblings: %w", leaf, len(stored), err)
+		}
+		for i, h := range read {
+			sibs[into[i]] = h
 		}
 	}
 	return MMRProof{Siblings: sibs, Peaks: m.Peaks()}, nil

@@ -32,9 +32,13 @@ type SMT struct {
 	rootHash Hash
 	size     int
 	gen      uint64 // generation of the Update that made this tree; see branch.gen
+	// stale lists the stored nodes that Updates since the last Persist
+	// replaced (see Persist); nil for a tree that lives only in memory.
+	stale []uint64
 }
 
-// node is a *leaf or a *branch; a nil node is the empty subtree.
+// node is a *leaf, a *branch or a *ref (a stored branch, see Persist); a
+// nil node is the empty subtree.
 //
 // The in-memory tree is path-compressed: a branch exists only where keys
 // actually split, and a leaf hangs right below the branch where its key
@@ -91,7 +95,7 @@ func (t *SMT) Len() int { return t.size }
 func (t *SMT) Get(key Hash) (Hash, bool) {
 	n := t.root
 	for {
-		switch x := n.(type) {
+		switch x := resolve(n).(type) {
 		case *branch:
 			n = x.kids[bitOf(key, int(x.bit))]
 		case *leaf:
@@ -110,7 +114,7 @@ func (t *SMT) Get(key Hash) (Hash, bool) {
 func (t *SMT) Walk(fn func(k, v Hash) bool) { walk(t.root, fn) }
 
 func walk(n node, fn func(k, v Hash) bool) bool {
-	switch x := n.(type) {
+	switch x := resolve(n).(type) {
 	case *branch:
 		return walk(x.kids[0], fn) && walk(x.kids[1], fn)
 	case *leaf:
@@ -129,7 +133,7 @@ const maxSkip = 32
 func anyKey(b *branch) Hash {
 	n := node(b)
 	for {
-		switch x := n.(type) {
+		switch x := resolve(n).(type) {
 		case *branch:
 			n = x.kids[0]
 		case *leaf:

@@ -28,7 +28,7 @@ func (t *SMT) Prove(key Hash) SMTProof {
 	depth := 0
 	n := t.root
 	for {
-		switch x := n.(type) {
+		switch x := resolve(n).(type) {
 		case *branch:
 			bit := int(x.bit)
 			if bit > depth {

@@ -26,7 +26,7 @@ var forkMinBatch = 128
 func (t *SMT) Update(kvs []KV) *SMT {
 	u := updater{gen: t.gen + 1, fork: forkMinBatch}
 	root := u.merge(t.root, t.rootHash, sortBatch(kvs, u.fork), 0)
-	next := &SMT{root: root, rootHash: t.rootHash, size: t.size + u.added, gen: u.gen}
+	next := &SMT{root: root, rootHash: t.rootHash, size: t.size + u.added, gen: u.gen, stale: concatStale(t.stale, u.stale)}
 	if root != t.root {
 		next.rootHash = u.hashOf(root)
 	}
@@ -43,6 +43,8 @@ type updater struct {
 	// fork is the batch size at which to hand half of the work to a
 	// second goroutine; 0 once that has been done.
 	fork int
+	// stale collects the stored nodes this call replaced (see Persist).
+	stale []uint64
 }
 
 // merge applies kvs, sorted and all sharing the first top bits, to n, the
@@ -55,6 +57,17 @@ func (u *updater) merge(n node, h Hash, kvs []KV, top int) node {
 		return n
 	}
 	switch x := n.(type) {
+	case *ref:
+		// A stored branch is loaded to be merged into; it is replaced
+		// unless the batch changed nothing below it, and then the parent
+		// keeps the reference.
+		b := x.load()
+		m := u.mergeBranch(b, kvs, top)
+		if m == node(b) {
+			return x
+		}
+		u.stale = append(u.stale, x.id)
+		return m
 	case *branch:
 		return u.mergeBranch(x, kvs, top)
 	case *leaf:
@@ -128,7 +141,9 @@ func (u *updater) forks(kvs []KV, s int) bool {
 func (u *updater) forkMerge(kids [2]node, hashes [2]Hash, kvs []KV, s, top int) ([2]node, [2]Hash) {
 	parts := [2][]KV{kvs[:s], kvs[s:]}
 	subs := [2]updater{{gen: u.gen}, {gen: u.gen}}
+	var failed [2]any // a failed node read in either half, raised once both are done
 	half := func(i int) {
+		defer func() { failed[i] = recover() }()
 		n := subs[i].merge(kids[i], hashes[i], parts[i], top)
 		if n != kids[i] {
 			kids[i], hashes[i] = n, subs[i].hashOf(n)
@@ -138,7 +153,13 @@ func (u *updater) forkMerge(kids [2]node, hashes [2]Hash, kvs []KV, s, top int) 
 	wg.Go(func() { half(0) })
 	half(1)
 	wg.Wait()
+	for _, r := range failed {
+		if r != nil {
+			panic(r)
+		}
+	}
 	u.added += subs[0].added + subs[1].added
+	u.stale = append(append(u.stale, subs[0].stale...), subs[1].stale...)
 	return kids, hashes
 }
 
@@ -243,6 +264,14 @@ func (u *updater) own(b *branch) *branch {
 // new one came in between. A leaf's hash does not depend on its depth; a
 // branch's does, through the levels it skips.
 func (u *updater) retop(n node, top int) node {
+	if r, ok := n.(*ref); ok {
+		b := r.load()
+		if int(b.top) == top {
+			return r
+		}
+		u.stale = append(u.stale, r.id)
+		n = b
+	}
 	b, ok := n.(*branch)
 	if !ok || int(b.top) == top {
 		return n
@@ -262,7 +291,7 @@ func (u *updater) retop(n node, top int) node {
 // call left out below it, children first. Nodes from older trees keep
 // their hashes: a slot is zero only if this call put a new node there.
 func (u *updater) hashOf(n node) Hash {
-	switch x := n.(type) {
+	switch x := resolve(n).(type) {
 	case *leaf:
 		return LeafHash(x.key, x.value)
 	case *branch:

@@ -74,7 +74,7 @@ func NewMetrics() *Metrics {
 	m.windowBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "storesync_fetch_window_bytes", Help: "Bytes held or expected by the fetch window."})
 	m.fetchLimit = prometheus.NewGauge(prometheus.GaugeOpts{Name: "storesync_fetch_limit", Help: "Calls the fetcher allows in flight: the window, or fewer on a link too slow for it."})
 	m.fetch = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "storesync_fetch_duration_seconds", Help: "GetBlockByNumber calls made by the fetcher, by outcome.", Buckets: latencyBuckets}, []string{"outcome"})
-	m.apply = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "storesync_apply_duration_seconds", Help: "ApplyBlock time, per stage (validate, trees, blockfile, sqlite) and in total.", Buckets: latencyBuckets}, []string{"stage"})
+	m.apply = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "storesync_apply_duration_seconds", Help: "ApplyBlock time, per stage (validate, trees, blockfile, sqlite, state) and in total.", Buckets: latencyBuckets}, []string{"stage"})
 	m.syncLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "storesync_sync_latency_seconds", Help: "From a block's timestamp to its commit in this store.", Buckets: latencyBuckets})
 	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_fetched_bytes_total", Help: "Bytes fetched from upstreams: useful (blocks and proofs needed) or redundant (blocks fetched again to ask for a proof)."}, []string{"kind"})
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_rejected_blocks_total", Help: "Blocks that failed a check, by reason; reason \"proof\": a proof that failed verification (the block itself was fine)."}, []string{"reason"})
@@ -161,7 +161,7 @@ func (m *Metrics) Fetched(outcome string, d time.Duration) {
 }
 
 // Applied records one ApplyBlock by stage, and the block's sync latency.
-func (m *Metrics) Applied(validate, trees, blockfile, sqlite time.Duration, blockTime time.Time) {
+func (m *Metrics) Applied(validate, trees, blockfile, sqlite, state time.Duration, blockTime time.Time) {
 	if m == nil {
 		return
 	}
@@ -169,7 +169,8 @@ func (m *Metrics) Applied(validate, trees, blockfile, sqlite time.Duration, bloc
 	m.apply.WithLabelValues("trees").Observe(trees.Seconds())
 	m.apply.WithLabelValues("blockfile").Observe(blockfile.Seconds())
 	m.apply.WithLabelValues("sqlite").Observe(sqlite.Seconds())
-	m.apply.WithLabelValues("total").Observe((validate + trees + blockfile + sqlite).Seconds())
+	m.apply.WithLabelValues("state").Observe(state.Seconds())
+	m.apply.WithLabelValues("total").Observe((validate + trees + blockfile + sqlite + state).Seconds())
 	m.syncLatency.Observe(max(time.Since(blockTime), 0).Seconds())
 }
 

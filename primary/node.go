@@ -39,6 +39,7 @@ type Config struct {
 	ProveJitter    time.Duration        // ...plus or minus up to this
 	ShutdownGrace  time.Duration        // how long in-flight calls may finish on shutdown
 	TLS            certs.Server         // the public read API's certificate; zero: plain text
+	Store          store.Options        // the store's cache sizes; zero fields: store.DefaultOptions
 	Tracing        trace.TracerProvider // server spans of the read API; nil: off
 	Log            *slog.Logger
 }
@@ -98,7 +99,7 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	if n.st, err = store.Open(filepath.Join(cfg.DataDir, StoreDir), g); err != nil {
+	if n.st, err = store.OpenWith(filepath.Join(cfg.DataDir, StoreDir), g, cfg.Store); err != nil {
 		return nil, err
 	}
 	if cfg.Produce {

@@ -35,8 +35,8 @@ func produce(ctx context.Context, st *store.Store, gen *workload.Generator, inte
 			continue
 		}
 		m.Tips(st.Tips())
-		m.Applied(r.Validate, r.Trees, r.BlockFile, r.SQLite, time.UnixMilli(int64(b.Header.Timestamp)))
+		m.Applied(r.Validate, r.Trees, r.BlockFile, r.SQLite, r.State, time.UnixMilli(int64(b.Header.Timestamp)))
 		log.Info("committed", "block", r.Number, "txs", len(b.Body.Transactions), "bytes", r.Bytes,
-			"apply_ms", float64((r.Validate+r.Trees+r.BlockFile+r.SQLite).Microseconds())/1000)
+			"apply_ms", float64((r.Validate+r.Trees+r.BlockFile+r.SQLite+r.State).Microseconds())/1000)
 	}
 }

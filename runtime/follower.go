@@ -48,6 +48,9 @@ type Config struct {
 	// Limits bound what clients of the read API may use; zero fields take
 	// DefaultLimits.
 	Limits Limits
+	// Store sets the store's cache sizes; zero fields take
+	// store.DefaultOptions.
+	Store store.Options
 	// Engine configures the sync engine. New sets its Store and appends an
 	// upstream per address in Upstreams to any it already has.
 	Engine actors.Config
@@ -105,7 +108,7 @@ func New(cfg Config) (*Follower, error) {
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
 	f := &Follower{cfg: cfg, metrics: otel.NewMetrics()}
-	if f.st, err = store.Open(filepath.Join(cfg.DataDir, "store"), g); err != nil {
+	if f.st, err = store.OpenWith(filepath.Join(cfg.DataDir, "store"), g, cfg.Store); err != nil {
 		return nil, err
 	}
 	for _, addr := range cfg.Upstreams {

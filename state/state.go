@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -131,7 +132,10 @@ func (s *State) Apply(b *block.Block, rules Rules) (*Applied, error) {
 		return nil, reject(want, CheckChainCommitment, "header has %s, chain of blocks 0..%d is %s", h.ChainCommitment.Short(), s.Header.Number, c.Short())
 	}
 	treesStart := time.Now()
-	accounts, nullifiers := s.nextTrees(b)
+	accounts, nullifiers, err := NextTrees(s.Accounts, s.Nullifiers, b)
+	if err != nil {
+		return nil, fmt.Errorf("apply block %d: %w", want, err)
+	}
 	chain := s.Chain.Append(h.Commitment())
 	treesEnd := time.Now()
 	if r := accounts.Root(); r != h.AccountRoot {
@@ -177,16 +181,21 @@ func (s *State) checkBody(b *block.Block) error {
 				return reject(n, CheckBody, "nullifier %d (%s) is out of order", i, nf.Short())
 			}
 		}
-		if v, ok := s.Nullifiers.Get(nf); ok {
+		v, ok, err := s.Nullifiers.TryGet(nf)
+		if err != nil {
+			return fmt.Errorf("check nullifier %s of block %d: %w", nf.Short(), n, err)
+		}
+		if ok {
 			return reject(n, CheckDoubleSpend, "nullifier %s was already spent in block %d", nf.Short(), SpentAt(v))
 		}
 	}
 	return nil
 }
 
-// nextTrees computes both updated trees; they are independent, so they are
-// built on both cores.
-func (s *State) nextTrees(b *block.Block) (accounts, nullifiers *merkle.SMT) {
+// NextTrees returns the account and nullifier trees after b's updates; they
+// are independent, so they are built on both cores. It checks nothing: the
+// error is a failed read of a stored tree's nodes.
+func NextTrees(accounts, nullifiers *merkle.SMT, b *block.Block) (*merkle.SMT, *merkle.SMT, error) {
 	akv := make([]merkle.KV, len(b.Body.Accounts))
 	for i, a := range b.Body.Accounts {
 		akv[i] = merkle.KV{Key: a.ID, Value: a.Commitment}
@@ -196,14 +205,19 @@ func (s *State) nextTrees(b *block.Block) (accounts, nullifiers *merkle.SMT) {
 	for i, nf := range b.Body.Nullifiers {
 		nkv[i] = merkle.KV{Key: nf, Value: v}
 	}
+	var nextN *merkle.SMT
+	var errN error
 	done := make(chan struct{})
 	go func() {
-		nullifiers = s.Nullifiers.Update(nkv)
+		nextN, errN = nullifiers.TryUpdate(nkv)
 		close(done)
 	}()
-	accounts = s.Accounts.Update(akv)
+	nextA, errA := accounts.TryUpdate(akv)
 	<-done
-	return accounts, nullifiers
+	if err := errors.Join(errA, errN); err != nil {
+		return nil, nil, err
+	}
+	return nextA, nextN, nil
 }
 
 // Build completes a block for the given body on top of s: it fills every
@@ -226,7 +240,10 @@ func (s *State) Build(body block.Body, timestamp uint64, key ed25519.PrivateKey)
 	if err := s.checkBody(b); err != nil {
 		return nil, fmt.Errorf("build block %d: %w", h.Number, err)
 	}
-	accounts, nullifiers := s.nextTrees(b)
+	accounts, nullifiers, err := NextTrees(s.Accounts, s.Nullifiers, b)
+	if err != nil {
+		return nil, fmt.Errorf("build block %d: %w", h.Number, err)
+	}
 	h.AccountRoot = accounts.Root()
 	h.NullifierRoot = nullifiers.Root()
 	b.Sign(key)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,6 +21,7 @@ type Report struct {
 	Trees     time.Duration // computing the new trees and MMR
 	BlockFile time.Duration // write + fdatasync of the block file
 	SQLite    time.Duration // the transaction, commit included
+	State     time.Duration // the state database batch: tree nodes, note index
 }
 
 // ApplyBlockBytes decodes and applies an encoded block. A block that does not
@@ -44,20 +46,26 @@ func (s *Store) ApplyBlock(ctx context.Context, b *block.Block) (Report, error) 
 	if s.closed {
 		return rep, ErrClosed
 	}
+	n := b.Header.Number
+	if err := s.catchUpState(ctx); err != nil {
+		return rep, storageErr(fmt.Sprintf("apply block %d: state database", n), err)
+	}
 	cur := s.snap.Load()
 	next, err := cur.State.Apply(b, s.rules)
 	if err != nil {
-		return rep, err
+		if errors.Is(err, state.ErrRejected) {
+			return rep, err
+		}
+		return rep, storageErr(fmt.Sprintf("apply block %d: read state", n), err)
 	}
 	rep.Validate, rep.Trees = next.Validate, next.Trees
-	n := b.Header.Number
 
 	t := time.Now()
 	data := b.Encode()
 	rep.Bytes = len(data)
 	l := loc{len: uint32(len(data))}
 	if n%SegmentSpan != 0 {
-		l.off = cur.blockLocs[n-1].end()
+		l.off = cur.tipLoc.end()
 	}
 	if err := s.blocks.write(n, l.off, data); err != nil {
 		// A full disk gets back what the failed write took; nothing of
@@ -77,14 +85,62 @@ func (s *Store) ApplyBlock(ctx context.Context, b *block.Block) (Report, error) 
 	}
 	rep.SQLite = time.Since(t)
 
+	// Committed. The state batch follows; should the disk refuse it, the
+	// snapshot keeps the trees in memory and the next ApplyBlock (or Open)
+	// writes the batch again from the block file before anything else.
+	t = time.Now()
+	st := *next.State
+	st.Chain = next.State.Chain.Persisted(s.mmr)
+	if acc, nul, err := s.writeState(n, st.Accounts, st.Nullifiers, next.NoteIDs, t); err == nil {
+		st.Accounts, st.Nullifiers = acc, nul
+	}
+	rep.State = time.Since(t)
+
 	s.publish(&Snapshot{
-		st:        s,
-		State:     next.State,
-		Proven:    cur.Proven,
-		blockLocs: append(cur.blockLocs, l),
-		proofLocs: cur.proofLocs,
+		st:       s,
+		State:    &st,
+		Proven:   cur.Proven,
+		tipLoc:   l,
+		proofLoc: cur.proofLoc,
 	})
 	return rep, nil
+}
+
+// catchUpState writes the state batches of committed blocks the state
+// database lacks (one whose batch the disk refused), so that every block
+// applied after it starts from a state database at the committed tip.
+// CONTRACT: s.mu must be locked.
+func (s *Store) catchUpState(ctx context.Context) error {
+	cur := s.snap.Load()
+	if s.state.tip == cur.Committed() {
+		return nil
+	}
+	rec, ok, err := s.state.readTip()
+	if err != nil {
+		return err
+	}
+	if !ok || rec.block != s.state.tip {
+		return fmt.Errorf("%w: state database tip moved under the store", ErrDamaged)
+	}
+	accounts, err := merkle.LoadSMT(rec.accounts, s.state.src)
+	if err != nil {
+		return err
+	}
+	nullifiers, err := merkle.LoadSMT(rec.nullifiers, s.state.src)
+	if err != nil {
+		return err
+	}
+	for n := rec.block + 1; n <= cur.Committed(); n++ {
+		if accounts, nullifiers, err = s.replayState(ctx, n, accounts, nullifiers); err != nil {
+			return err
+		}
+	}
+	st := *cur.State
+	st.Accounts, st.Nullifiers = accounts, nullifiers
+	sn := *cur
+	sn.State = &st
+	s.publish(&sn)
+	return nil
 }
 
 // commitBlock runs the block's SQLite transaction: the commit point.
@@ -111,7 +167,7 @@ func (s *Store) commitBlock(ctx context.Context, b *block.Block, a *state.Applie
 	return err
 }
 
-// insertBlockRows writes the block's rows (not the tips).
+// insertBlockRows writes the block's rows and its MMR nodes (not the tips).
 // CONTRACT: s.mu must be locked and a transaction open.
 func (s *Store) insertBlockRows(ctx context.Context, b *block.Block, a *state.Applied, l loc, fileHash merkle.Hash) error {
 	n := b.Header.Number
@@ -120,23 +176,18 @@ func (s *Store) insertBlockRows(ctx context.Context, b *block.Block, a *state.Ap
 		return fmt.Errorf("insert block row: %w", err)
 	}
 	body := &b.Body
-	if err := s.w.upAccount.insert(ctx, len(body.Accounts), func(i int, args []any) []any {
-		u := &body.Accounts[i]
-		return append(args, u.ID[:], u.Commitment[:], n)
-	}); err != nil {
-		return fmt.Errorf("upsert accounts: %w", err)
-	}
 	if err := s.w.insNote.insert(ctx, len(body.Notes), func(i int, args []any) []any {
 		nt := &body.Notes[i]
 		id := &a.NoteIDs[i]
-		return append(args, notePos(n, uint32(i)), n, nt.Tag, idPrefix(id), id[:], nt.Sender[:], nt.Details)
+		return append(args, notePos(n, uint32(i)), n, nt.Tag, id[:], nt.Sender[:], nt.Details)
 	}); err != nil {
 		return fmt.Errorf("insert notes: %w", err)
 	}
-	if err := s.w.insNullifier.insert(ctx, len(body.Nullifiers), func(i int, args []any) []any {
-		return append(args, body.Nullifiers[i][:], n)
+	first, nodes := a.State.Chain.Unpersisted()
+	if err := s.w.insMMR.insert(ctx, len(nodes), func(i int, args []any) []any {
+		return append(args, first+uint64(i), nodes[i][:])
 	}); err != nil {
-		return fmt.Errorf("insert nullifiers: %w", err)
+		return fmt.Errorf("insert MMR nodes: %w", err)
 	}
 	return nil
 }
@@ -171,7 +222,11 @@ func (s *Store) ApplyProofs(ctx context.Context, first uint64, proofs [][]byte) 
 	}
 	for i, p := range proofs {
 		n := first + uint64(i)
-		if err := s.verifier.VerifyProof(n, cur.State.Chain.Leaf(n), p); err != nil {
+		c, err := cur.State.Chain.LeafAt(n)
+		if err != nil {
+			return storageErr(fmt.Sprintf("apply proof %d: read block commitment", n), err)
+		}
+		if err := s.verifier.VerifyProof(n, c, p); err != nil {
 			return fmt.Errorf("apply proof %d: %w", n, err)
 		}
 	}
@@ -187,7 +242,7 @@ func (s *Store) ApplyProofs(ctx context.Context, first uint64, proofs [][]byte) 
 		case i > 0:
 			off = locs[i-1].end()
 		default:
-			off = cur.proofLocs[n-2].end()
+			off = cur.proofLoc.end()
 		}
 		var buf []byte
 		for k := i; k < j; k++ {
@@ -221,11 +276,11 @@ func (s *Store) ApplyProofs(ctx context.Context, first uint64, proofs [][]byte) 
 		return storageErr(fmt.Sprintf("apply proofs %d..%d", first, last), err)
 	}
 	s.publish(&Snapshot{
-		st:        s,
-		State:     cur.State,
-		Proven:    last,
-		blockLocs: cur.blockLocs,
-		proofLocs: append(cur.proofLocs, locs...),
+		st:       s,
+		State:    cur.State,
+		Proven:   last,
+		tipLoc:   cur.tipLoc,
+		proofLoc: locs[len(locs)-1],
 	})
 	return nil
 }

@@ -63,6 +63,7 @@ func benchApply(b *testing.B, profile string, n int) {
 		sum.Trees += r.Trees
 		sum.BlockFile += r.BlockFile
 		sum.SQLite += r.SQLite
+		sum.State += r.State
 		bytes += r.Bytes
 		applied++
 	}
@@ -74,6 +75,7 @@ func benchApply(b *testing.B, profile string, n int) {
 	b.ReportMetric(per(sum.Trees), "trees-µs/blk")
 	b.ReportMetric(per(sum.BlockFile), "file-µs/blk")
 	b.ReportMetric(per(sum.SQLite), "sqlite-µs/blk")
+	b.ReportMetric(per(sum.State), "state-µs/blk")
 
 	// The limits, on the same blocks (up to applied of them).
 	m := min(applied, n)
@@ -134,7 +136,7 @@ func stageLimits(b *testing.B, blocks []*block.Block, accounts, nullifiers int) 
 	out[2] = us(time.Since(t))
 	f.Close()
 
-	db, err := openDB(dir)
+	db, err := openDB(dir, DefaultOptions.SQLiteCacheBytes)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -152,9 +154,8 @@ func stageLimits(b *testing.B, blocks []*block.Block, accounts, nullifiers int) 
 		return st
 	}
 	insBlock := prep(`INSERT INTO blocks (number, commitment, header, file_offset, file_length, file_hash) VALUES (?, ?, ?, 0, 0, ?)`)
-	upAccount := prep(`INSERT INTO accounts (id, commitment, block) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET commitment = excluded.commitment, block = excluded.block`)
-	insNote := prep(`INSERT INTO notes (pos, block, tag, id_prefix, id, sender, details) VALUES (?, ?, ?, ?, ?, ?, ?)`)
-	insNullifier := prep(`INSERT INTO nullifiers (nullifier, block) VALUES (?, ?)`)
+	insNote := prep(`INSERT INTO notes (pos, block, tag, id, sender, details) VALUES (?, ?, ?, ?, ?, ?)`)
+	insMMR := prep(`INSERT INTO mmr (pos, hash) VALUES (?, ?)`)
 	exec := func(st *sql.Stmt, args ...any) {
 		if _, err := st.Exec(args...); err != nil {
 			b.Fatal(err)
@@ -172,15 +173,12 @@ func stageLimits(b *testing.B, blocks []*block.Block, accounts, nullifiers int) 
 		}
 		c := blk.Header.Commitment()
 		exec(insBlock, n, c[:], blk.Header.Encode(), c[:])
-		for _, u := range blk.Body.Accounts {
-			exec(upAccount, u.ID[:], u.Commitment[:], n)
-		}
 		for j, nt := range blk.Body.Notes {
-			exec(insNote, notePos(n, uint32(j)), n, nt.Tag, idPrefix(&ids[i][j]), ids[i][j][:], nt.Sender[:], nt.Details)
+			exec(insNote, notePos(n, uint32(j)), n, nt.Tag, ids[i][j][:], nt.Sender[:], nt.Details)
 		}
-		for _, nf := range blk.Body.Nullifiers {
-			exec(insNullifier, nf[:], n)
-		}
+		// An MMR appends two nodes per block on average.
+		exec(insMMR, 2*n, c[:])
+		exec(insMMR, 2*n+1, c[:])
 		if _, err := conn.ExecContext(context.Background(), `COMMIT`); err != nil {
 			b.Fatal(err)
 		}

@@ -11,12 +11,13 @@ import (
 )
 
 // schemaVersion is stored in meta; Open refuses a database of another version.
-const schemaVersion = "1"
+const schemaVersion = "2"
 
 // schema: the SQLite half of the store. Every table is append-only except
-// accounts (latest state per account) and tips; the tips row is updated in
-// the same transaction as the rows of the block it names, which makes that
-// transaction's commit the store's single commit point.
+// tips; the tips row is updated in the same transaction as the rows of the
+// block it names, which makes that transaction's commit the store's single
+// commit point. The accounts and nullifiers live in their trees, in the
+// state database.
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (
 	key   TEXT PRIMARY KEY,
@@ -35,32 +36,23 @@ CREATE TABLE IF NOT EXISTS blocks (
 	file_length INTEGER NOT NULL,
 	file_hash   BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS accounts (
-	id         BLOB PRIMARY KEY,
-	commitment BLOB NOT NULL,
-	block      INTEGER NOT NULL
-) WITHOUT ROWID;
--- Notes are appended in chain order (pos = block << 20 | index). Both
--- indexes are chosen to keep the pages a block dirties few: (block, tag)
--- grows at its end like the table, and the ID index holds only an 8-byte
--- integer prefix (IDs are random, so its inserts land anywhere; small entries
--- mean fewer pages to rewrite per commit). Lookups compare the full ID.
+-- Notes are appended in chain order (pos = block << 20 | index), and so is
+-- the (block, tag) index: a block dirties only the pages at their ends. The
+-- note-ID index, whose keys are random, lives in the state database.
 CREATE TABLE IF NOT EXISTS notes (
 	pos       INTEGER PRIMARY KEY,
 	block     INTEGER NOT NULL,
 	tag       INTEGER NOT NULL,
-	id_prefix INTEGER NOT NULL,
 	id        BLOB NOT NULL,
 	sender    BLOB NOT NULL,
 	details   BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS notes_by_block_tag ON notes (block, tag);
-CREATE INDEX IF NOT EXISTS notes_by_id ON notes (id_prefix);
--- Only read whole, to rebuild the nullifier tree, which answers every
--- lookup; so it has no key index and grows by appending.
-CREATE TABLE IF NOT EXISTS nullifiers (
-	nullifier BLOB NOT NULL,
-	block     INTEGER NOT NULL
+-- The nodes of the MMR of block commitments by post-order position: written
+-- once, in order, in the transaction of the block that appends them.
+CREATE TABLE IF NOT EXISTS mmr (
+	pos  INTEGER PRIMARY KEY,
+	hash BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS proofs (
 	number      INTEGER PRIMARY KEY,
@@ -69,17 +61,21 @@ CREATE TABLE IF NOT EXISTS proofs (
 );
 `
 
+// maxConns bounds SQLite's connections (the writer's and readers'); each
+// has its own page cache, a share of Options.SQLiteCacheBytes.
+const maxConns = 8
+
 // openDB opens the database in WAL mode with full sync: a commit is on disk
 // when it returns, so a committed tip survives power loss, not just a crash.
-func openDB(dir string) (*sql.DB, error) {
+func openDB(dir string, cacheBytes int64) (*sql.DB, error) {
 	dsn := "file:" + filepath.Join(dir, "store.db") +
-		"?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_cache_size=-65536"
+		fmt.Sprintf("?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate&_cache_size=-%d", max(cacheBytes/maxConns>>10, 1024))
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open database: create schema: %w", err)
@@ -93,7 +89,7 @@ type writer struct {
 	conn                              *sql.Conn
 	insBlock                          *sql.Stmt
 	insProof, setCommitted, setProven *sql.Stmt
-	upAccount, insNote, insNullifier  *batch
+	insNote, insMMR                   *batch
 }
 
 // batchSizes are the row counts of the multi-row INSERTs prepared for each
@@ -174,9 +170,8 @@ func newWriter(ctx context.Context, db *sql.DB) (*writer, error) {
 		head, tail string
 		cols       int
 	}{
-		{&w.upAccount, `INSERT INTO accounts (id, commitment, block)`, `ON CONFLICT (id) DO UPDATE SET commitment = excluded.commitment, block = excluded.block`, 3},
-		{&w.insNote, `INSERT INTO notes (pos, block, tag, id_prefix, id, sender, details)`, ``, 7},
-		{&w.insNullifier, `INSERT INTO nullifiers (nullifier, block)`, ``, 2},
+		{&w.insNote, `INSERT INTO notes (pos, block, tag, id, sender, details)`, ``, 6},
+		{&w.insMMR, `INSERT INTO mmr (pos, hash)`, ``, 2},
 	} {
 		b, err := prepareBatch(ctx, conn, p.head, p.cols, p.tail)
 		if err != nil {
@@ -194,7 +189,7 @@ func (w *writer) close() error {
 			st.Close()
 		}
 	}
-	for _, b := range []*batch{w.upAccount, w.insNote, w.insNullifier} {
+	for _, b := range []*batch{w.insNote, w.insMMR} {
 		if b != nil {
 			b.close()
 		}

@@ -14,6 +14,9 @@ var (
 	// ErrDamaged: Open found damage it cannot repair by itself; the error names
 	// the file and the block.
 	ErrDamaged = errors.New("store damaged")
+	// ErrSnapshotGone: a reader held its snapshot so long that the tree
+	// nodes of its version were deleted; a new snapshot answers.
+	ErrSnapshotGone = errors.New("snapshot too old")
 	// ErrGenesis: the data directory belongs to another chain.
 	ErrGenesis = errors.New("genesis mismatch")
 )

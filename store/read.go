@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"strings"
 
@@ -21,7 +20,14 @@ func (s *Snapshot) BlockBytes(n uint64) ([]byte, error) {
 	if n > s.Committed() {
 		return nil, fmt.Errorf("block %d: %w (committed tip %d)", n, ErrNotFound, s.Committed())
 	}
-	return s.st.blocks.read(n, s.blockLocs[n])
+	l := s.tipLoc
+	if n < s.Committed() {
+		var err error
+		if l, err = s.st.blockLoc(context.Background(), n); err != nil {
+			return nil, err
+		}
+	}
+	return s.st.blocks.read(n, l)
 }
 
 // Block returns block n decoded.
@@ -42,7 +48,14 @@ func (s *Snapshot) ProofBytes(n uint64) ([]byte, error) {
 	if n == 0 || n > s.Proven {
 		return nil, fmt.Errorf("proof of block %d: %w (proven tip %d)", n, ErrNotFound, s.Proven)
 	}
-	return s.st.proofs.read(n, s.proofLocs[n-1])
+	l := s.proofLoc
+	if n < s.Proven {
+		var err error
+		if l, err = s.st.proofLoc(context.Background(), n); err != nil {
+			return nil, err
+		}
+	}
+	return s.st.proofs.read(n, l)
 }
 
 // Header returns the header of block n.
@@ -72,10 +85,18 @@ func (s *Snapshot) ChainProof(n uint64) (merkle.MMRProof, error) {
 
 // Account returns an account's state commitment and its proof against the
 // account root of the committed tip. For an unknown account the commitment
-// is zero and the proof shows absence.
-func (s *Snapshot) Account(id merkle.Hash) (merkle.Hash, merkle.SMTProof, bool) {
-	v, ok := s.State.Accounts.Get(id)
-	return v, s.State.Accounts.Prove(id), ok
+// is zero and the proof shows absence. The error is a failed read of the
+// tree's nodes.
+func (s *Snapshot) Account(id merkle.Hash) (merkle.Hash, merkle.SMTProof, bool, error) {
+	v, ok, err := s.State.Accounts.TryGet(id)
+	if err != nil {
+		return v, merkle.SMTProof{}, false, fmt.Errorf("account %s: %w", id.Short(), err)
+	}
+	p, err := s.State.Accounts.TryProve(id)
+	if err != nil {
+		return v, p, false, fmt.Errorf("account %s: %w", id.Short(), err)
+	}
+	return v, p, ok, nil
 }
 
 // NullifierStatus says whether a nullifier is spent, where, and proves it.
@@ -86,15 +107,23 @@ type NullifierStatus struct {
 }
 
 // Nullifiers returns the status of each nullifier, in order.
-func (s *Snapshot) Nullifiers(nfs []merkle.Hash) []NullifierStatus {
+func (s *Snapshot) Nullifiers(nfs []merkle.Hash) ([]NullifierStatus, error) {
 	out := make([]NullifierStatus, len(nfs))
 	for i, nf := range nfs {
-		out[i] = NullifierStatus{Nullifier: nf, Proof: s.State.Nullifiers.Prove(nf)}
-		if v, ok := s.State.Nullifiers.Get(nf); ok {
+		p, err := s.State.Nullifiers.TryProve(nf)
+		if err != nil {
+			return nil, fmt.Errorf("nullifier %s: %w", nf.Short(), err)
+		}
+		out[i] = NullifierStatus{Nullifier: nf, Proof: p}
+		v, ok, err := s.State.Nullifiers.TryGet(nf)
+		if err != nil {
+			return nil, fmt.Errorf("nullifier %s: %w", nf.Short(), err)
+		}
+		if ok {
 			out[i].SpentAt = state.SpentAt(v)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // NoteRecord is a stored note with its position.
@@ -118,9 +147,6 @@ func (p Position) String() string { return fmt.Sprintf("%d.%d", p.Block, p.Index
 // A block holds fewer than 2^20 notes (MaxBlockBytes / smallest note).
 func notePos(block uint64, index uint32) uint64 { return block<<20 | uint64(index) }
 
-// idPrefix is the indexed part of a note ID.
-func idPrefix(id *merkle.Hash) int64 { return int64(binary.LittleEndian.Uint64(id[:8])) }
-
 const noteColumns = `pos, id, tag, sender, details`
 
 func scanNote(sc interface{ Scan(...any) error }) (NoteRecord, error) {
@@ -137,19 +163,29 @@ func scanNote(sc interface{ Scan(...any) error }) (NoteRecord, error) {
 }
 
 // NotesByID returns the notes with these IDs that exist at this snapshot,
-// in the order asked; unknown IDs are skipped.
+// in the order asked; unknown IDs are skipped. The state database's index
+// gives each ID's position; the row at it must hold that ID and lie at or
+// below this snapshot's tip (the index may run ahead of it, or hold entries
+// of blocks a crash took back).
 func (s *Snapshot) NotesByID(ctx context.Context, ids []merkle.Hash) ([]NoteRecord, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	args := make([]any, 0, len(ids)+1)
-	want := make(map[merkle.Hash]bool, len(ids))
+	end := notePos(s.Committed()+1, 0)
+	args := make([]any, 0, len(ids))
 	for i := range ids {
-		args = append(args, idPrefix(&ids[i]))
-		want[ids[i]] = true
+		pos, ok, err := s.st.state.notePos(ids[i])
+		if err != nil {
+			return nil, fmt.Errorf("notes by id: %w", err)
+		}
+		if ok && pos < end {
+			args = append(args, pos)
+		}
 	}
-	args = append(args, notePos(s.Committed()+1, 0))
-	q := `SELECT ` + noteColumns + ` FROM notes WHERE id_prefix IN (?` + strings.Repeat(",?", len(ids)-1) + `) AND pos < ?`
+	if len(args) == 0 {
+		return nil, nil
+	}
+	q := `SELECT ` + noteColumns + ` FROM notes WHERE pos IN (?` + strings.Repeat(",?", len(args)-1) + `)`
 	rows, err := s.st.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("notes by id: %w", err)
@@ -161,9 +197,7 @@ func (s *Snapshot) NotesByID(ctx context.Context, ids []merkle.Hash) ([]NoteReco
 		if err != nil {
 			return nil, fmt.Errorf("notes by id: %w", err)
 		}
-		if want[r.ID] { // a prefix match is not yet a match
-			found[r.ID] = r
-		}
+		found[r.ID] = r
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("notes by id: %w", err)

@@ -119,19 +119,23 @@ func (s *segments) read(n uint64, l loc) ([]byte, error) {
 	return buf, nil
 }
 
-// recover makes the files match the committed items locs[0..]: it checks
-// that every segment holding committed items exists and is long enough, cuts
-// what lies past the last committed item (written before a crash, never
-// committed) and removes later segments. first is the number of locs[0].
-func (s *segments) recover(first uint64, locs []loc) error {
-	var last uint64 // segment of the last committed item
-	have := len(locs) > 0
+// recover makes the files match the committed items first..last (none if
+// !have): it checks that every segment holding committed items exists and
+// is long enough for its last one, cuts what lies past the last committed
+// item (written before a crash, never committed) and removes later
+// segments. locOf says where a committed item lies; it is asked once per
+// segment, so the work grows with the segments, not the items.
+func (s *segments) recover(first, last uint64, have bool, locOf func(n uint64) (loc, error)) error {
+	var lastSeg uint64 // segment of the last committed item
 	if have {
-		lastN := first + uint64(len(locs)) - 1
-		last = lastN / SegmentSpan
-		for seg := first / SegmentSpan; seg <= last; seg++ {
-			n := min((seg+1)*SegmentSpan-1, lastN) // the segment's last committed item
-			end := locs[n-first].end()
+		lastSeg = last / SegmentSpan
+		for seg := first / SegmentSpan; seg <= lastSeg; seg++ {
+			n := min((seg+1)*SegmentSpan-1, last) // the segment's last committed item
+			l, err := locOf(n)
+			if err != nil {
+				return err
+			}
+			end := l.end()
 			path := s.path(seg)
 			st, err := os.Stat(path)
 			if errors.Is(err, fs.ErrNotExist) {
@@ -143,7 +147,7 @@ func (s *segments) recover(first uint64, locs []loc) error {
 			if uint64(st.Size()) < end {
 				return fmt.Errorf("%w: %s file %s is %d bytes, committed %s %d ends at byte %d", ErrDamaged, s.kind, path, st.Size(), s.kind, n, end)
 			}
-			if seg == last && uint64(st.Size()) > end {
+			if seg == lastSeg && uint64(st.Size()) > end {
 				// Written before a crash, never committed.
 				if err := os.Truncate(path, int64(end)); err != nil {
 					return fmt.Errorf("recover %s files: cut %s: %w", s.kind, path, err)
@@ -160,7 +164,7 @@ func (s *segments) recover(first uint64, locs []loc) error {
 		if _, err := fmt.Sscanf(e.Name(), "%08d.seg", &seg); err != nil {
 			continue
 		}
-		if !have || seg > last {
+		if !have || seg > lastSeg {
 			// Written before a crash, nothing in it committed.
 			if err := os.Remove(filepath.Join(s.dir, e.Name())); err != nil {
 				return fmt.Errorf("recover %s files: %w", s.kind, err)

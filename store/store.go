@@ -4,17 +4,21 @@
 //   - block files: the encoded bytes of every block and proof, in
 //     append-only segment files, written and fdatasync'ed before the block is
 //     committed;
-//   - an SQLite database (WAL mode, synchronous=FULL): headers, accounts,
-//     notes, nullifiers, proofs and the tips;
-//   - in memory, the chain state (package state): the account and nullifier
-//     sparse Merkle trees and the MMR of block commitments, rebuilt from
-//     SQLite by Open.
+//   - an SQLite database (WAL mode, synchronous=FULL): headers, notes,
+//     proofs, the nodes of the MMR of block commitments and the tips;
+//   - a state database (Pebble): the nodes of the account and nullifier
+//     sparse Merkle trees and the note-ID index, written after each SQLite
+//     commit (see stateDB).
 //
 // ApplyBlock checks everything before it changes anything, then writes the
 // block file, then commits one SQLite transaction (the commit point), then
-// publishes the new in-memory snapshot. A crash anywhere leaves a store
-// that Open brings back to the last committed block by itself: block file
-// bytes past it are cut, the trees are rebuilt and checked against its header.
+// writes the state batch, then publishes the new snapshot. A crash anywhere
+// leaves a store that Open brings back to the last committed block by
+// itself, with work bounded by what was in flight: block file bytes past it
+// are cut, state batches it lacks are replayed from the block files.
+//
+// Memory does not grow with the state: trees live on disk behind a cache
+// bounded in bytes (Options), the MMR in SQLite behind its peaks.
 //
 // One writer at a time; any number of readers. Readers work on a Snapshot, an
 // immutable view of one tip across all three media.
@@ -27,8 +31,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"storesync/block"
 	"storesync/genesis"
@@ -43,11 +49,14 @@ type Store struct {
 	genesis  *genesis.File
 	rules    state.Rules
 	verifier block.Verifier
+	opts     Options
 	db       *sql.DB
+	mmr      mmrNodes
 	blocks   *segments
 	proofs   *segments
+	state    *stateDB
 
-	mu     sync.Mutex // the single writer; guards w and closed
+	mu     sync.Mutex // the single writer; guards w, closed and state's writer fields
 	w      *writer
 	closed bool
 
@@ -59,24 +68,28 @@ type Store struct {
 // through it belongs to the same committed and proven tips, whatever the
 // writer does meanwhile.
 type Snapshot struct {
-	st        *Store
-	State     *state.State // chain state at the committed tip
-	Proven    uint64
-	blockLocs []loc // index n: block n; shared append-only with later snapshots
-	proofLocs []loc // index n-1: proof of block n
+	st       *Store
+	State    *state.State // chain state at the committed tip
+	Proven   uint64
+	tipLoc   loc // where the committed tip's block lies in its file
+	proofLoc loc // where the proven tip's proof lies in its file (if any)
 }
 
 // Committed returns the committed tip.
 func (s *Snapshot) Committed() uint64 { return s.State.Header.Number }
 
-// Open opens the store in dir, creating it from g if dir holds none. It
-// checks that an existing store belongs to g's chain, repairs what a crash
-// may have left, and rebuilds the in-memory trees.
-func Open(dir string, g *genesis.File) (*Store, error) {
+// Open opens the store in dir with DefaultOptions, creating it from g if dir
+// holds none. It checks that an existing store belongs to g's chain and
+// repairs what a crash may have left.
+func Open(dir string, g *genesis.File) (*Store, error) { return OpenWith(dir, g, DefaultOptions) }
+
+// OpenWith is Open with the given cache sizes (zero fields take
+// DefaultOptions' values).
+func OpenWith(dir string, g *genesis.File, o Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &Store{dir: dir, genesis: g, rules: state.RulesOf(g), verifier: g.Verifier()}
+	s := &Store{dir: dir, genesis: g, rules: state.RulesOf(g), verifier: g.Verifier(), opts: o.withDefaults()}
 	if err := s.open(); err != nil {
 		s.closeAll()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
@@ -86,13 +99,17 @@ func Open(dir string, g *genesis.File) (*Store, error) {
 
 func (s *Store) open() error {
 	var err error
-	if s.db, err = openDB(s.dir); err != nil {
+	if s.db, err = openDB(s.dir, s.opts.SQLiteCacheBytes); err != nil {
 		return err
 	}
+	s.mmr = mmrNodes{db: s.db}
 	if s.blocks, err = openSegments(filepath.Join(s.dir, "blocks"), "block"); err != nil {
 		return err
 	}
 	if s.proofs, err = openSegments(filepath.Join(s.dir, "proofs"), "proof"); err != nil {
+		return err
+	}
+	if s.state, err = openStateDB(s.dir, s.opts); err != nil {
 		return err
 	}
 	ctx := context.Background()
@@ -134,7 +151,7 @@ func (s *Store) checkMeta(ctx context.Context) (fresh bool, err error) {
 		return true, nil
 	}
 	if v := meta["schema_version"]; v != schemaVersion {
-		return false, fmt.Errorf("database schema version %q, this build reads %q", v, schemaVersion)
+		return false, fmt.Errorf("database schema version %q, this build reads %q (a follower's store can be deleted and synced again)", v, schemaVersion)
 	}
 	if c := meta["genesis_commitment"]; c != s.genesis.Commitment.String() {
 		return false, fmt.Errorf("%w: data directory holds chain %q with genesis %s, the genesis file is chain %q with %s",
@@ -145,12 +162,13 @@ func (s *Store) checkMeta(ctx context.Context) (fresh bool, err error) {
 
 // initGenesis writes the genesis block like any other: file first, then one
 // transaction that also writes the meta rows, so a crash here leaves either
-// an empty store or a complete one.
+// an empty store or a complete one. Its trees reach the state database
+// when load finds the database behind.
 func (s *Store) initGenesis(ctx context.Context) error {
-	if err := s.blocks.recover(0, nil); err != nil {
+	if err := s.blocks.recover(0, 0, false, nil); err != nil {
 		return err
 	}
-	if err := s.proofs.recover(1, nil); err != nil {
+	if err := s.proofs.recover(1, 0, false, nil); err != nil {
 		return err
 	}
 	b := s.genesis.Block()
@@ -187,7 +205,60 @@ func (s *Store) initGenesis(ctx context.Context) error {
 	return nil
 }
 
-// load rebuilds the snapshot from SQLite and makes the files agree with it.
+// blockRow is what the blocks table holds of one block.
+type blockRow struct {
+	commitment merkle.Hash
+	header     []byte
+	loc        loc
+	fileHash   merkle.Hash
+}
+
+func (s *Store) blockRow(ctx context.Context, n uint64) (blockRow, error) {
+	var r blockRow
+	var c, fh []byte
+	err := s.db.QueryRowContext(ctx, `SELECT commitment, header, file_offset, file_length, file_hash FROM blocks WHERE number = ?`, n).
+		Scan(&c, &r.header, &r.loc.off, &r.loc.len, &fh)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("%w: block %d is missing from the database", ErrDamaged, n)
+	}
+	if err != nil {
+		return r, fmt.Errorf("read block %d row: %w", n, err)
+	}
+	copy(r.commitment[:], c)
+	copy(r.fileHash[:], fh)
+	return r, nil
+}
+
+// blockLoc returns where block n lies in its segment.
+func (s *Store) blockLoc(ctx context.Context, n uint64) (loc, error) {
+	var l loc
+	err := s.db.QueryRowContext(ctx, `SELECT file_offset, file_length FROM blocks WHERE number = ?`, n).Scan(&l.off, &l.len)
+	if errors.Is(err, sql.ErrNoRows) {
+		return l, fmt.Errorf("%w: block %d has no row in the database", ErrDamaged, n)
+	}
+	if err != nil {
+		return l, fmt.Errorf("read block %d location: %w", n, err)
+	}
+	return l, nil
+}
+
+// proofLoc returns where the proof of block n lies in its segment.
+func (s *Store) proofLoc(ctx context.Context, n uint64) (loc, error) {
+	var l loc
+	err := s.db.QueryRowContext(ctx, `SELECT file_offset, file_length FROM proofs WHERE number = ?`, n).Scan(&l.off, &l.len)
+	if errors.Is(err, sql.ErrNoRows) {
+		return l, fmt.Errorf("%w: proof of block %d has no row in the database", ErrDamaged, n)
+	}
+	if err != nil {
+		return l, fmt.Errorf("read proof %d location: %w", n, err)
+	}
+	return l, nil
+}
+
+// load opens the committed tip: it reads what the tips row names, makes the
+// files agree with it and brings the state database to it. Its work is
+// bounded by the number of segments and the blocks in flight at a crash,
+// not by the state: nothing is read whole.
 func (s *Store) load(ctx context.Context) error {
 	var committed, proven uint64
 	if err := s.db.QueryRowContext(ctx, `SELECT committed, proven FROM tips WHERE id = 1`).Scan(&committed, &proven); err != nil {
@@ -197,156 +268,224 @@ func (s *Store) load(ctx context.Context) error {
 		return fmt.Errorf("%w: proven tip %d is past committed tip %d", ErrDamaged, proven, committed)
 	}
 
-	// Blocks: commitments into the MMR, file locations, the tip's header.
-	chain, prevChain := &merkle.MMR{}, &merkle.MMR{}
-	blockLocs := make([]loc, 0, committed+1)
-	var tip block.Header
-	var tipHash merkle.Hash
-	rows, err := s.db.QueryContext(ctx, `SELECT number, commitment, header, file_offset, file_length, file_hash FROM blocks WHERE number <= ? ORDER BY number`, committed)
+	// The tip block: its header, and the MMR the tips row implies.
+	row, err := s.blockRow(ctx, committed)
 	if err != nil {
-		return fmt.Errorf("read blocks: %w", err)
+		return err
 	}
-	for rows.Next() {
-		var n uint64
-		var c, hdr, fh []byte
-		var l loc
-		if err := rows.Scan(&n, &c, &hdr, &l.off, &l.len, &fh); err != nil {
-			rows.Close()
-			return fmt.Errorf("read blocks: %w", err)
-		}
-		if n != uint64(len(blockLocs)) {
-			rows.Close()
-			return fmt.Errorf("%w: block %d is missing from the database", ErrDamaged, len(blockLocs))
-		}
-		var h merkle.Hash
-		copy(h[:], c)
-		if n == committed {
-			if tip, err = block.DecodeHeader(hdr); err != nil {
-				rows.Close()
-				return fmt.Errorf("%w: header of block %d: %w", ErrDamaged, n, err)
-			}
-			if tip.Commitment() != h {
-				rows.Close()
-				return fmt.Errorf("%w: header of block %d does not match its commitment", ErrDamaged, n)
-			}
-			// The MMR over 0..tip-1 must be what the tip committed to.
-			if n > 0 && chain.Root() != tip.ChainCommitment {
-				rows.Close()
-				return fmt.Errorf("%w: block commitments in the database do not give block %d's chain commitment", ErrDamaged, n)
-			}
-			copy(tipHash[:], fh)
-		}
-		prevChain, chain = chain, chain.Append(h)
-		blockLocs = append(blockLocs, l)
+	tip, err := block.DecodeHeader(row.header)
+	if err != nil {
+		return fmt.Errorf("%w: header of block %d: %w", ErrDamaged, committed, err)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read blocks: %w", err)
+	if tip.Commitment() != row.commitment || tip.Number != committed {
+		return fmt.Errorf("%w: header of block %d does not match its commitment", ErrDamaged, committed)
 	}
-	if uint64(len(blockLocs)) != committed+1 {
-		return fmt.Errorf("%w: database has blocks 0..%d, committed tip is %d", ErrDamaged, len(blockLocs)-1, committed)
+	chain, err := merkle.LoadMMR(committed+1, s.mmr)
+	if err != nil {
+		return fmt.Errorf("%w: MMR of blocks 0..%d: %w", ErrDamaged, committed, err)
 	}
-	if chain.Leaf(0) != s.genesis.Commitment {
-		return fmt.Errorf("%w: block 0 is not the genesis block", ErrDamaged)
+	prevChain, err := merkle.LoadMMR(committed, s.mmr)
+	if err != nil {
+		return fmt.Errorf("%w: MMR of blocks 0..%d: %w", ErrDamaged, committed-1, err)
+	}
+	if leaf, err := chain.LeafAt(committed); err != nil || leaf != row.commitment {
+		return fmt.Errorf("%w: the MMR's last leaf is not block %d's commitment (%v)", ErrDamaged, committed, err)
+	}
+	// The MMR over 0..tip-1 must be what the tip committed to.
+	if committed > 0 && prevChain.Root() != tip.ChainCommitment {
+		return fmt.Errorf("%w: the MMR in the database does not give block %d's chain commitment", ErrDamaged, committed)
+	}
+	if leaf, err := chain.LeafAt(0); err != nil || leaf != s.genesis.Commitment {
+		return fmt.Errorf("%w: block 0 is not the genesis block (%v)", ErrDamaged, err)
 	}
 
 	// Files: cut what was written past the commit point, and check the tip's
 	// block file is intact (it is the one a crash could have hit).
-	if err := s.blocks.recover(0, blockLocs); err != nil {
+	if err := s.blocks.recover(0, committed, true, func(n uint64) (loc, error) { return s.blockLoc(ctx, n) }); err != nil {
 		return err
 	}
-	data, err := s.blocks.read(committed, blockLocs[committed])
+	data, err := s.blocks.read(committed, row.loc)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrDamaged, err)
 	}
-	if merkle.Sum(data) != tipHash {
+	if merkle.Sum(data) != row.fileHash {
 		return fmt.Errorf("%w: block file %s: block %d is corrupt (content hash mismatch)", ErrDamaged, s.blocks.path(committed/SegmentSpan), committed)
 	}
-
-	proofLocs := make([]loc, 0, proven)
-	rows, err = s.db.QueryContext(ctx, `SELECT number, file_offset, file_length FROM proofs WHERE number <= ? ORDER BY number`, proven)
-	if err != nil {
-		return fmt.Errorf("read proofs: %w", err)
-	}
-	for rows.Next() {
-		var n uint64
-		var l loc
-		if err := rows.Scan(&n, &l.off, &l.len); err != nil {
-			rows.Close()
-			return fmt.Errorf("read proofs: %w", err)
-		}
-		if n != uint64(len(proofLocs))+1 {
-			rows.Close()
-			return fmt.Errorf("%w: proof of block %d is missing from the database", ErrDamaged, len(proofLocs)+1)
-		}
-		proofLocs = append(proofLocs, l)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read proofs: %w", err)
-	}
-	if uint64(len(proofLocs)) != proven {
-		return fmt.Errorf("%w: database has %d proofs, proven tip is %d", ErrDamaged, len(proofLocs), proven)
-	}
-	if err := s.proofs.recover(1, proofLocs); err != nil {
+	if err := s.proofs.recover(1, proven, proven > 0, func(n uint64) (loc, error) { return s.proofLoc(ctx, n) }); err != nil {
 		return err
 	}
+	var lastProof loc
+	if proven > 0 {
+		if lastProof, err = s.proofLoc(ctx, proven); err != nil {
+			return err
+		}
+	}
 
-	accounts, err := loadTree(ctx, s.db, `SELECT id, commitment, 0 FROM accounts`, func(v []byte, _ uint64) (h merkle.Hash) {
-		copy(h[:], v)
-		return h
-	})
+	accounts, nullifiers, err := s.loadState(ctx, tip)
 	if err != nil {
-		return fmt.Errorf("read accounts: %w", err)
-	}
-	if accounts.Root() != tip.AccountRoot {
-		return fmt.Errorf("%w: accounts in the database do not give block %d's account root", ErrDamaged, committed)
-	}
-	nullifiers, err := loadTree(ctx, s.db, `SELECT nullifier, NULL, block FROM nullifiers`, func(_ []byte, n uint64) merkle.Hash {
-		return state.NullifierValue(n)
-	})
-	if err != nil {
-		return fmt.Errorf("read nullifiers: %w", err)
-	}
-	if nullifiers.Root() != tip.NullifierRoot {
-		return fmt.Errorf("%w: nullifiers in the database do not give block %d's nullifier root", ErrDamaged, committed)
+		return err
 	}
 	s.publish(&Snapshot{
-		st:        s,
-		State:     &state.State{Header: tip, Commitment: chain.Leaf(committed), Accounts: accounts, Nullifiers: nullifiers, Chain: chain, PrevChain: prevChain},
-		Proven:    proven,
-		blockLocs: blockLocs,
-		proofLocs: proofLocs,
+		st:       s,
+		State:    &state.State{Header: tip, Commitment: row.commitment, Accounts: accounts, Nullifiers: nullifiers, Chain: chain, PrevChain: prevChain},
+		Proven:   proven,
+		tipLoc:   row.loc,
+		proofLoc: lastProof,
 	})
 	return nil
 }
 
-// loadTree builds a tree from rows of (key blob, value blob, value int);
-// value turns the last two into the leaf value.
-func loadTree(ctx context.Context, db *sql.DB, query string, value func([]byte, uint64) merkle.Hash) (*merkle.SMT, error) {
-	rows, err := db.QueryContext(ctx, query)
+// loadState returns the trees at the committed tip, bringing the state
+// database to it first: back to a version it still holds if it is ahead,
+// forward by replaying blocks from their files if it is behind (a fresh
+// store's genesis, batches a power loss took, a state directory deleted).
+func (s *Store) loadState(ctx context.Context, tip block.Header) (accounts, nullifiers *merkle.SMT, err error) {
+	committed := tip.Number
+	rec, ok, err := s.state.readTip()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var from uint64 // first block to replay
+	switch {
+	case !ok:
+		// Nothing stored: start from the genesis trees.
+		g := state.Genesis(s.genesis)
+		accounts, nullifiers = g.Accounts, g.Nullifiers
+		s.state.nextNode = 1
+		from = 0
+	case rec.block > committed:
+		back, ok, err := s.state.readRoots(committed)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: state database %s is at block %d, past the committed tip %d, and holds no earlier version at it",
+				ErrDamaged, filepath.Join(s.dir, "state"), rec.block, committed)
+		}
+		if err := s.state.rollBack(committed, back, rec.nextNode); err != nil {
+			return nil, nil, err
+		}
+		rec = back
+		fallthrough
+	default:
+		s.state.tip, s.state.nextNode = rec.block, max(s.state.nextNode, rec.nextNode)
+		if accounts, err = merkle.LoadSMT(rec.accounts, s.state.src); err != nil {
+			return nil, nil, fmt.Errorf("%w: state database: account tree: %w", ErrDamaged, err)
+		}
+		if nullifiers, err = merkle.LoadSMT(rec.nullifiers, s.state.src); err != nil {
+			return nil, nil, fmt.Errorf("%w: state database: nullifier tree: %w", ErrDamaged, err)
+		}
+		from = rec.block + 1
+	}
+	if err := s.state.loadRetained(); err != nil {
+		return nil, nil, err
+	}
+	for n := from; n <= committed; n++ {
+		if accounts, nullifiers, err = s.replayState(ctx, n, accounts, nullifiers); err != nil {
+			return nil, nil, err
+		}
+	}
+	if accounts.Root() != tip.AccountRoot {
+		return nil, nil, fmt.Errorf("%w: the account tree in the state database does not give block %d's account root", ErrDamaged, committed)
+	}
+	if nullifiers.Root() != tip.NullifierRoot {
+		return nil, nil, fmt.Errorf("%w: the nullifier tree in the state database does not give block %d's nullifier root", ErrDamaged, committed)
+	}
+	return accounts, nullifiers, nil
+}
+
+// replayState applies committed block n's changes to the trees and writes
+// its state batch, as ApplyBlock does after its commit.
+func (s *Store) replayState(ctx context.Context, n uint64, accounts, nullifiers *merkle.SMT) (*merkle.SMT, *merkle.SMT, error) {
+	l, err := s.blockLoc(ctx, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := s.blocks.read(n, l)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: replay block %d into the state database: %w", ErrDamaged, n, err)
+	}
+	b, err := block.Decode(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: block file %s: block %d: %w", ErrDamaged, s.blocks.path(n/SegmentSpan), n, err)
+	}
+	if n > 0 {
+		if accounts, nullifiers, err = state.NextTrees(accounts, nullifiers, b); err != nil {
+			return nil, nil, fmt.Errorf("replay block %d into the state database: %w", n, err)
+		}
+		if accounts.Root() != b.Header.AccountRoot || nullifiers.Root() != b.Header.NullifierRoot {
+			return nil, nil, fmt.Errorf("%w: block %d from its file does not give its header's tree roots", ErrDamaged, n)
+		}
+	}
+	acc, nul, err := s.writeState(n, accounts, nullifiers, b.NoteIDs(), time.Time{})
+	if err != nil {
+		return nil, nil, storageErr(fmt.Sprintf("replay block %d into the state database", n), err)
+	}
+	return acc, nul, nil
+}
+
+// writeState writes block n's state batch: its trees' new nodes, its notes'
+// index entries, its tip record. CONTRACT: s.mu must be locked (or Open
+// still running).
+func (s *Store) writeState(n uint64, accounts, nullifiers *merkle.SMT, noteIDs []merkle.Hash, now time.Time) (*merkle.SMT, *merkle.SMT, error) {
+	sb := s.state.newBatch()
+	acc, nul, rec, err := sb.persistTrees(n, accounts, nullifiers)
+	if err != nil {
+		sb.b.Close()
+		return nil, nil, err
+	}
+	for i, id := range noteIDs {
+		if err := sb.putNote(id, notePos(n, uint32(i))); err != nil {
+			sb.b.Close()
+			return nil, nil, err
+		}
+	}
+	if err := sb.commit(rec, now); err != nil {
+		return nil, nil, err
+	}
+	return acc, nul, nil
+}
+
+// mmrNodes reads the MMR's nodes from SQLite. thread-safe.
+type mmrNodes struct{ db *sql.DB }
+
+func (m mmrNodes) ReadMMRNodes(pos []uint64, out []merkle.Hash) error {
+	if len(pos) == 0 {
+		return nil
+	}
+	args := make([]any, len(pos))
+	at := make(map[uint64][]int, len(pos))
+	for i, p := range pos {
+		args[i] = p
+		at[p] = append(at[p], i)
+	}
+	rows, err := m.db.Query(`SELECT pos, hash FROM mmr WHERE pos IN (?`+strings.Repeat(",?", len(pos)-1)+`)`, args...)
+	if err != nil {
+		return fmt.Errorf("read MMR nodes: %w", err)
 	}
 	defer rows.Close()
-	var kvs []merkle.KV
+	found := 0
 	for rows.Next() {
-		var k, v []byte
-		var n uint64
-		if err := rows.Scan(&k, &v, &n); err != nil {
-			return nil, err
+		var p uint64
+		var h []byte
+		if err := rows.Scan(&p, &h); err != nil {
+			return fmt.Errorf("read MMR nodes: %w", err)
 		}
-		if len(k) != merkle.Size {
-			return nil, fmt.Errorf("%w: key %x is %d bytes", ErrDamaged, k, len(k))
+		if len(h) != merkle.Size {
+			return fmt.Errorf("%w: MMR node %d is %d bytes", ErrDamaged, p, len(h))
 		}
-		kv := merkle.KV{Value: value(v, n)}
-		copy(kv.Key[:], k)
-		kvs = append(kvs, kv)
+		for _, i := range at[p] {
+			out[i] = merkle.Hash(h)
+			found++
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return fmt.Errorf("read MMR nodes: %w", err)
 	}
-	return merkle.BuildSMT(kvs), nil
+	if found != len(pos) {
+		return fmt.Errorf("%w: %d of %d MMR nodes are missing from the database", ErrDamaged, len(pos)-found, len(pos))
+	}
+	return nil
 }
 
 // Close closes the store. Readers still holding a Snapshot get ErrClosed
@@ -374,6 +513,9 @@ func (s *Store) closeAll() error {
 	}
 	if s.proofs != nil {
 		errs = append(errs, s.proofs.close())
+	}
+	if s.state != nil {
+		errs = append(errs, s.state.close())
 	}
 	return errors.Join(errs...)
 }

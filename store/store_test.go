@@ -60,18 +60,24 @@ func TestApplyReadAndReopen(t *testing.T) {
 		}
 		last := c.Blocks[11]
 		for _, u := range last.Body.Accounts[:5] {
-			v, proof, ok := sn.Account(u.ID)
+			v, proof, ok, err := sn.Account(u.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if !ok || v != u.Commitment || !merkle.VerifySMT(last.Header.AccountRoot, u.ID, v, proof) {
 				t.Fatalf("account %s: ok=%v, proof verifies=%v", u.ID.Short(), ok, merkle.VerifySMT(last.Header.AccountRoot, u.ID, v, proof))
 			}
 		}
 		unknown := merkle.Sum([]byte("nobody"))
-		if v, proof, ok := sn.Account(unknown); ok || !merkle.VerifySMT(last.Header.AccountRoot, unknown, v, proof) {
+		if v, proof, ok, err := sn.Account(unknown); err != nil || ok || !merkle.VerifySMT(last.Header.AccountRoot, unknown, v, proof) {
 			t.Fatalf("unknown account: ok=%v or absence proof does not verify", ok)
 		}
 		spent := c.Blocks[5].Body.Nullifiers[:3]
 		fresh := merkle.Sum([]byte("unspent"))
-		st := sn.Nullifiers(append(append([]merkle.Hash{}, spent...), fresh))
+		st, err := sn.Nullifiers(append(append([]merkle.Hash{}, spent...), fresh))
+		if err != nil {
+			t.Fatal(err)
+		}
 		for i, ns := range st {
 			want := uint64(6)
 			if i == 3 {

@@ -104,6 +104,7 @@ func run(args []string) error {
 	fs.DurationVar(&l.KeepaliveMinTime, "keepalive-min-time", dl.KeepaliveMinTime, "a client pinging more often than this is disconnected")
 	fs.DurationVar(&l.KeepaliveTime, "keepalive-time", dl.KeepaliveTime, "ping a client connection silent for this long; drop it if the ping goes unanswered")
 	fs.DurationVar(&l.IdleTimeout, "conn-idle-timeout", dl.IdleTimeout, "close a client connection without calls for this long")
+	cli.StoreFlags(fs, &cfg.Store)
 	restartLimit := fs.Int("restart-limit", d.Restart.Limit, "actor failures tolerated per minute before the follower stops with an error")
 	obs := cli.ObservabilityFlags(fs)
 	fs.Usage = flagenv.Usage(fs, envPrefix, "follower run [flags]")

@@ -88,6 +88,7 @@ func runCmd(args []string) error {
 	fs.StringVar(&cfg.TLS.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&cfg.TLS.ClientCAFile, "client-ca", "", "PEM CA bundle: the read API then requires client certificates signed by it")
 	obs := cli.ObservabilityFlags(fs)
+	cli.StoreFlags(fs, &cfg.Store)
 	fs.Usage = flagenv.Usage(fs, envPrefix, "primary run [flags]")
 	_ = fs.Parse(args)
 	if err := flagenv.Apply(fs, envPrefix); err != nil {

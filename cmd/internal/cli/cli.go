@@ -9,17 +9,40 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
 	"storesync/otel"
+	"storesync/store"
 )
 
 // Observability are the --log-level, --log-format and --otlp-endpoint flags.
 type Observability struct {
 	level, format, otlp *string
+}
+
+// StoreFlags registers the flags of the store's cache sizes on fs (in MiB);
+// with the fetch window and a fixed overhead they bound a store's memory
+// whatever the size of its state.
+func StoreFlags(fs *flag.FlagSet, o *store.Options) {
+	d := store.DefaultOptions
+	mib := func(p *int64, name string, def int64, usage string) {
+		*p = def
+		fs.Func(name, fmt.Sprintf("%s, MiB (default %d)", usage, def>>20), func(v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				return fmt.Errorf("want a positive number of MiB, got %q", v)
+			}
+			*p = n << 20
+			return nil
+		})
+	}
+	mib(&o.NodeCacheBytes, "node-cache", d.NodeCacheBytes, "decoded account and nullifier tree nodes kept in memory")
+	mib(&o.StateCacheBytes, "state-cache", d.StateCacheBytes, "block cache of the state database (tree nodes, note index)")
+	mib(&o.SQLiteCacheBytes, "sqlite-cache", d.SQLiteCacheBytes, "SQLite page cache, shared out among its connections")
 }
 
 // ObservabilityFlags registers the flags on fs.

@@ -1,0 +1,321 @@
+package merkle
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	"github.com/maypok86/otter/v2"
+)
+
+// A tree's nodes can live in a store instead of on the heap. Persist writes
+// the nodes an Update made, each under a new id (node records are never
+// rewritten, so a tree of an older version stays readable while the writer
+// moves on), and returns the same tree with its root as a reference. Later
+// calls load nodes through a NodeSource, which keeps the recently used ones
+// decoded in a cache bounded in bytes: memory is set by that bound, not by
+// the tree's size.
+//
+// A stored branch holds its children's hashes (as every branch does) and
+// references to them: a leaf child inline, a branch child by id. A leaf is
+// therefore never a record of its own, and a lookup of any key reads one
+// record per branch on its path, most of them from the cache.
+
+// NodeReader reads the record of a persisted node. It must be safe for
+// concurrent use.
+type NodeReader interface {
+	ReadNode(id uint64) ([]byte, error)
+}
+
+// NodeSource resolves the persisted nodes of the trees of one store. thread-safe.
+type NodeSource struct {
+	r      NodeReader
+	cache  *otter.Cache[uint64, *branch]
+	misses atomic.Uint64
+}
+
+// nodeWeight approximates the heap bytes a decoded node holds: the branch,
+// its leaf or reference children, and the cache's own entry.
+func nodeWeight(_ uint64, b *branch) uint32 {
+	w := uint32(112 + 64)
+	for _, k := range b.kids {
+		if _, ok := k.(*leaf); ok {
+			w += 64
+		} else {
+			w += 16
+		}
+	}
+	return w
+}
+
+// NewNodeSource returns a source reading through r with a cache of decoded
+// nodes of about cacheBytes.
+func NewNodeSource(r NodeReader, cacheBytes int64) *NodeSource {
+	return &NodeSource{r: r, cache: otter.Must(&otter.Options[uint64, *branch]{
+		MaximumWeight: uint64(max(cacheBytes, 1<<20)),
+		Weigher:       nodeWeight,
+	})}
+}
+
+// Purge drops every cached node: the next reads go to the store.
+func (s *NodeSource) Purge() { s.cache.InvalidateAll() }
+
+// Misses returns how many node loads missed the cache and read the store.
+func (s *NodeSource) Misses() uint64 { return s.misses.Load() }
+
+// CachedBytes returns the weight of the cache's entries, about their heap bytes.
+func (s *NodeSource) CachedBytes() uint64 { return s.cache.WeightedSize() }
+
+// ref is a persisted branch. Near the root (split depth below pinDepth) it
+// keeps its decoded branch: those few nodes are on nearly every path, and
+// holding them costs a bounded amount (at most 2^pinDepth per tree, about
+// 12 MB). Deeper ones are loaded through the source's cache at each use, so
+// a tree holds on the heap only those and the nodes an unpersisted Update
+// made.
+type ref struct {
+	id  uint64
+	src *NodeSource
+	b   *branch // pinned; nil: load through src
+}
+
+// pinDepth is the split depth from which persisted branches are no longer
+// pinned in memory.
+const pinDepth = 16
+
+func (*ref) isNode() {}
+
+// loadError carries a failed read out of the tree walks, which have no
+// error results; the exported entry points turn it back into an error.
+type loadError struct{ err error }
+
+// load returns the branch r stands for. A decoded branch is shared by every
+// tree and goroutine that loads it: it has gen 0, so no Update edits it in
+// place (an Update's gen is at least 1).
+func (r *ref) load() *branch {
+	if r.b != nil {
+		return r.b
+	}
+	if b, ok := r.src.cache.GetIfPresent(r.id); ok {
+		return b
+	}
+	r.src.misses.Add(1)
+	rec, err := r.src.r.ReadNode(r.id)
+	if err != nil {
+		panic(loadError{fmt.Errorf("read tree node %d: %w", r.id, err)})
+	}
+	b, err := decodeBranch(rec, r.src)
+	if err != nil {
+		panic(loadError{fmt.Errorf("tree node %d: %w", r.id, err)})
+	}
+	r.src.cache.Set(r.id, b)
+	return b
+}
+
+// resolve returns n with a reference replaced by the branch it stands for.
+func resolve(n node) node {
+	if r, ok := n.(*ref); ok {
+		return r.load()
+	}
+	return n
+}
+
+// catch turns a loadError panic into *err; any other panic goes on.
+func catch(err *error) {
+	if r := recover(); r != nil {
+		le, ok := r.(loadError)
+		if !ok {
+			panic(r)
+		}
+		*err = le.err
+	}
+}
+
+// ErrBadNode is returned for a stored node record that does not decode.
+var ErrBadNode = errors.New("malformed tree node record")
+
+// Encoding of a branch record:
+//
+//	bit u8, top u8, skip u32 (little-endian), hashes 2 x 32
+//	two children, each: 0x01 key (32) value (32)   a leaf
+//	                    0x02 uvarint id            a stored branch
+//
+// A tree's root is encoded the same way as a child, with 0x00 for the empty
+// tree (EncodeRoot).
+const (
+	kidEmpty  = 0x00
+	kidLeaf   = 0x01
+	kidBranch = 0x02
+)
+
+func appendKid(out []byte, n node) []byte {
+	switch x := n.(type) {
+	case *leaf:
+		out = append(out, kidLeaf)
+		out = append(out, x.key[:]...)
+		return append(out, x.value[:]...)
+	case *ref:
+		out = append(out, kidBranch)
+		return binary.AppendUvarint(out, x.id)
+	case nil:
+		return append(out, kidEmpty)
+	}
+	panic(fmt.Sprintf("merkle: encode a %T child: persist its subtree first", n))
+}
+
+func readKid(b []byte, src *NodeSource) (node, []byte, error) {
+	if len(b) == 0 {
+		return nil, nil, fmt.Errorf("%w: child missing", ErrBadNode)
+	}
+	switch b[0] {
+	case kidEmpty:
+		return nil, b[1:], nil
+	case kidLeaf:
+		if len(b) < 1+2*Size {
+			return nil, nil, fmt.Errorf("%w: leaf child truncated", ErrBadNode)
+		}
+		return &leaf{key: Hash(b[1:]), value: Hash(b[1+Size:])}, b[1+2*Size:], nil
+	case kidBranch:
+		id, k := binary.Uvarint(b[1:])
+		if k <= 0 {
+			return nil, nil, fmt.Errorf("%w: branch child id malformed", ErrBadNode)
+		}
+		return &ref{id: id, src: src}, b[1+k:], nil
+	}
+	return nil, nil, fmt.Errorf("%w: child kind %#x", ErrBadNode, b[0])
+}
+
+// appendBranch appends b's record to out; its children must be leaves or
+// references.
+func appendBranch(out []byte, b *branch) []byte {
+	out = append(out, b.bit, b.top)
+	out = binary.LittleEndian.AppendUint32(out, b.skip)
+	out = append(out, b.hashes[0][:]...)
+	out = append(out, b.hashes[1][:]...)
+	out = appendKid(out, b.kids[0])
+	return appendKid(out, b.kids[1])
+}
+
+func decodeBranch(rec []byte, src *NodeSource) (*branch, error) {
+	if len(rec) < 6+2*Size {
+		return nil, fmt.Errorf("%w: %d bytes", ErrBadNode, len(rec))
+	}
+	b := &branch{bit: rec[0], top: rec[1], skip: binary.LittleEndian.Uint32(rec[2:])}
+	if b.top > b.bit {
+		return nil, fmt.Errorf("%w: depth %d above its parent's %d", ErrBadNode, b.bit, b.top)
+	}
+	b.hashes[0], b.hashes[1] = Hash(rec[6:]), Hash(rec[6+Size:])
+	rest := rec[6+2*Size:]
+	var err error
+	for i := range b.kids {
+		if b.kids[i], rest, err = readKid(rest, src); err != nil {
+			return nil, err
+		}
+		if b.kids[i] == nil || b.hashes[i].IsZero() {
+			return nil, fmt.Errorf("%w: child %d empty", ErrBadNode, i)
+		}
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrBadNode, len(rest))
+	}
+	return b, nil
+}
+
+// PersistedSMT is what a store keeps to reopen a persisted tree.
+type PersistedSMT struct {
+	Root []byte // the root reference, as encoded by Persist
+	Hash Hash
+	Size int
+}
+
+// Persist writes every node of t that is not in src yet: put is called for
+// each, children before parents, with an id from alloc (ids must never be
+// reused) and a record it must copy (the buffer is reused). It returns the same tree reading from src, what reopens it, and
+// the ids of the stored nodes that the Updates since the last Persist
+// replaced: they are not part of the new tree, but of older versions that a
+// reader may still hold, so the store deletes them only later. The new nodes
+// near the root stay pinned (see ref); deeper ones are read back on demand.
+func (t *SMT) Persist(src *NodeSource, alloc func() uint64, put func(id uint64, rec []byte) error) (_ *SMT, _ PersistedSMT, stale []uint64, err error) {
+	defer catch(&err)
+	var buf []byte // put copies the record, so one buffer serves them all
+	var persist func(n node) node
+	persist = func(n node) node {
+		b, ok := n.(*branch)
+		if !ok {
+			return n // a leaf (inline), a reference, or empty
+		}
+		d := &branch{bit: b.bit, top: b.top, skip: b.skip, hashes: b.hashes}
+		for i, k := range b.kids {
+			d.kids[i] = persist(k)
+		}
+		id := alloc()
+		buf = appendBranch(buf[:0], d)
+		if err := put(id, buf); err != nil {
+			panic(loadError{fmt.Errorf("write tree node %d: %w", id, err)})
+		}
+		r := &ref{id: id, src: src}
+		if d.bit < pinDepth {
+			r.b = d
+		}
+		return r
+	}
+	root := persist(t.root)
+	next := &SMT{root: root, rootHash: t.rootHash, size: t.size, gen: t.gen}
+	return next, PersistedSMT{Root: appendKid(nil, root), Hash: t.rootHash, Size: t.size}, t.stale, nil
+}
+
+// LoadSMT returns the persisted tree p, reading its nodes from src.
+func LoadSMT(p PersistedSMT, src *NodeSource) (*SMT, error) {
+	root, rest, err := readKid(p.Root, src)
+	if err != nil {
+		return nil, fmt.Errorf("load tree root: %w", err)
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("load tree root: %w: %d trailing bytes", ErrBadNode, len(rest))
+	}
+	if (root == nil) != p.Hash.IsZero() {
+		return nil, fmt.Errorf("load tree root: %w: root %s for an empty tree or none for a full one", ErrBadNode, p.Hash.Short())
+	}
+	return &SMT{root: root, rootHash: p.Hash, size: p.Size}, nil
+}
+
+// TryGet is Get for a tree whose nodes may need reading: it returns the
+// read error instead of panicking.
+func (t *SMT) TryGet(key Hash) (v Hash, ok bool, err error) {
+	defer catch(&err)
+	v, ok = t.Get(key)
+	return v, ok, nil
+}
+
+// TryProve is Prove with the read error returned.
+func (t *SMT) TryProve(key Hash) (p SMTProof, err error) {
+	defer catch(&err)
+	return t.Prove(key), nil
+}
+
+// TryUpdate is Update with the read error returned.
+func (t *SMT) TryUpdate(kvs []KV) (next *SMT, err error) {
+	defer catch(&err)
+	return t.Update(kvs), nil
+}
+
+// TryWalk is Walk with the read error returned.
+func (t *SMT) TryWalk(fn func(k, v Hash) bool) (err error) {
+	defer catch(&err)
+	t.Walk(fn)
+	return nil
+}
+
+// Pending returns how many stored nodes the Updates since the last Persist
+// replaced (what Persist will report stale).
+func (t *SMT) Pending() int { return len(t.stale) }
+
+// concatStale returns the stale ids of a tree made from t by an Update that
+// replaced more: a fresh slice, as t may have other successors.
+func concatStale(t []uint64, more []uint64) []uint64 {
+	if len(more) == 0 {
+		return t
+	}
+	return slices.Concat(t, more)
+}

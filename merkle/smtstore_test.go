@@ -1,0 +1,274 @@
+package merkle
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+
+	"pgregory.net/rapid"
+)
+
+// mapNodes is a node store in a map, with a switch to make reads fail.
+type mapNodes struct {
+	mu    sync.Mutex
+	recs  map[uint64][]byte
+	next  uint64
+	fails bool
+}
+
+func newMapNodes() *mapNodes { return &mapNodes{recs: map[uint64][]byte{}} }
+
+var errReadFailed = errors.New("read failed")
+
+func (m *mapNodes) ReadNode(id uint64) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fails {
+		return nil, errReadFailed
+	}
+	rec, ok := m.recs[id]
+	if !ok {
+		return nil, fmt.Errorf("node %d not found", id)
+	}
+	return rec, nil
+}
+
+func (m *mapNodes) alloc() uint64 { m.next++; return m.next }
+
+func (m *mapNodes) put(id uint64, rec []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, dup := m.recs[id]; dup {
+		return fmt.Errorf("node %d written twice", id)
+	}
+	m.recs[id] = append([]byte(nil), rec...) // Persist reuses rec
+	return nil
+}
+
+// reachable returns the ids of the stored nodes a persisted tree uses, read
+// from the records themselves.
+func (m *mapNodes) reachable(p PersistedSMT, into map[uint64]bool) error {
+	var visit func(n node) error
+	visit = func(n node) error {
+		r, ok := n.(*ref)
+		if !ok {
+			return nil
+		}
+		into[r.id] = true
+		rec, ok := m.recs[r.id]
+		if !ok {
+			return fmt.Errorf("node %d is gone", r.id)
+		}
+		b, err := decodeBranch(rec, nil)
+		if err != nil {
+			return err
+		}
+		for _, k := range b.kids {
+			if err := visit(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	root, _, err := readKid(p.Root, nil)
+	if err != nil {
+		return err
+	}
+	return visit(root)
+}
+
+// A tree persisted and reloaded at random points, pruned of the nodes it
+// reports stale once they are older than a few versions, answers every
+// question exactly as the same tree kept in memory; every retained version
+// stays readable; and the store holds nothing the retained versions do not
+// use.
+func TestSMTPersistMatchesMemory(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		pool := genPool(t)
+		store := newMapNodes()
+		// A tiny cache, so that most loads read the store.
+		src := NewNodeSource(store, 0)
+		mem, disk := NewSMT(), NewSMT()
+		const retain = 3
+		type version struct {
+			p     PersistedSMT
+			stale []uint64
+			mem   *SMT
+		}
+		var versions []version
+		for step := range rapid.IntRange(1, 12).Draw(t, "steps") {
+			kvs := genBatch(pool, 24).Draw(t, "batch")
+			mem = mem.Update(kvs)
+			var err error
+			if disk, err = disk.TryUpdate(kvs); err != nil {
+				t.Fatalf("step %d: update: %v", step, err)
+			}
+			if disk.Root() != mem.Root() || disk.Len() != mem.Len() {
+				t.Fatalf("step %d: root %s len %d, in memory %s len %d", step, disk.Root().Short(), disk.Len(), mem.Root().Short(), mem.Len())
+			}
+			if !rapid.Bool().Draw(t, "persist") {
+				continue
+			}
+			var p PersistedSMT
+			var stale []uint64
+			if disk, p, stale, err = disk.Persist(src, store.alloc, store.put); err != nil {
+				t.Fatalf("step %d: persist: %v", step, err)
+			}
+			if disk.Pending() != 0 {
+				t.Fatalf("step %d: persisted tree still has %d stale nodes pending", step, disk.Pending())
+			}
+			versions = append(versions, version{p: p, stale: stale, mem: mem})
+			// Prune what versions older than the retained ones replaced.
+			if len(versions) > retain {
+				for _, id := range versions[len(versions)-retain].stale {
+					if _, ok := store.recs[id]; !ok {
+						t.Fatalf("step %d: node %d reported stale twice", step, id)
+					}
+					delete(store.recs, id)
+				}
+			}
+			live := map[uint64]bool{}
+			first := max(0, len(versions)-retain)
+			for _, v := range versions[first:] {
+				if err := store.reachable(v.p, live); err != nil {
+					t.Fatalf("step %d: a retained version is damaged: %v", step, err)
+				}
+			}
+			if got := slices.Sorted(maps.Keys(store.recs)); !slices.Equal(got, slices.Sorted(maps.Keys(live))) {
+				t.Fatalf("step %d: store holds %d nodes, retained versions use %d", step, len(got), len(live))
+			}
+			if rapid.Bool().Draw(t, "reload") {
+				// A fresh source: nothing cached.
+				src = NewNodeSource(store, 0)
+				if disk, err = LoadSMT(p, src); err != nil {
+					t.Fatalf("step %d: load: %v", step, err)
+				}
+			}
+			// Every retained version, loaded from the store, matches memory.
+			for _, v := range versions[first:] {
+				old, err := LoadSMT(v.p, src)
+				if err != nil {
+					t.Fatalf("step %d: load retained version: %v", step, err)
+				}
+				sameTree(t, old, v.mem, pool)
+			}
+		}
+		sameTree(t, disk, mem, pool)
+	})
+}
+
+// sameTree checks that a stored tree gives the answers of one in memory.
+func sameTree(t interface{ Fatalf(string, ...any) }, disk, mem *SMT, keys []Hash) {
+	if disk.Root() != mem.Root() || disk.Len() != mem.Len() {
+		t.Fatalf("root %s len %d, in memory %s len %d", disk.Root().Short(), disk.Len(), mem.Root().Short(), mem.Len())
+	}
+	for _, k := range append(keys, Hash{0xff}, Hash{}) {
+		v, ok, err := disk.TryGet(k)
+		if err != nil {
+			t.Fatalf("get %s: %v", k.Short(), err)
+		}
+		mv, mok := mem.Get(k)
+		if v != mv || ok != mok {
+			t.Fatalf("get %s: %s %v, in memory %s %v", k.Short(), v.Short(), ok, mv.Short(), mok)
+		}
+		p, err := disk.TryProve(k)
+		if err != nil {
+			t.Fatalf("prove %s: %v", k.Short(), err)
+		}
+		if mp := mem.Prove(k); !slices.Equal(p.Siblings, mp.Siblings) || p.HasOther != mp.HasOther || p.OtherKey != mp.OtherKey {
+			t.Fatalf("prove %s: proof differs from the one in memory", k.Short())
+		}
+		if !VerifySMT(disk.Root(), k, v, p) {
+			t.Fatalf("prove %s: proof does not verify", k.Short())
+		}
+	}
+	got := map[Hash]Hash{}
+	if err := disk.TryWalk(func(k, v Hash) bool { got[k] = v; return true }); err != nil {
+		t.Fatalf("walk: %v", err)
+	}
+	if !maps.Equal(got, contents(mem)) {
+		t.Fatalf("walk gives %d keys, in memory %d", len(got), mem.Len())
+	}
+}
+
+// Batches large enough to fork the update between goroutines, on a tree
+// whose nodes are all stored: the same roots as in memory, and a failed read
+// in either half comes back as an error rather than a crash.
+func TestSMTPersistLargeBatches(t *testing.T) {
+	store := newMapNodes()
+	src := NewNodeSource(store, 2<<20)
+	mem, disk := NewSMT(), NewSMT()
+	for v := range 6 {
+		kvs := randomKVs(v, 3000)
+		// Rewrite some keys of the previous batches too.
+		if v > 0 {
+			kvs = append(kvs, randomKVs(v-1, 500)...)
+			for i := range 500 {
+				kvs[len(kvs)-1-i].Value = hashOfInt(v*7 + i)
+			}
+		}
+		mem = mem.Update(kvs)
+		var err error
+		if disk, err = disk.TryUpdate(kvs); err != nil {
+			t.Fatal(err)
+		}
+		if disk, _, _, err = disk.Persist(src, store.alloc, store.put); err != nil {
+			t.Fatal(err)
+		}
+		if disk.Root() != mem.Root() {
+			t.Fatalf("version %d: root %s, in memory %s", v, disk.Root().Short(), mem.Root().Short())
+		}
+	}
+	if src.CachedBytes() > 2<<20 {
+		t.Fatalf("cache holds %d bytes, bound is %d", src.CachedBytes(), 2<<20)
+	}
+	cold := NewNodeSource(store, 0)
+	p := func() PersistedSMT {
+		_, p, _, err := disk.Persist(src, store.alloc, store.put)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}()
+	tree, err := LoadSMT(p, cold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	store.fails = true
+	store.mu.Unlock()
+	if _, err := tree.TryUpdate(randomKVs(99, 2000)); !errors.Is(err, errReadFailed) {
+		t.Fatalf("update over a failing store: %v, want the read error", err)
+	}
+	if _, _, err := tree.TryGet(hashOfInt(1)); !errors.Is(err, errReadFailed) {
+		t.Fatalf("get over a failing store: %v, want the read error", err)
+	}
+	if _, err := tree.TryProve(hashOfInt(1)); !errors.Is(err, errReadFailed) {
+		t.Fatalf("prove over a failing store: %v, want the read error", err)
+	}
+}
+
+// A node record that is cut short or carries an unknown child kind is an
+// error naming the node, not a crash.
+func TestSMTBadNodeRecord(t *testing.T) {
+	store := newMapNodes()
+	src := NewNodeSource(store, 0)
+	tree := BuildSMT(randomKVs(1, 50))
+	_, p, _, err := tree.Persist(src, store.alloc, store.put)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, rec := range store.recs {
+		store.recs[id] = rec[:len(rec)-3]
+	}
+	loaded, err := LoadSMT(p, NewNodeSource(store, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := loaded.TryGet(hashOfInt(1)); !errors.Is(err, ErrBadNode) {
+		t.Fatalf("get over cut records: %v, want ErrBadNode", err)
+	}
+}

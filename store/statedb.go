@@ -1,0 +1,431 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+
+	"storesync/merkle"
+)
+
+// The state database (Pebble, under state/) holds what is keyed by hashes:
+// the nodes of the account and nullifier trees and the note-ID index. Keys
+// that are hashes land anywhere in a B-tree, so in SQLite every one of them
+// would dirty a page of its own at each commit; an LSM appends them.
+//
+// It is written after the SQLite commit of the block it belongs to, one
+// batch per block, without waiting for the disk: SQLite's tips row stays the
+// only commit point. Its own tip record says which block its trees are at;
+// Open brings it to SQLite's committed tip by replaying the blocks past it
+// from their files (after a crash or power loss lost its last batches) or by
+// going back to an earlier version it still holds (see stateRetain).
+//
+// Keys:
+//
+//	"t"               the tip record: block, next node id, both tree roots
+//	"v" block (u64)   the tree roots at that block, for the last versions
+//	"s" block (u64)   ids of the nodes that block's trees replaced
+//	"n" id (u64)      a tree node record (merkle.Persist)
+//	"i" note id (32)  the note's position in the notes table
+//
+// Node records are written once under a new id and deleted only when no
+// retained version uses them, so a reader holding an older snapshot reads
+// its own version while the writer moves on.
+type stateDB struct {
+	db  *pebble.DB
+	src *merkle.NodeSource
+
+	// The writer's own, guarded by the store's mutex.
+	tip      uint64 // block the stored trees are at
+	nextNode uint64 // next node id to allocate
+	// retained lists versions whose replaced nodes are still on disk,
+	// oldest first, with when they were written.
+	retained []retainedVersion
+	unsynced int // batches written since the last sync
+}
+
+type retainedVersion struct {
+	block uint64
+	at    time.Time
+}
+
+// stateRetainBlocks and stateRetainAge: the nodes a block's trees replaced
+// are deleted once both that many blocks and that much time have passed. A
+// reader works on the snapshot it took for the length of one request, far
+// shorter; one older than both gets ErrSnapshotGone, never a wrong answer.
+// Variables so that tests can make pruning happen at once.
+var (
+	stateRetainBlocks = 32
+	stateRetainAge    = 10 * time.Second
+)
+
+const (
+	// stateSyncEvery: the state database's log is made durable every this
+	// many batches (and at Close). A crash of the process loses nothing of
+	// it; a power loss loses at most this many batches, which Open replays
+	// from the block files.
+	stateSyncEvery = 64
+)
+
+func tipKey() []byte { return []byte("t") }
+
+func u64Key(prefix byte, n uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefix
+	binary.BigEndian.PutUint64(k[1:], n)
+	return k
+}
+
+func nodeKey(id uint64) []byte      { return u64Key('n', id) }
+func rootsKey(n uint64) []byte      { return u64Key('v', n) }
+func staleKey(n uint64) []byte      { return u64Key('s', n) }
+func noteKey(id merkle.Hash) []byte { return append([]byte{'i'}, id[:]...) }
+
+// Options sets the sizes of the store's caches: with the fetch window and a
+// fixed overhead they bound its memory, whatever the size of the state.
+type Options struct {
+	// NodeCacheBytes bounds the decoded tree nodes kept in memory.
+	NodeCacheBytes int64
+	// StateCacheBytes is the state database's block cache.
+	StateCacheBytes int64
+	// SQLiteCacheBytes is SQLite's page cache (per connection).
+	SQLiteCacheBytes int64
+}
+
+// DefaultOptions are the sizes a store opens with unless told otherwise.
+var DefaultOptions = Options{
+	NodeCacheBytes:   256 << 20,
+	StateCacheBytes:  64 << 20,
+	SQLiteCacheBytes: 64 << 20,
+}
+
+func (o Options) withDefaults() Options {
+	if o.NodeCacheBytes <= 0 {
+		o.NodeCacheBytes = DefaultOptions.NodeCacheBytes
+	}
+	if o.StateCacheBytes <= 0 {
+		o.StateCacheBytes = DefaultOptions.StateCacheBytes
+	}
+	if o.SQLiteCacheBytes <= 0 {
+		o.SQLiteCacheBytes = DefaultOptions.SQLiteCacheBytes
+	}
+	return o
+}
+
+func openStateDB(dir string, o Options) (*stateDB, error) {
+	cache := pebble.NewCache(o.StateCacheBytes)
+	defer cache.Unref()
+	opts := &pebble.Options{
+		Cache:        cache,
+		MemTableSize: 32 << 20,
+		Logger:       quietPebble{},
+	}
+	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	opts.EnsureDefaults()
+	db, err := pebble.Open(filepath.Join(dir, "state"), opts)
+	if err != nil {
+		return nil, fmt.Errorf("open state database: %w", err)
+	}
+	s := &stateDB{db: db}
+	s.src = merkle.NewNodeSource(s, o.NodeCacheBytes)
+	return s, nil
+}
+
+// quietPebble drops Pebble's informational lines; its errors reach us as
+// errors from its calls.
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("state database: "+format, args...))
+}
+
+// ReadNode reads a tree node record. thread-safe.
+func (s *stateDB) ReadNode(id uint64) ([]byte, error) {
+	v, closer, err := s.db.Get(nodeKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("%w: tree node %d is not in the state database (deleted with versions older than the last %d blocks and %s, or damage)", ErrSnapshotGone, id, stateRetainBlocks, stateRetainAge)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rec := append([]byte(nil), v...)
+	return rec, closer.Close()
+}
+
+// tipRecord is what "t" and the "v" keys hold.
+type tipRecord struct {
+	block      uint64
+	nextNode   uint64
+	accounts   merkle.PersistedSMT
+	nullifiers merkle.PersistedSMT
+}
+
+func appendTree(out []byte, p merkle.PersistedSMT) []byte {
+	out = append(out, p.Hash[:]...)
+	out = binary.AppendUvarint(out, uint64(p.Size))
+	out = binary.AppendUvarint(out, uint64(len(p.Root)))
+	return append(out, p.Root...)
+}
+
+func (r tipRecord) encode() []byte {
+	out := binary.BigEndian.AppendUint64(nil, r.block)
+	out = binary.BigEndian.AppendUint64(out, r.nextNode)
+	out = appendTree(out, r.accounts)
+	return appendTree(out, r.nullifiers)
+}
+
+func readTree(b []byte) (merkle.PersistedSMT, []byte, error) {
+	var p merkle.PersistedSMT
+	if len(b) < merkle.Size {
+		return p, nil, errors.New("tree root truncated")
+	}
+	p.Hash, b = merkle.Hash(b), b[merkle.Size:]
+	size, k := binary.Uvarint(b)
+	if k <= 0 {
+		return p, nil, errors.New("tree size malformed")
+	}
+	p.Size, b = int(size), b[k:]
+	l, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < l {
+		return p, nil, errors.New("tree root reference malformed")
+	}
+	p.Root, b = append([]byte(nil), b[k:k+int(l)]...), b[k+int(l):]
+	return p, b, nil
+}
+
+func decodeTip(b []byte) (tipRecord, error) {
+	var r tipRecord
+	if len(b) < 16 {
+		return r, fmt.Errorf("%d bytes", len(b))
+	}
+	r.block, r.nextNode = binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])
+	var err error
+	if r.accounts, b, err = readTree(b[16:]); err != nil {
+		return r, fmt.Errorf("accounts: %w", err)
+	}
+	if r.nullifiers, b, err = readTree(b); err != nil {
+		return r, fmt.Errorf("nullifiers: %w", err)
+	}
+	if len(b) != 0 {
+		return r, fmt.Errorf("%d trailing bytes", len(b))
+	}
+	return r, nil
+}
+
+// get reads a key; ok is false if it is absent.
+func (s *stateDB) get(key []byte) (_ []byte, ok bool, _ error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := append([]byte(nil), v...)
+	return out, true, closer.Close()
+}
+
+// readTip returns the stored tip record, or ok false for an empty database.
+func (s *stateDB) readTip() (tipRecord, bool, error) {
+	v, ok, err := s.get(tipKey())
+	if err != nil || !ok {
+		return tipRecord{}, false, err
+	}
+	r, err := decodeTip(v)
+	if err != nil {
+		return r, false, fmt.Errorf("%w: state database tip record: %w", ErrDamaged, err)
+	}
+	return r, true, nil
+}
+
+// readRoots returns the tree roots the database kept for block n.
+func (s *stateDB) readRoots(n uint64) (tipRecord, bool, error) {
+	v, ok, err := s.get(rootsKey(n))
+	if err != nil || !ok {
+		return tipRecord{}, false, err
+	}
+	r, err := decodeTip(v)
+	if err != nil {
+		return r, false, fmt.Errorf("%w: state database roots of block %d: %w", ErrDamaged, n, err)
+	}
+	return r, true, nil
+}
+
+// loadRetained reads which versions still have replaced nodes on disk, so
+// that pruning goes on where it stopped. Versions past tip are dropped: they
+// belong to blocks that were never committed (see rollBack).
+func (s *stateDB) loadRetained() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte("s"), UpperBound: []byte("t")})
+	if err != nil {
+		return fmt.Errorf("read state database: %w", err)
+	}
+	defer it.Close()
+	s.retained = s.retained[:0]
+	for it.First(); it.Valid(); it.Next() {
+		if len(it.Key()) != 9 {
+			continue
+		}
+		// Found at open: old enough by time, pruned by count alone.
+		s.retained = append(s.retained, retainedVersion{block: binary.BigEndian.Uint64(it.Key()[1:])})
+	}
+	return it.Error()
+}
+
+// stateBatch is one block's writes to the state database.
+type stateBatch struct {
+	s *stateDB
+	b *pebble.Batch
+}
+
+func (s *stateDB) newBatch() *stateBatch { return &stateBatch{s: s, b: s.db.NewBatch()} }
+
+func (sb *stateBatch) alloc() uint64 {
+	id := sb.s.nextNode
+	sb.s.nextNode++
+	return id
+}
+
+func (sb *stateBatch) putNode(id uint64, rec []byte) error { return sb.b.Set(nodeKey(id), rec, nil) }
+
+func (sb *stateBatch) putNote(id merkle.Hash, pos uint64) error {
+	return sb.b.Set(noteKey(id), binary.BigEndian.AppendUint64(nil, pos), nil)
+}
+
+// persistTrees writes the unpersisted nodes of both trees and returns the
+// trees reading from the database, and the tip record naming them.
+func (sb *stateBatch) persistTrees(n uint64, accounts, nullifiers *merkle.SMT) (*merkle.SMT, *merkle.SMT, tipRecord, error) {
+	acc, pa, staleA, err := accounts.Persist(sb.s.src, sb.alloc, sb.putNode)
+	if err != nil {
+		return nil, nil, tipRecord{}, fmt.Errorf("persist account tree: %w", err)
+	}
+	nul, pn, staleN, err := nullifiers.Persist(sb.s.src, sb.alloc, sb.putNode)
+	if err != nil {
+		return nil, nil, tipRecord{}, fmt.Errorf("persist nullifier tree: %w", err)
+	}
+	rec := tipRecord{block: n, accounts: pa, nullifiers: pn}
+	if stale := append(staleA, staleN...); len(stale) > 0 {
+		var list []byte
+		for _, id := range stale {
+			list = binary.AppendUvarint(list, id)
+		}
+		if err := sb.b.Set(staleKey(n), list, nil); err != nil {
+			return nil, nil, tipRecord{}, err
+		}
+	}
+	return acc, nul, rec, nil
+}
+
+// commit writes the batch with the tip record, prunes what the retained
+// versions no longer need, and syncs the log every stateSyncEvery batches.
+func (sb *stateBatch) commit(rec tipRecord, now time.Time) error {
+	s := sb.s
+	defer sb.b.Close()
+	rec.nextNode = s.nextNode
+	enc := rec.encode()
+	if err := sb.b.Set(rootsKey(rec.block), enc, nil); err != nil {
+		return err
+	}
+	if err := sb.b.Set(tipKey(), enc, nil); err != nil {
+		return err
+	}
+	// Prune, in this batch, what the retained versions no longer need;
+	// s.retained changes only once the batch is in.
+	retained := append(s.retained, retainedVersion{block: rec.block, at: now})
+	for len(retained) > stateRetainBlocks && now.Sub(retained[0].at) >= stateRetainAge {
+		if err := s.prune(sb.b, retained[0].block); err != nil {
+			return err
+		}
+		retained = retained[1:]
+	}
+	s.unsynced++
+	opts := pebble.NoSync
+	if s.unsynced >= stateSyncEvery {
+		opts = pebble.Sync
+	}
+	if err := sb.b.Commit(opts); err != nil {
+		return fmt.Errorf("write state database: %w", err)
+	}
+	if opts == pebble.Sync {
+		s.unsynced = 0
+	}
+	s.retained = retained
+	s.tip = rec.block
+	return nil
+}
+
+// prune deletes, in batch b, the nodes block n's trees replaced and its
+// retained roots: no retained version uses them any more.
+func (s *stateDB) prune(b *pebble.Batch, n uint64) error {
+	list, ok, err := s.get(staleKey(n))
+	if err != nil {
+		return fmt.Errorf("prune state of block %d: %w", n, err)
+	}
+	for ok && len(list) > 0 {
+		id, k := binary.Uvarint(list)
+		if k <= 0 {
+			return fmt.Errorf("%w: state database: stale list of block %d is malformed", ErrDamaged, n)
+		}
+		list = list[k:]
+		if err := b.Delete(nodeKey(id), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Delete(staleKey(n), nil); err != nil {
+		return err
+	}
+	return b.Delete(rootsKey(n), nil)
+}
+
+// rollBack makes the database's tip block n, an earlier version it still
+// holds. Its later versions belong to blocks SQLite does not hold committed
+// (the state batch is written after the SQLite commit, so only a commit that
+// reported success and was then lost can leave them), so their stale lists
+// are dropped unapplied (the nodes they name are still used by n), and the
+// nodes they wrote are left behind, unreachable.
+func (s *stateDB) rollBack(n uint64, rec tipRecord, nextNode uint64) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(staleKey(n+1), staleKey(^uint64(0)), nil); err != nil {
+		return err
+	}
+	if err := b.DeleteRange(rootsKey(n+1), rootsKey(^uint64(0)), nil); err != nil {
+		return err
+	}
+	rec.nextNode = nextNode
+	if err := b.Set(tipKey(), rec.encode(), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("roll state database back to block %d: %w", n, err)
+	}
+	s.tip, s.nextNode = n, nextNode
+	return nil
+}
+
+// notePos returns the position stored for a note ID, if any.
+func (s *stateDB) notePos(id merkle.Hash) (uint64, bool, error) {
+	v, ok, err := s.get(noteKey(id))
+	if err != nil || !ok {
+		return 0, false, err
+	}
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("%w: state database: note %s index entry is %d bytes", ErrDamaged, id.Short(), len(v))
+	}
+	return binary.BigEndian.Uint64(v), true, nil
+}
+
+func (s *stateDB) close() error {
+	if s.db == nil {
+		return nil
+	}
+	// The unsynced tail reaches the disk before the files close.
+	err := s.db.LogData(nil, pebble.Sync)
+	return errors.Join(err, s.db.Close())
+}
