@@ -7,7 +7,7 @@ GO        ?= go
 FUZZTIME  ?= 20000x
 DATA      ?= devnet
 
-.PHONY: all build test test-reliability sim test-sim vet unit fuzz-short fuzz bench bench-scenarios bench-catchup crash run primary demo proto proto-check clean
+.PHONY: all build test test-reliability sim test-sim vet unit fuzz-short fuzz bench bench-scenarios bench-catchup bench-scale crash run primary demo proto proto-check clean
 
 all: build
 
@@ -66,6 +66,14 @@ bench-scenarios:
 # loopback, next to the apply-only limit (about two minutes).
 bench-catchup:
 	$(GO) test -run '^$$' -bench CatchUp -benchtime 1x -timeout 30m ./runtime/
+
+# How the store's costs grow with its state: apply by stage, open, memory,
+# reads and disk per key at 10^5, 10^6 and 10^7 keys (SIZES=1e5,1e6 for
+# less). States are built once and kept in ~/.cache/storesync/scale
+# (about 7 GB at 10^7; the run prints its disk use).
+SIZES ?= 1e5,1e6,1e7
+bench-scale:
+	$(GO) run ./bench scale --scale-sizes $(SIZES) --plots bench-plots
 
 # The crash test alone, with another seed: make crash SEED=7
 crash:

@@ -24,6 +24,13 @@ const maxSMTDepth = 8 * Size
 
 // Prove returns a membership proof if key is in t, else an absence proof.
 func (t *SMT) Prove(key Hash) SMTProof {
+	p, _, _ := t.Lookup(key)
+	return p
+}
+
+// Lookup returns key's proof, as Prove, with its value, as Get, from one
+// walk down the tree.
+func (t *SMT) Lookup(key Hash) (SMTProof, Hash, bool) {
 	var sibs []Hash
 	depth := 0
 	n := t.root
@@ -37,7 +44,7 @@ func (t *SMT) Prove(key Hash) SMTProof {
 					// side is empty and the sibling is x seen from d+1.
 					sibs = appendZeros(sibs, d-depth)
 					sibs = append(sibs, x.hashAt(d+1))
-					return SMTProof{Siblings: sibs}
+					return SMTProof{Siblings: sibs}, Hash{}, false
 				}
 				sibs = appendZeros(sibs, bit-depth)
 			}
@@ -46,11 +53,11 @@ func (t *SMT) Prove(key Hash) SMTProof {
 			n, depth = x.kids[side], bit+1
 		case *leaf:
 			if x.key == key {
-				return SMTProof{Siblings: sibs}
+				return SMTProof{Siblings: sibs}, x.value, true
 			}
-			return SMTProof{Siblings: sibs, OtherKey: x.key, OtherValue: x.value, HasOther: true}
+			return SMTProof{Siblings: sibs, OtherKey: x.key, OtherValue: x.value, HasOther: true}, Hash{}, false
 		default:
-			return SMTProof{Siblings: sibs} // empty tree
+			return SMTProof{Siblings: sibs}, Hash{}, false // empty tree
 		}
 	}
 }

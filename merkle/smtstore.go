@@ -77,7 +77,9 @@ func (s *NodeSource) CachedBytes() uint64 { return s.cache.WeightedSize() }
 type ref struct {
 	id  uint64
 	src *NodeSource
-	b   *branch // pinned; nil: load through src
+	// b is the pinned branch, set by Persist or by the first load (readers
+	// race to set the same immutable value); nil: load through src.
+	b atomic.Pointer[branch]
 }
 
 // pinDepth is the split depth from which persisted branches are no longer
@@ -94,8 +96,8 @@ type loadError struct{ err error }
 // tree and goroutine that loads it: it has gen 0, so no Update edits it in
 // place (an Update's gen is at least 1).
 func (r *ref) load() *branch {
-	if r.b != nil {
-		return r.b
+	if b := r.b.Load(); b != nil {
+		return b
 	}
 	if b, ok := r.src.cache.GetIfPresent(r.id); ok {
 		return b
@@ -109,7 +111,11 @@ func (r *ref) load() *branch {
 	if err != nil {
 		panic(loadError{fmt.Errorf("tree node %d: %w", r.id, err)})
 	}
-	r.src.cache.Set(r.id, b)
+	if b.bit < pinDepth {
+		r.b.Store(b)
+	} else {
+		r.src.cache.Set(r.id, b)
+	}
 	return b
 }
 
@@ -256,7 +262,7 @@ func (t *SMT) Persist(src *NodeSource, alloc func() uint64, put func(id uint64, 
 		}
 		r := &ref{id: id, src: src}
 		if d.bit < pinDepth {
-			r.b = d
+			r.b.Store(d)
 		}
 		return r
 	}
@@ -292,6 +298,13 @@ func (t *SMT) TryGet(key Hash) (v Hash, ok bool, err error) {
 func (t *SMT) TryProve(key Hash) (p SMTProof, err error) {
 	defer catch(&err)
 	return t.Prove(key), nil
+}
+
+// TryLookup is Lookup with the read error returned.
+func (t *SMT) TryLookup(key Hash) (p SMTProof, v Hash, ok bool, err error) {
+	defer catch(&err)
+	p, v, ok = t.Lookup(key)
+	return p, v, ok, nil
 }
 
 // TryUpdate is Update with the read error returned.

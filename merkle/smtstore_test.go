@@ -184,6 +184,10 @@ func sameTree(t interface{ Fatalf(string, ...any) }, disk, mem *SMT, keys []Hash
 		if !VerifySMT(disk.Root(), k, v, p) {
 			t.Fatalf("prove %s: proof does not verify", k.Short())
 		}
+		lp, lv, lok, err := disk.TryLookup(k)
+		if err != nil || lv != v || lok != ok || !slices.Equal(lp.Siblings, p.Siblings) {
+			t.Fatalf("lookup %s: %s %v (%v), get and prove say %s %v", k.Short(), lv.Short(), lok, err, v.Short(), ok)
+		}
 	}
 	got := map[Hash]Hash{}
 	if err := disk.TryWalk(func(k, v Hash) bool { got[k] = v; return true }); err != nil {

@@ -51,7 +51,7 @@ func prove(ctx context.Context, st *store.Store, key ed25519.PrivateKey, seed ui
 		if !pause(ctx, timer, time.Until(proveDue(seed, n, h.Timestamp, delay, jitter))) {
 			return
 		}
-		p := block.Prove(key, n, sn.State.Chain.Leaf(n))
+		p := block.Prove(key, n, h.Commitment())
 		if err := st.ApplyProof(context.WithoutCancel(ctx), n, p.Encode()); err != nil {
 			log.Error("apply proof", "block", n, "err", err)
 			if !pause(ctx, timer, retryAfter) {

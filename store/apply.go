@@ -48,7 +48,7 @@ func (s *Store) ApplyBlock(ctx context.Context, b *block.Block) (Report, error) 
 	}
 	n := b.Header.Number
 	if err := s.catchUpState(ctx); err != nil {
-		return rep, storageErr(fmt.Sprintf("apply block %d: state database", n), err)
+		return rep, err
 	}
 	cur := s.snap.Load()
 	next, err := cur.State.Apply(b, s.rules)
@@ -112,9 +112,28 @@ func (s *Store) ApplyBlock(ctx context.Context, b *block.Block) (Report, error) 
 // CONTRACT: s.mu must be locked.
 func (s *Store) catchUpState(ctx context.Context) error {
 	cur := s.snap.Load()
+	op := fmt.Sprintf("apply block %d: state database", cur.Committed()+1)
+	if err := s.state.refusing(); err != nil {
+		// Refused before anything is written, like a full block file.
+		reason, ok := storageReason(err)
+		if !ok {
+			reason = "state database cannot write"
+		}
+		return &StorageError{Op: op, Reason: reason, Err: err}
+	}
 	if s.state.tip == cur.Committed() {
 		return nil
 	}
+	if err := s.replayTail(ctx); err != nil {
+		return storageErr(op, err)
+	}
+	return nil
+}
+
+// replayTail writes the state batches the state database lacks and
+// publishes the trees reading from it. CONTRACT: s.mu must be locked.
+func (s *Store) replayTail(ctx context.Context) error {
+	cur := s.snap.Load()
 	rec, ok, err := s.state.readTip()
 	if err != nil {
 		return err

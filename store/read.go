@@ -88,11 +88,7 @@ func (s *Snapshot) ChainProof(n uint64) (merkle.MMRProof, error) {
 // is zero and the proof shows absence. The error is a failed read of the
 // tree's nodes.
 func (s *Snapshot) Account(id merkle.Hash) (merkle.Hash, merkle.SMTProof, bool, error) {
-	v, ok, err := s.State.Accounts.TryGet(id)
-	if err != nil {
-		return v, merkle.SMTProof{}, false, fmt.Errorf("account %s: %w", id.Short(), err)
-	}
-	p, err := s.State.Accounts.TryProve(id)
+	p, v, ok, err := s.State.Accounts.TryLookup(id)
 	if err != nil {
 		return v, p, false, fmt.Errorf("account %s: %w", id.Short(), err)
 	}
@@ -110,15 +106,11 @@ type NullifierStatus struct {
 func (s *Snapshot) Nullifiers(nfs []merkle.Hash) ([]NullifierStatus, error) {
 	out := make([]NullifierStatus, len(nfs))
 	for i, nf := range nfs {
-		p, err := s.State.Nullifiers.TryProve(nf)
+		p, v, ok, err := s.State.Nullifiers.TryLookup(nf)
 		if err != nil {
 			return nil, fmt.Errorf("nullifier %s: %w", nf.Short(), err)
 		}
 		out[i] = NullifierStatus{Nullifier: nf, Proof: p}
-		v, ok, err := s.State.Nullifiers.TryGet(nf)
-		if err != nil {
-			return nil, fmt.Errorf("nullifier %s: %w", nf.Short(), err)
-		}
 		if ok {
 			out[i].SpentAt = state.SpentAt(v)
 		}

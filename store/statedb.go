@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -19,11 +21,14 @@ import (
 // would dirty a page of its own at each commit; an LSM appends them.
 //
 // It is written after the SQLite commit of the block it belongs to, one
-// batch per block, without waiting for the disk: SQLite's tips row stays the
-// only commit point. Its own tip record says which block its trees are at;
-// Open brings it to SQLite's committed tip by replaying the blocks past it
-// from their files (after a crash or power loss lost its last batches) or by
-// going back to an earlier version it still holds (see stateRetain).
+// batch per block, to its memtable only: SQLite's tips row stays the only
+// commit point, and the database has no log of its own (a failed log write
+// is fatal to Pebble, where a store must refuse the write and go on). Its
+// memtable is flushed every stateFlushBytes or stateFlushBlocks; its tip
+// record says which block the flushed trees are at, and Open brings it to
+// SQLite's committed tip by replaying the blocks past it from their files
+// (the batches a crash took: at most about two flush intervals) or by going
+// back to an earlier version it still holds (see stateRetainBlocks).
 //
 // Keys:
 //
@@ -38,6 +43,7 @@ import (
 // its own version while the writer moves on.
 type stateDB struct {
 	db  *pebble.DB
+	fs  *trackingFS
 	src *merkle.NodeSource
 
 	// The writer's own, guarded by the store's mutex.
@@ -46,7 +52,21 @@ type stateDB struct {
 	// retained lists versions whose replaced nodes are still on disk,
 	// oldest first, with when they were written.
 	retained []retainedVersion
-	unsynced int // batches written since the last sync
+	// Since the last flush was asked for.
+	unflushedBytes  int
+	unflushedBlocks int
+
+	// fault is the last error of a background flush or compaction, cleared
+	// by the next flush that succeeds; stalled is set while Pebble holds
+	// writes back. Either way the store refuses blocks (StorageError)
+	// rather than let batches pile up in memory.
+	fault   atomic.Pointer[error]
+	stalled atomic.Bool
+	// faulted is closed at the first fault: a flush on a disk refusing
+	// writes never ends, and Close waits no longer than it takes to see
+	// the first failure.
+	faulted   chan struct{}
+	faultOnce sync.Once
 }
 
 type retainedVersion struct {
@@ -65,11 +85,16 @@ var (
 )
 
 const (
-	// stateSyncEvery: the state database's log is made durable every this
-	// many batches (and at Close). A crash of the process loses nothing of
-	// it; a power loss loses at most this many batches, which Open replays
-	// from the block files.
-	stateSyncEvery = 64
+	// stateFlushBytes and stateFlushBlocks bound what a crash takes from
+	// the state database, and so what Open replays: a few large blocks or
+	// a few hundred small ones, well under a second of work.
+	stateFlushBytes  = 8 << 20
+	stateFlushBlocks = 256
+	// stateCloseWait is how long Close waits for the last flush; past it
+	// (a disk refusing writes), the next Open replays instead.
+	stateCloseWait = 5 * time.Second
+	// stateRetryPause spaces Pebble's retries of a failed flush.
+	stateRetryPause = 100 * time.Millisecond
 )
 
 func tipKey() []byte { return []byte("t") }
@@ -120,10 +145,31 @@ func (o Options) withDefaults() Options {
 func openStateDB(dir string, o Options) (*stateDB, error) {
 	cache := pebble.NewCache(o.StateCacheBytes)
 	defer cache.Unref()
+	s := &stateDB{fs: newTrackingFS(), faulted: make(chan struct{})}
 	opts := &pebble.Options{
-		Cache:        cache,
-		MemTableSize: 32 << 20,
+		FS:    s.fs,
+		Cache: cache,
+		// Flushes come from stateFlushBytes well before a memtable fills.
+		MemTableSize: 4 * stateFlushBytes,
+		DisableWAL:   true,
 		Logger:       quietPebble{},
+		EventListener: &pebble.EventListener{
+			BackgroundError: func(err error) {
+				s.fault.Store(&err)
+				s.faultOnce.Do(func() { close(s.faulted) })
+				// Pebble retries a failed flush at once, in a loop; on a
+				// disk refusing writes that would spin a core. This runs
+				// on the flush's goroutine, so the pause spaces the tries.
+				time.Sleep(stateRetryPause)
+			},
+			FlushEnd: func(info pebble.FlushInfo) {
+				if info.Err == nil {
+					s.fault.Store(nil)
+				}
+			},
+			WriteStallBegin: func(pebble.WriteStallBeginInfo) { s.stalled.Store(true) },
+			WriteStallEnd:   func() { s.stalled.Store(false) },
+		},
 	}
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	opts.EnsureDefaults()
@@ -131,13 +177,26 @@ func openStateDB(dir string, o Options) (*stateDB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state database: %w", err)
 	}
-	s := &stateDB{db: db}
+	s.db = db
 	s.src = merkle.NewNodeSource(s, o.NodeCacheBytes)
 	return s, nil
 }
 
-// quietPebble drops Pebble's informational lines; its errors reach us as
-// errors from its calls.
+// refusing returns why the state database cannot take batches now, or nil.
+func (s *stateDB) refusing() error {
+	if p := s.fault.Load(); p != nil {
+		return fmt.Errorf("state database cannot write: %w", *p)
+	}
+	if s.stalled.Load() {
+		return errors.New("state database cannot write: its flushes are behind (a slow or full disk)")
+	}
+	return nil
+}
+
+// quietPebble drops Pebble's informational lines; its errors reach us
+// through the event listener. Fatalf is Pebble's answer to a failed
+// manifest write, which it cannot undo: the process stops, and Open
+// recovers as after a crash.
 type quietPebble struct{}
 
 func (quietPebble) Infof(string, ...any)  {}
@@ -344,16 +403,20 @@ func (sb *stateBatch) commit(rec tipRecord, now time.Time) error {
 		}
 		retained = retained[1:]
 	}
-	s.unsynced++
-	opts := pebble.NoSync
-	if s.unsynced >= stateSyncEvery {
-		opts = pebble.Sync
+	if err := s.refusing(); err != nil {
+		return err
 	}
-	if err := sb.b.Commit(opts); err != nil {
+	if err := sb.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("write state database: %w", err)
 	}
-	if opts == pebble.Sync {
-		s.unsynced = 0
+	s.unflushedBytes += len(sb.b.Repr())
+	s.unflushedBlocks++
+	if s.unflushedBytes >= stateFlushBytes || s.unflushedBlocks >= stateFlushBlocks {
+		// In the background: the writer does not wait for the disk.
+		if _, err := s.db.AsyncFlush(); err != nil {
+			return fmt.Errorf("flush state database: %w", err)
+		}
+		s.unflushedBytes, s.unflushedBlocks = 0, 0
 	}
 	s.retained = retained
 	s.tip = rec.block
@@ -402,7 +465,8 @@ func (s *stateDB) rollBack(n uint64, rec tipRecord, nextNode uint64) error {
 	if err := b.Set(tipKey(), rec.encode(), nil); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	// Not flushed here: should it be lost, the next Open rolls back again.
+	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("roll state database back to block %d: %w", n, err)
 	}
 	s.tip, s.nextNode = n, nextNode
@@ -425,7 +489,25 @@ func (s *stateDB) close() error {
 	if s.db == nil {
 		return nil
 	}
-	// The unsynced tail reaches the disk before the files close.
-	err := s.db.LogData(nil, pebble.Sync)
-	return errors.Join(err, s.db.Close())
+	// The memtable reaches the disk before the files close, unless the
+	// disk refuses it: then the next Open replays those blocks, so a
+	// failure here loses nothing and is not the caller's to handle.
+	var err error
+	if done, ferr := s.db.AsyncFlush(); ferr != nil {
+		err = fmt.Errorf("flush state database: %w", ferr)
+	} else {
+		select {
+		case <-done:
+		case <-s.faulted:
+		case <-time.After(stateCloseWait):
+		}
+	}
+	if s.fault.Load() != nil {
+		_ = s.db.Close()
+		s.fs.closeLeft()
+		return nil
+	}
+	err = errors.Join(err, s.db.Close())
+	s.fs.closeLeft()
+	return err
 }

@@ -231,26 +231,22 @@ func (s *Store) blockRow(ctx context.Context, n uint64) (blockRow, error) {
 
 // blockLoc returns where block n lies in its segment.
 func (s *Store) blockLoc(ctx context.Context, n uint64) (loc, error) {
-	var l loc
-	err := s.db.QueryRowContext(ctx, `SELECT file_offset, file_length FROM blocks WHERE number = ?`, n).Scan(&l.off, &l.len)
-	if errors.Is(err, sql.ErrNoRows) {
-		return l, fmt.Errorf("%w: block %d has no row in the database", ErrDamaged, n)
-	}
-	if err != nil {
-		return l, fmt.Errorf("read block %d location: %w", n, err)
-	}
-	return l, nil
+	return s.itemLoc(ctx, `SELECT file_offset, file_length FROM blocks WHERE number = ?`, "block", n)
 }
 
 // proofLoc returns where the proof of block n lies in its segment.
 func (s *Store) proofLoc(ctx context.Context, n uint64) (loc, error) {
+	return s.itemLoc(ctx, `SELECT file_offset, file_length FROM proofs WHERE number = ?`, "proof", n)
+}
+
+func (s *Store) itemLoc(ctx context.Context, query, kind string, n uint64) (loc, error) {
 	var l loc
-	err := s.db.QueryRowContext(ctx, `SELECT file_offset, file_length FROM proofs WHERE number = ?`, n).Scan(&l.off, &l.len)
+	err := s.db.QueryRowContext(ctx, query, n).Scan(&l.off, &l.len)
 	if errors.Is(err, sql.ErrNoRows) {
-		return l, fmt.Errorf("%w: proof of block %d has no row in the database", ErrDamaged, n)
+		return l, fmt.Errorf("%w: %s %d has no row in the database", ErrDamaged, kind, n)
 	}
 	if err != nil {
-		return l, fmt.Errorf("read proof %d location: %w", n, err)
+		return l, fmt.Errorf("read %s %d location: %w", kind, n, err)
 	}
 	return l, nil
 }

@@ -145,7 +145,10 @@ func (g *Generator) Next(s *state.State, timestamp uint64) (*block.Block, error)
 		id := AccountID(g.seed, k)
 		before, seen := current[id]
 		if !seen {
-			before, _ = s.Accounts.Get(id)
+			var err error
+			if before, _, err = s.Accounts.TryGet(id); err != nil {
+				return nil, fmt.Errorf("generate block %d: %w", n, err)
+			}
 		}
 		binary.LittleEndian.PutUint64(txid[:], n)
 		binary.LittleEndian.PutUint64(txid[8:], uint64(i))

@@ -112,10 +112,14 @@ func demo(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		sum.Validate, sum.Trees, sum.BlockFile, sum.SQLite = sum.Validate+r.Validate, sum.Trees+r.Trees, sum.BlockFile+r.BlockFile, sum.SQLite+r.SQLite
+		sum.Validate, sum.Trees, sum.BlockFile, sum.SQLite, sum.State = sum.Validate+r.Validate, sum.Trees+r.Trees, sum.BlockFile+r.BlockFile, sum.SQLite+r.SQLite, sum.State+r.State
 		bytes += r.Bytes
 		if _, proven := s.Tips(); n+1 >= proven+3 {
-			p := block.Prove(keys.Prover, proven+1, s.Snapshot().State.Chain.Leaf(proven+1))
+			c, err := s.Snapshot().State.Chain.LeafAt(proven + 1)
+			if err != nil {
+				return err
+			}
+			p := block.Prove(keys.Prover, proven+1, c)
 			if err := s.ApplyProof(ctx, proven+1, p.Encode()); err != nil {
 				return err
 			}
@@ -133,9 +137,9 @@ func demo(ctx context.Context, args []string) error {
 	if done > 0 {
 		el := time.Since(t0)
 		per := func(d time.Duration) time.Duration { return d / time.Duration(done) }
-		fmt.Printf("applied %d blocks in %s (%.0f blocks/s, %.1f MB/s); per block: validate %s, trees %s, block file %s, sqlite %s\n",
+		fmt.Printf("applied %d blocks in %s (%.0f blocks/s, %.1f MB/s); per block: validate %s, trees %s, block file %s, sqlite %s, state %s\n",
 			done, el.Round(time.Millisecond), float64(done)/el.Seconds(), float64(bytes)/1e6/el.Seconds(),
-			per(sum.Validate), per(sum.Trees), per(sum.BlockFile), per(sum.SQLite))
+			per(sum.Validate), per(sum.Trees), per(sum.BlockFile), per(sum.SQLite), per(sum.State))
 	}
 	fmt.Printf("committed tip %d, proven tip %d\n", committed, proven)
 	return nil
@@ -145,11 +149,13 @@ func inspect(args []string) error {
 	fs := flag.NewFlagSet("inspect", flag.ExitOnError)
 	dir := fs.String("data-dir", "devnet/store", "directory holding genesis.json and the store")
 	_ = fs.Parse(args)
+	t0 := time.Now()
 	s, err := openDir(*dir)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	fmt.Printf("opened in      %s\n", time.Since(t0).Round(time.Millisecond))
 	sn := s.Snapshot()
 	h := sn.State.Header
 	fmt.Printf("chain          %s (genesis %s)\n", s.Genesis().ChainID, s.Genesis().Commitment.Short())

@@ -131,7 +131,12 @@ func SameChain(t testing.TB, a, b *store.Store) {
 		t.Fatalf("follower at %d is ahead of its source at %d", sb.Committed(), sa.Committed())
 	}
 	for n := uint64(0); n <= sb.Committed(); n++ {
-		if sa.State.Chain.Leaf(n) != sb.State.Chain.Leaf(n) {
+		ca, erra := sa.State.Chain.LeafAt(n)
+		cb, errb := sb.State.Chain.LeafAt(n)
+		if erra != nil || errb != nil {
+			t.Fatalf("block %d: %v %v", n, erra, errb)
+		}
+		if ca != cb {
 			t.Fatalf("block %d differs", n)
 		}
 	}
