@@ -69,11 +69,14 @@ bench-catchup:
 
 # How the store's costs grow with its state: apply by stage, open, memory,
 # reads and disk per key at 10^5, 10^6 and 10^7 keys (SIZES=1e5,1e6 for
-# less). States are built once and kept in ~/.cache/storesync/scale
-# (about 7 GB at 10^7; the run prints its disk use).
-SIZES ?= 1e5,1e6,1e7
+# less), and open and reads on chains of 10^3 and 10^5 small blocks
+# (BLOCKS). States are built once and kept in ~/.cache/storesync/scale
+# (about 10 GB in all; the run prints its disk use). Building them the
+# first time takes about an hour.
+SIZES  ?= 1e5,1e6,1e7
+BLOCKS ?= 1e3,1e5
 bench-scale:
-	$(GO) run ./bench scale --scale-sizes $(SIZES) --plots bench-plots
+	$(GO) run ./bench scale --scale-sizes $(SIZES) --scale-blocks $(BLOCKS) --plots bench-plots
 
 # The crash test alone, with another seed: make crash SEED=7
 crash:

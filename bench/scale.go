@@ -24,6 +24,12 @@ package main
 // Each size is measured in a child process (the bench binary re-executed
 // with scaleChildArg), so that its RSS is the store's and nothing else's;
 // the child runs the SIGKILL test in a grandchild (scaleKillArg).
+//
+// With --scale-blocks the scenario also measures what grows with the length
+// of the chain rather than with its state (the block index, the MMR, the
+// segment files): stores holding N blocks of a second, `small` chain (seed
+// 2), kept under DIR/small/ the same way (DIR/small/base,
+// DIR/small/states/blocks-N, DIR/small/counts.txt, DIR/small/scratch).
 
 import (
 	"bufio"
@@ -69,6 +75,14 @@ import (
 const (
 	scaleSeed    = 1
 	scaleChainID = "scale-1"
+	// The chain --scale-blocks measures, kept under DIR/small.
+	scaleSmallSeed    = 2
+	scaleSmallChainID = "scale-small-2"
+	scaleSmallDir     = "small"
+	// scaleMaxBlocks bounds one --scale-blocks length (scaleGrowLimit
+	// bounds its growth in time): 10^5 small blocks, each proven, took 24
+	// minutes to build on a shared 2-core VM (140 blocks/s falling to 60).
+	scaleMaxBlocks = 1e8
 	// scaleIntervalMs spaces block timestamps, as workload.BuildChain does:
 	// the chain must be the same run after run for the cache to hold.
 	scaleIntervalMs = 1000
@@ -78,6 +92,9 @@ const (
 	// scaleDefaultSizes are measured without --scale-sizes; --quick only
 	// measures the first.
 	scaleDefaultSizes = "1e5,1e6,1e7"
+	// scaleQuickBlocks is what --quick measures without --scale-blocks;
+	// without --quick, no --scale-blocks measures no chain length.
+	scaleQuickBlocks = "1e3"
 	// scaleProgressEvery: growing 10^7 keys takes minutes; a line this
 	// often shows it moves without flooding the terminal.
 	scaleProgressEvery = 10 * time.Second
@@ -111,6 +128,10 @@ const (
 	// block's apply is the SQLite transaction, so the kill usually lands in it.
 	scaleKillBlocks = 4
 	scaleKillAfter  = 2
+	// scaleSmallKillBlocks: a `small` block applies in milliseconds, so the
+	// grandchild prepares enough of them to be still applying when the kill
+	// lands, however late the parent is scheduled.
+	scaleSmallKillBlocks = 256
 	// scaleMinNotesPerBlock bounds the blocks a size needs: every
 	// transaction of a `large` block creates at least one note.
 	scaleMinNotesPerBlock = 2048
@@ -119,12 +140,47 @@ const (
 // The reads driven against each state, in table order.
 var scaleReadMethods = []string{"GetBlockByNumber+proof", "GetAccount", "CheckNullifiers", "GetBlockHeaderByNumber+MMR", "GetNotesById", "SyncNotes"}
 
+// The reads driven against each chain length, in table order.
+var scaleBlocksReadMethods = []string{"GetBlockHeaderByNumber+MMR", "GetBlockByNumber+proof"}
+
+// scaleChain is one synthetic chain of the scenario: what the cache, the
+// child and the grandchild need to rebuild its genesis and its blocks.
+type scaleChain struct {
+	Seed    uint64 `json:"seed"`
+	ChainID string `json:"chain_id"`
+	Profile string `json:"profile"`
+	// KillBlocks: how many blocks the SIGKILL grandchild prepares.
+	KillBlocks int `json:"kill_blocks"`
+}
+
+var (
+	scaleLargeChain = scaleChain{Seed: scaleSeed, ChainID: scaleChainID, Profile: "large", KillBlocks: scaleKillBlocks}
+	scaleSmallChain = scaleChain{Seed: scaleSmallSeed, ChainID: scaleSmallChainID, Profile: "small", KillBlocks: scaleSmallKillBlocks}
+)
+
+func (ch scaleChain) genesis() (*genesis.File, workload.Keys, error) {
+	keys := workload.DevKeys(ch.Seed)
+	g, err := workload.Genesis(ch.ChainID, ch.Seed, keys, workload.GenesisTime)
+	return g, keys, err
+}
+
 // ScaleResult: the store's costs at several sizes of one chain's state.
 type ScaleResult struct {
 	Cache          string     `json:"cache"`
 	LargeBlocks    int        `json:"large_blocks"` // applied on top of each state, then
 	StandardBlocks int        `json:"standard_blocks"`
 	Rows           []ScaleRow `json:"rows"`
+	// BlockRows: the `small` chain at several lengths (--scale-blocks).
+	BlockRows []ScaleBlocksRow `json:"block_rows,omitempty"`
+}
+
+// ScaleBlocksRow is one length of the `small` chain.
+type ScaleBlocksRow struct {
+	Blocks        uint64  `json:"blocks"`
+	Keys          uint64  `json:"keys"`
+	DiskBytes     int64   `json:"disk_bytes"` // du of the store directory
+	BytesPerBlock float64 `json:"disk_bytes_per_block"`
+	ScaleMeasure
 }
 
 // ScaleRow is one state size.
@@ -158,8 +214,8 @@ type ScaleMeasure struct {
 	CacheBeforeMB float64      `json:"page_cache_before_open_mb"` // of the store's files
 	CacheOpenMB   float64      `json:"page_cache_open_mb"`
 	CacheBlocksMB float64      `json:"page_cache_blocks_mb"`
-	Large         ScaleApply   `json:"large"`
-	Standard      ScaleApply   `json:"standard"`
+	Large         ScaleApply   `json:"large,omitzero"` // none for a chain length
+	Standard      ScaleApply   `json:"standard,omitzero"`
 	AddedKeys     uint64       `json:"added_keys"`
 	Reads         []ScaleReads `json:"reads"`
 }
@@ -187,7 +243,15 @@ type ScaleReads struct {
 	Errors int64   `json:"errors"`
 }
 
+// scaleBlocksFlag is --scale-blocks (main binds it): the chain lengths of
+// the `small` chain measured, "1e3,1e5"; empty: none (--quick: scaleQuickBlocks).
+var scaleBlocksFlag string
+
 func scale(quick bool, sizesFlag, cacheFlag, plotsDir string) (*ScaleResult, error) {
+	return scaleRun(quick, sizesFlag, scaleBlocksFlag, cacheFlag, plotsDir)
+}
+
+func scaleRun(quick bool, sizesFlag, blocksFlag, cacheFlag, plotsDir string) (*ScaleResult, error) {
 	if sizesFlag == "" {
 		sizesFlag = scaleDefaultSizes
 		if quick {
@@ -197,6 +261,15 @@ func scale(quick bool, sizesFlag, cacheFlag, plotsDir string) (*ScaleResult, err
 	sizes, err := parseScaleSizes(sizesFlag)
 	if err != nil {
 		return nil, err
+	}
+	if blocksFlag == "" && quick {
+		blocksFlag = scaleQuickBlocks
+	}
+	var lengths []uint64
+	if blocksFlag != "" {
+		if lengths, err = parseScaleBlocks(blocksFlag); err != nil {
+			return nil, err
+		}
 	}
 	largeN, standardN := 100, 1000
 	if quick {
@@ -210,7 +283,7 @@ func scale(quick bool, sizesFlag, cacheFlag, plotsDir string) (*ScaleResult, err
 		}
 		dir = filepath.Join(ucd, "storesync", "scale")
 	}
-	c, err := openScaleCache(dir)
+	c, err := openScaleCache(dir, scaleLargeChain)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +310,7 @@ func scale(quick bool, sizesFlag, cacheFlag, plotsDir string) (*ScaleResult, err
 		}
 		fmt.Fprintf(os.Stderr, "scale %g: %d blocks, %d keys, %.0f MB; copied to %s in %s\n",
 			size, n, row.Keys, float64(row.DiskBytes)/1e6, scratch, time.Since(t).Round(time.Millisecond))
-		m, err := runScaleChild(scaleChildConfig{Dir: scratch, Large: largeN, Standard: standardN, ReadFor: scaleReadFor})
+		m, err := runScaleChild(scaleChildConfig{Dir: scratch, Chain: scaleLargeChain, Large: largeN, Standard: standardN, ReadFor: scaleReadFor})
 		if rerr := os.RemoveAll(scratch); err == nil {
 			err = rerr
 		}
@@ -248,14 +321,84 @@ func scale(quick bool, sizesFlag, cacheFlag, plotsDir string) (*ScaleResult, err
 		row.KeysAfter = row.Keys + m.AddedKeys
 		res.Rows = append(res.Rows, row)
 	}
+	if len(lengths) > 0 {
+		if res.BlockRows, err = scaleBlocks(filepath.Join(dir, scaleSmallDir), lengths); err != nil {
+			return nil, err
+		}
+	}
 	fmt.Fprintf(os.Stderr, "scale: cache %s: %s\n", dir, c.describe())
 	printScaleTable(res)
+	if len(res.BlockRows) > 0 {
+		printScaleBlocksTable(res.BlockRows)
+	}
 	if plotsDir != "" {
 		if err := writeScalePlots(plotsDir, res); err != nil {
 			return nil, fmt.Errorf("plots: %w", err)
 		}
 	}
 	return res, nil
+}
+
+// scaleBlocks measures the `small` chain at each length, from the cache of
+// its states in dir.
+func scaleBlocks(dir string, lengths []uint64) ([]ScaleBlocksRow, error) {
+	c, err := openScaleCache(dir, scaleSmallChain)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	fmt.Fprintf(os.Stderr, "scale blocks: cache %s: %s\n", dir, c.describe())
+	var rows []ScaleBlocksRow
+	for _, n := range lengths {
+		src, err := c.stateAt(n)
+		if err != nil {
+			return nil, fmt.Errorf("chain of %d small blocks: %w", n, err)
+		}
+		row := ScaleBlocksRow{Blocks: n, Keys: c.keysAt(n)}
+		if row.DiskBytes, err = diskBytes(src); err != nil {
+			return nil, err
+		}
+		row.BytesPerBlock = float64(row.DiskBytes) / float64(n)
+		scratch := c.path("scratch")
+		if err := os.RemoveAll(scratch); err != nil {
+			return nil, err
+		}
+		t := time.Now()
+		if err := copyDir(src, scratch); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(os.Stderr, "scale blocks %d: %d keys, %.0f MB; copied to %s in %s\n",
+			n, row.Keys, float64(row.DiskBytes)/1e6, scratch, time.Since(t).Round(time.Millisecond))
+		m, err := runScaleChild(scaleChildConfig{Dir: scratch, Chain: scaleSmallChain, Reads: scaleBlocksReadMethods, ReadFor: scaleReadFor})
+		if rerr := os.RemoveAll(scratch); err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("chain of %d small blocks: %w", n, err)
+		}
+		row.ScaleMeasure = *m
+		rows = append(rows, row)
+	}
+	fmt.Fprintf(os.Stderr, "scale blocks: cache %s: %s\n", dir, c.describe())
+	return rows, nil
+}
+
+// parseScaleBlocks reads "1e3,1e5": whole numbers of blocks, sorted,
+// without duplicates, from 1 to scaleMaxBlocks.
+func parseScaleBlocks(s string) ([]uint64, error) {
+	var out []uint64
+	for f := range strings.SplitSeq(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
+			return nil, fmt.Errorf("--scale-blocks: %q is not a number of blocks", f)
+		}
+		if v < 1 || v > scaleMaxBlocks || v != math.Trunc(v) {
+			return nil, fmt.Errorf("--scale-blocks: %g blocks: want a whole number from 1 to %g", v, float64(scaleMaxBlocks))
+		}
+		out = append(out, uint64(v))
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 // parseScaleSizes reads "1e5,1e6": sorted, without duplicates, each more
@@ -276,17 +419,12 @@ func parseScaleSizes(s string) ([]float64, error) {
 	return slices.Compact(out), nil
 }
 
-func scaleGenesis() (*genesis.File, workload.Keys, error) {
-	keys := workload.DevKeys(scaleSeed)
-	g, err := workload.Genesis(scaleChainID, scaleSeed, keys, workload.GenesisTime)
-	return g, keys, err
-}
-
 // --- the cache of states (parent) ---
 
 // scaleCache is the cache directory. Owned by the parent; not thread-safe.
 type scaleCache struct {
 	dir     string
+	chain   scaleChain
 	genesis *genesis.File
 	keys    workload.Keys
 	counts  []blockCount // counts[i]: block i+1
@@ -301,15 +439,15 @@ type blockCount struct {
 	commitment        merkle.Hash
 }
 
-func openScaleCache(dir string) (*scaleCache, error) {
+func openScaleCache(dir string, ch scaleChain) (*scaleCache, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "states"), 0o755); err != nil {
 		return nil, fmt.Errorf("scale cache: %w", err)
 	}
-	g, keys, err := scaleGenesis()
+	g, keys, err := ch.genesis()
 	if err != nil {
 		return nil, err
 	}
-	c := &scaleCache{dir: dir, genesis: g, keys: keys}
+	c := &scaleCache{dir: dir, chain: ch, genesis: g, keys: keys}
 	// Two runs growing the same base would each corrupt the other's.
 	if c.lock, err = os.OpenFile(c.path("lock"), os.O_RDWR|os.O_CREATE, 0o644); err != nil {
 		return nil, fmt.Errorf("scale cache: %w", err)
@@ -449,12 +587,30 @@ func (c *scaleCache) row(size float64, n uint64) ScaleRow {
 // of at least size keys, and its block count, growing or building it if the
 // cache has none.
 func (c *scaleCache) stateFor(size float64) (string, uint64, error) {
+	limit := uint64(size/scaleMinNotesPerBlock) + 1
+	return c.state(func() (uint64, bool) { return c.blocksFor(size) }, func(n uint64) bool { return float64(c.keysAt(n)) >= size }, limit)
+}
+
+// stateAt returns a closed store directory holding exactly blocks 0..n,
+// growing or building it if the cache has none.
+func (c *scaleCache) stateAt(n uint64) (string, error) {
+	src, got, err := c.state(func() (uint64, bool) { return n, true }, func(m uint64) bool { return m >= n }, n)
+	if err == nil && got != n {
+		err = fmt.Errorf("the state at block %d was asked, the cache gave block %d", n, got)
+	}
+	return src, err
+}
+
+// state returns the state at the block `at` names, if it can name one once
+// base's blocks are counted, else grows base until done says its tip is
+// enough, never past block limit.
+func (c *scaleCache) state(at func() (uint64, bool), done func(uint64) bool, limit uint64) (string, uint64, error) {
 	base := c.path("base")
 	tip, err := c.baseTip()
 	if err != nil {
 		return "", 0, err
 	}
-	if n, ok := c.blocksFor(size); ok && n <= tip {
+	if n, ok := at(); ok && n <= tip {
 		if n == tip {
 			return base, n, nil
 		}
@@ -469,8 +625,7 @@ func (c *scaleCache) stateFor(size float64) (string, uint64, error) {
 			return "", 0, err
 		}
 	}
-	limit := uint64(size/scaleMinNotesPerBlock) + 1
-	n, err := c.grow(base, func(n uint64) bool { return float64(c.keysAt(n)) >= size }, limit, true)
+	n, err := c.grow(base, done, limit, true)
 	return base, n, err
 }
 
@@ -573,9 +728,9 @@ func (c *scaleCache) catchUp(st *store.Store) (uint64, error) {
 	return tip, nil
 }
 
-// grow opens the store in dir (creating it) and applies `large` blocks of
-// the chain, each with its proof, until done says its tip is enough; never
-// past block limit, nor for longer than scaleGrowLimit.
+// grow opens the store in dir (creating it) and applies blocks of the
+// chain's profile, each with its proof, until done says its tip is enough;
+// never past block limit, nor for longer than scaleGrowLimit.
 func (c *scaleCache) grow(dir string, done func(uint64) bool, limit uint64, isBase bool) (uint64, error) {
 	if isBase {
 		if err := os.Remove(c.path("base.tip")); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -604,8 +759,11 @@ func (c *scaleCache) growOpen(st *store.Store, done func(uint64) bool, limit uin
 	if err != nil {
 		return 0, err
 	}
-	p, _ := workload.ProfileByName("large")
-	gen := workload.NewGenerator(scaleSeed, p, c.keys.Producer, st)
+	p, err := workload.ProfileByName(c.chain.Profile)
+	if err != nil {
+		return 0, err
+	}
+	gen := workload.NewGenerator(c.chain.Seed, p, c.keys.Producer, st)
 	ctx := context.Background()
 	from, start := tip, time.Now()
 	last := start
@@ -711,10 +869,19 @@ func diskBytes(dir string) (int64, error) {
 // --- the measurement (child) ---
 
 type scaleChildConfig struct {
-	Dir      string        `json:"dir"`
-	Large    int           `json:"large"`
-	Standard int           `json:"standard"`
-	ReadFor  time.Duration `json:"read_for"`
+	Dir      string     `json:"dir"`
+	Chain    scaleChain `json:"chain"` // the chain of the store in Dir
+	Large    int        `json:"large"`
+	Standard int        `json:"standard"`
+	// Reads are the methods driven, in order; none: scaleReadMethods.
+	Reads   []string      `json:"reads,omitempty"`
+	ReadFor time.Duration `json:"read_for"`
+}
+
+// scaleKillConfig is the grandchild's argument.
+type scaleKillConfig struct {
+	Dir   string     `json:"dir"`
+	Chain scaleChain `json:"chain"`
 }
 
 // runScaleChild measures the store in cfg.Dir in a child process.
@@ -757,7 +924,10 @@ func scaleChild(args []string) bool {
 			}
 		}
 	case scaleKillArg:
-		err = scaleKillTarget(args[1])
+		var cfg scaleKillConfig
+		if err = json.Unmarshal([]byte(args[1]), &cfg); err == nil {
+			err = scaleKillTarget(cfg)
+		}
 	default:
 		return false
 	}
@@ -770,9 +940,13 @@ func scaleChild(args []string) bool {
 
 // scaleMeasure is the child: it owns the store copy in cfg.Dir.
 func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
-	g, keys, err := scaleGenesis()
+	g, keys, err := cfg.Chain.genesis()
 	if err != nil {
 		return nil, err
+	}
+	reads := cfg.Reads
+	if len(reads) == 0 {
+		reads = scaleReadMethods
 	}
 	m := &ScaleMeasure{}
 	// The copy was just written: its pages are in the cache, which would
@@ -806,15 +980,15 @@ func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
 	}
 	// Reads first, on the state of the size asked: the blocks below grow a
 	// small state several times over.
-	if m.Reads, err = scaleReads(st, cfg.ReadFor); err != nil {
+	if m.Reads, err = scaleReads(st, cfg.Chain.Seed, reads, cfg.ReadFor); err != nil {
 		return nil, err
 	}
 	var added uint64
-	if m.Large, added, err = scaleApply(st, keys, "large", cfg.Large); err != nil {
+	if m.Large, added, err = scaleApply(st, cfg.Chain.Seed, keys, "large", cfg.Large); err != nil {
 		return nil, err
 	}
 	m.AddedKeys += added
-	if m.Standard, added, err = scaleApply(st, keys, "standard", cfg.Standard); err != nil {
+	if m.Standard, added, err = scaleApply(st, cfg.Chain.Seed, keys, "standard", cfg.Standard); err != nil {
 		return nil, err
 	}
 	m.AddedKeys += added
@@ -835,18 +1009,30 @@ func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
 	if err := closeStore(); err != nil {
 		return nil, err
 	}
-	if err := scaleKillReopen(cfg.Dir, g, m); err != nil {
+	if err := scaleKillReopen(cfg.Dir, cfg.Chain, g, m); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "scale child: open %.2fs, RSS %.0f MB; %d large blocks %.1f ms, %d standard %.1f ms; reopen %.2fs clean, %.2fs after SIGKILL %.0f ms into block %d\n",
-		m.OpenS, m.RSSOpenMB, m.Large.Blocks, m.Large.TotalMs, m.Standard.Blocks, m.Standard.TotalMs, m.ReopenCleanS, m.ReopenKillS, m.KilledIntoMs, m.KillTip+1)
+	applied := ""
+	if cfg.Large > 0 || cfg.Standard > 0 {
+		applied = fmt.Sprintf("; %d large blocks %.1f ms, %d standard %.1f ms", m.Large.Blocks, m.Large.TotalMs, m.Standard.Blocks, m.Standard.TotalMs)
+	}
+	fmt.Fprintf(os.Stderr, "scale child: open %.2fs, RSS %.0f MB%s; reopen %.2fs clean, %.2fs after SIGKILL %.0f ms into block %d\n",
+		m.OpenS, m.RSSOpenMB, applied, m.ReopenCleanS, m.ReopenKillS, m.KilledIntoMs, m.KillTip+1)
 	return m, nil
 }
 
-// scaleApply applies n generated blocks of a profile and returns their mean
-// cost and the keys they added. Generating is not timed.
-func scaleApply(st *store.Store, keys workload.Keys, profile string, n int) (ScaleApply, uint64, error) {
-	out := ScaleApply{Blocks: n}
+// scaleApply applies n generated blocks of a profile to the chain of seed
+// and returns their mean cost and the keys they added. Generating is not
+// timed.
+// scaleTimed is how many of the blocks applied on top of a state are
+// timed: the first few, while the state is still about the size measured
+// (100 large blocks add 460,000 keys, five times the smallest state); the
+// rest are applied for the memory figure after them.
+var scaleTimed = map[string]int{"large": 20, "standard": 100}
+
+func scaleApply(st *store.Store, seed uint64, keys workload.Keys, profile string, n int) (ScaleApply, uint64, error) {
+	timed := min(n, scaleTimed[profile])
+	out := ScaleApply{Blocks: timed}
 	if n == 0 {
 		return out, 0, nil
 	}
@@ -854,7 +1040,7 @@ func scaleApply(st *store.Store, keys workload.Keys, profile string, n int) (Sca
 	if err != nil {
 		return out, 0, err
 	}
-	gen := workload.NewGenerator(scaleSeed, p, keys.Producer, st)
+	gen := workload.NewGenerator(seed, p, keys.Producer, st)
 	ctx := context.Background()
 	var sum store.Report
 	totals := make([]float64, 0, n)
@@ -870,14 +1056,18 @@ func scaleApply(st *store.Store, keys workload.Keys, profile string, n int) (Sca
 		if err != nil {
 			return out, 0, err
 		}
+		added += uint64(len(b.Body.Notes)+len(b.Body.Nullifiers)) + workload.NewAccountsPerBlock
+		if len(totals) == timed {
+			continue
+		}
 		totals = append(totals, ms(time.Since(t)))
 		sum.Validate += r.Validate
 		sum.Trees += r.Trees
 		sum.BlockFile += r.BlockFile
 		sum.SQLite += r.SQLite
 		sum.State += r.State
-		added += uint64(len(b.Body.Notes)+len(b.Body.Nullifiers)) + workload.NewAccountsPerBlock
 	}
+	n = timed
 	per := func(d time.Duration) float64 { return ms(d) / float64(n) }
 	var total float64
 	for _, t := range totals {
@@ -895,9 +1085,9 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // scaleRead is one read method: a call with request fields drawn from r.
 type scaleRead func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) error
 
-// scaleReads serves st with the real read server over gRPC on loopback and
-// drives each method for `each`.
-func scaleReads(st *store.Store, each time.Duration) ([]ScaleReads, error) {
+// scaleReads serves st (the chain of seed) with the real read server over
+// gRPC on loopback and drives each of methods for `each`.
+func scaleReads(st *store.Store, seed uint64, methods []string, each time.Duration) ([]ScaleReads, error) {
 	sn := st.Snapshot()
 	tip := sn.Committed()
 	if tip == 0 {
@@ -944,7 +1134,7 @@ func scaleReads(st *store.Store, each time.Duration) ([]ScaleReads, error) {
 			return err
 		},
 		"GetAccount": func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) error {
-			id := workload.AccountID(scaleSeed, r.Uint64N(accounts))
+			id := workload.AccountID(seed, r.Uint64N(accounts))
 			_, err := c.GetAccount(ctx, &storev1.GetAccountRequest{AccountId: id[:]})
 			return err
 		},
@@ -985,8 +1175,11 @@ func scaleReads(st *store.Store, each time.Duration) ([]ScaleReads, error) {
 	}
 	defer closeConn()
 	var out []ScaleReads
-	for _, name := range scaleReadMethods {
-		call := reads[name]
+	for _, name := range methods {
+		call, ok := reads[name]
+		if !ok {
+			return nil, fmt.Errorf("reads: no method %q", name)
+		}
 		// One call first: a request the server refuses is a bug here, not
 		// a throughput of zero.
 		if err := call(context.Background(), client, rand.New(rand.NewPCG(0, 0))); err != nil {
@@ -1040,16 +1233,21 @@ func driveRead(c storev1.StoreClient, call scaleRead, d time.Duration) (ScaleRea
 	return out, nil
 }
 
-// scaleKillReopen has a grandchild apply blocks to the store in dir, kills
-// it mid-apply with SIGKILL, and times the Open that recovers the store.
-func scaleKillReopen(dir string, g *genesis.File, m *ScaleMeasure) error {
+// scaleKillReopen has a grandchild apply blocks of ch to the store in dir,
+// kills it mid-apply with SIGKILL, and times the Open that recovers the
+// store.
+func scaleKillReopen(dir string, ch scaleChain, g *genesis.File, m *ScaleMeasure) error {
 	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	arg, err := json.Marshal(scaleKillConfig{Dir: dir, Chain: ch})
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), scaleKillLimit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, self, scaleKillArg, dir)
+	cmd := exec.CommandContext(ctx, self, scaleKillArg, string(arg))
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -1059,7 +1257,7 @@ func scaleKillReopen(dir string, g *genesis.File, m *ScaleMeasure) error {
 		return err
 	}
 	// The grandchild prints one line per block: the channel holds them all.
-	lines := make(chan string, scaleKillBlocks+1)
+	lines := make(chan string, max(ch.KillBlocks, 0)+1)
 	go func() {
 		defer close(lines)
 		sc := bufio.NewScanner(stdout)
@@ -1071,6 +1269,14 @@ func scaleKillReopen(dir string, g *genesis.File, m *ScaleMeasure) error {
 	var lastLine time.Time
 	var kill <-chan time.Time
 	var timer *time.Timer
+	parse := func(l string) (took float64, ok bool) {
+		var n uint64
+		if _, err := fmt.Sscanf(l, "applied %d %f", &n, &took); err != nil {
+			return 0, false
+		}
+		applied, m.KillTip = applied+1, n
+		return took, true
+	}
 wait:
 	for {
 		select {
@@ -1078,12 +1284,11 @@ wait:
 			if !ok {
 				break wait // ended by itself: reported below
 			}
-			var n uint64
-			var took float64
-			if _, err := fmt.Sscanf(l, "applied %d %f", &n, &took); err != nil {
+			took, ok := parse(l)
+			if !ok {
 				continue
 			}
-			applied, m.KillTip, lastLine = applied+1, n, time.Now()
+			lastLine = time.Now()
 			if applied == scaleKillAfter {
 				// Killed halfway through the next block's apply, if it takes
 				// as long as this one did.
@@ -1101,7 +1306,11 @@ wait:
 	}
 	killed := time.Now()
 	_ = cmd.Process.Kill()
-	for range lines { // to EOF, before Wait closes the pipe
+	// To EOF, before Wait closes the pipe. A block of milliseconds (small)
+	// may have been reported before the kill and not read yet: the tip
+	// reported is the last line, KilledIntoMs counts from the last one read.
+	for l := range lines {
+		parse(l)
 	}
 	werr := cmd.Wait()
 	var ee *exec.ExitError
@@ -1125,25 +1334,28 @@ wait:
 	return nil
 }
 
-// scaleKillTarget is the grandchild: it prepares scaleKillBlocks `large`
-// blocks in memory, then applies them, printing "applied n ms" after each,
-// until it is killed.
-func scaleKillTarget(dir string) error {
-	g, keys, err := scaleGenesis()
+// scaleKillTarget is the grandchild: it prepares cfg.Chain.KillBlocks
+// blocks of the chain's profile in memory, then applies them, printing
+// "applied n ms" after each, until it is killed.
+func scaleKillTarget(cfg scaleKillConfig) error {
+	g, keys, err := cfg.Chain.genesis()
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(dir, g)
+	p, err := workload.ProfileByName(cfg.Chain.Profile)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(cfg.Dir, g)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	p, _ := workload.ProfileByName("large")
-	gen := workload.NewGenerator(scaleSeed, p, keys.Producer, st)
+	gen := workload.NewGenerator(cfg.Chain.Seed, p, keys.Producer, st)
 	rules := state.RulesOf(g)
 	s := st.Snapshot().State
-	blocks := make([]*block.Block, 0, scaleKillBlocks)
-	for range scaleKillBlocks {
+	blocks := make([]*block.Block, 0, max(cfg.Chain.KillBlocks, 0))
+	for range cfg.Chain.KillBlocks {
 		b, err := gen.Next(s, s.Header.Timestamp+scaleIntervalMs)
 		if err != nil {
 			return err
@@ -1264,8 +1476,8 @@ func (a ScaleApply) cell(f func(float64) float64) string {
 	return fmt.Sprintf("%.1f / %.1f / %.1f / %.1f / %.1f / %.1f = %.1f", f(a.ValidateMs), f(a.TreesMs), f(a.FileMs), f(a.SQLiteMs), f(a.StateMs), f(a.RestMs), f(a.TotalMs))
 }
 
-func (r ScaleRow) read(method string) float64 {
-	for _, rr := range r.Reads {
+func (m ScaleMeasure) read(method string) float64 {
+	for _, rr := range m.Reads {
 		if rr.Method == method {
 			return rr.PerS
 		}
@@ -1276,11 +1488,11 @@ func (r ScaleRow) read(method string) float64 {
 func printScaleTable(res *ScaleResult) {
 	fmt.Println("\n### scale: the store's costs against the size of its state (one `large` chain, seed 1)")
 	fmt.Println()
-	fmt.Printf("keys = nullifiers + notes + accounts. apply: mean ms per block over %d `large` then %d `standard` blocks applied on top of the state"+
+	fmt.Printf("keys = nullifiers + notes + accounts. apply: mean ms per block over the first %d of %d `large` then the first %d of %d `standard` blocks applied on top of the state"+
 		" (validate / trees / block file / sqlite / state database / rest = ApplyBlock's total; rest: what the stages of store.Report leave out). open s: cold (the files' page cache dropped first) / after a clean stop / after SIGKILL mid-apply."+
 		" RSS after runtime.GC; page cache: of the store's files (mincore). reads: calls/s from %d clients over gRPC on loopback, %s each, on the state before the blocks;"+
 		" ×%d: ids per call. disk: du of the store directory.\n\n",
-		res.LargeBlocks, res.StandardBlocks, scaleReadClients, scaleReadFor, scaleBatch)
+		min(res.LargeBlocks, scaleTimed["large"]), res.LargeBlocks, min(res.StandardBlocks, scaleTimed["standard"]), res.StandardBlocks, scaleReadClients, scaleReadFor, scaleBatch)
 	fmt.Printf("| size | blocks | nullifiers | notes | keys | large ms/block (v / t / f / s / st / rest = total) | standard ms/block (v / t / f / s / st / rest = total) | open s (cold / clean / kill) " +
 		"| RSS after open MB | RSS after blocks MB | keys after blocks | page cache MB (open / blocks) " +
 		"| block+proof /s | account /s | nullifiers ×16 /s | header+MMR /s | notes by id ×16 /s | sync notes /s | disk B/key |\n")
@@ -1316,6 +1528,41 @@ func printScaleTable(res *ScaleResult) {
 		fmt.Printf(" %.2f× |", x(lo.read(m), hi.read(m)))
 	}
 	fmt.Printf(" %.2f× |\n", x(lo.BytesPerKey, hi.BytesPerKey))
+}
+
+func printScaleBlocksTable(rows []ScaleBlocksRow) {
+	fmt.Printf("\n### scale: the store's costs against the length of its chain (one `small` chain, seed %d)\n\n", scaleSmallSeed)
+	fmt.Printf("Each state is blocks 0..N of `%s` (%d transactions a block), each block proven: what grows here is per block (the block index, the MMR, the segment files), not per key."+
+		" open s: cold (the files' page cache dropped first) / after a clean stop / after SIGKILL mid-apply of `small` blocks. RSS after open and runtime.GC."+
+		" reads: calls/s from %d clients over gRPC on loopback, %s each, random blocks over the whole chain (header+MMR: GetBlockHeaderByNumber with include_mmr_proof;"+
+		" block+proof: GetBlockByNumber with include_proof). disk: du of the store directory over N.\n\n",
+		scaleSmallChain.ChainID, scaleSmallTransactions(), scaleReadClients, scaleReadFor)
+	fmt.Println("| blocks | open s (cold / clean / kill) | RSS MB | header+MMR /s | block+proof /s | disk B/block |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, r := range rows {
+		fmt.Printf("| %s | %.3f / %.3f / %.3f | %.0f | %.0f | %.0f | %.0f |\n", sizeLabel(float64(r.Blocks)),
+			r.OpenS, r.ReopenCleanS, r.ReopenKillS, r.RSSOpenMB, r.read("GetBlockHeaderByNumber+MMR"), r.read("GetBlockByNumber+proof"), r.BytesPerBlock)
+	}
+	if len(rows) < 2 {
+		return
+	}
+	lo, hi := rows[0], rows[len(rows)-1]
+	x := func(a, b float64) float64 {
+		if a == 0 {
+			return math.NaN()
+		}
+		return b / a
+	}
+	fmt.Printf("| %s vs %s (%.0f×) | %.1f / %.1f / %.1f× | %.2f× | %.2f× | %.2f× | %.2f× |\n",
+		sizeLabel(float64(hi.Blocks)), sizeLabel(float64(lo.Blocks)), x(float64(lo.Blocks), float64(hi.Blocks)),
+		x(lo.OpenS, hi.OpenS), x(lo.ReopenCleanS, hi.ReopenCleanS), x(lo.ReopenKillS, hi.ReopenKillS), x(lo.RSSOpenMB, hi.RSSOpenMB),
+		x(lo.read("GetBlockHeaderByNumber+MMR"), hi.read("GetBlockHeaderByNumber+MMR")), x(lo.read("GetBlockByNumber+proof"), hi.read("GetBlockByNumber+proof")),
+		x(lo.BytesPerBlock, hi.BytesPerBlock))
+}
+
+func scaleSmallTransactions() int {
+	p, _ := workload.ProfileByName(scaleSmallChain.Profile)
+	return p.Transactions
 }
 
 // writeScalePlots draws apply ms/block and open s against keys (log x).

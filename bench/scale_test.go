@@ -41,6 +41,29 @@ func TestParseScaleSizes(t *testing.T) {
 	}
 }
 
+func TestParseScaleBlocks(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []uint64
+		ok   bool
+	}{
+		{"1e3", []uint64{1000}, true},
+		{"1e5, 1e3,1e3,2500", []uint64{1000, 2500, 100000}, true},
+		{"1", []uint64{1}, true},
+		{"0", nil, false},
+		{"1.5", nil, false},
+		{"1e9", nil, false},
+		{"1e3,x", nil, false},
+		{"", nil, false},
+		{"NaN", nil, false},
+	} {
+		got, err := parseScaleBlocks(tc.in)
+		if (err == nil) != tc.ok || !slices.Equal(got, tc.want) {
+			t.Errorf("parseScaleBlocks(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
 func TestScaleBlocksFor(t *testing.T) {
 	// Each block adds 100 notes + 50 nullifiers + 8 accounts = 158 keys.
 	c := &scaleCache{}
@@ -73,10 +96,10 @@ func TestScaleBlocksFor(t *testing.T) {
 // on a fresh cache, then checks the cache serves, keeps and builds states.
 func TestScaleQuick(t *testing.T) {
 	if testing.Short() {
-		t.Skip("grows a 10^5-key store and measures it: about 20 s")
+		t.Skip("grows a 10^5-key store and a 10^3-block one and measures them: about 40 s")
 	}
 	dir, plots := t.TempDir(), t.TempDir()
-	res, err := scale(true, "", dir, plots)
+	res, err := scaleRun(true, "", "", dir, plots)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +136,38 @@ func TestScaleQuick(t *testing.T) {
 		t.Error("the scratch copy was left behind")
 	}
 
-	c, err := openScaleCache(dir)
+	// --quick measures the small chain at 10^3 blocks.
+	if len(res.BlockRows) != 1 {
+		t.Fatalf("%d block rows, want 1 (--quick measures 1e3 only)", len(res.BlockRows))
+	}
+	br := res.BlockRows[0]
+	if br.Blocks != 1000 || br.OpenS <= 0 || br.ReopenCleanS <= 0 || br.ReopenKillS <= 0 || br.RSSOpenMB <= 0 || br.BytesPerBlock <= 0 {
+		t.Errorf("a measure of the chain length is missing: %+v", br)
+	}
+	if br.KillRecovered < br.KillTip || br.KillRecovered > br.KillTip+1 || br.KillTip < br.Blocks+scaleKillAfter {
+		t.Errorf("chain length: killed at reported tip %d, recovered %d; the state had %d blocks", br.KillTip, br.KillRecovered, br.Blocks)
+	}
+	if len(br.Reads) != len(scaleBlocksReadMethods) {
+		t.Fatalf("chain length reads: %+v", br.Reads)
+	}
+	for _, rr := range br.Reads {
+		if rr.PerS <= 0 || rr.Errors > 0 {
+			t.Errorf("chain length reads %s: %+v", rr.Method, rr)
+		}
+	}
+	sc, err := openScaleCache(filepath.Join(dir, scaleSmallDir), scaleSmallChain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src, err := sc.stateAt(1000); err != nil || src != sc.path("base") {
+		t.Errorf("stateAt(1000) = %s, %v; want base", src, err)
+	}
+	if src, err := sc.stateAt(10); err != nil || src != sc.snapshot(10) {
+		t.Errorf("stateAt(10) = %s, %v; want a snapshot", src, err)
+	}
+	sc.close()
+
+	c, err := openScaleCache(dir, scaleLargeChain)
 	if err != nil {
 		t.Fatal(err)
 	}

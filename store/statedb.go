@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,7 @@ import (
 // retained version uses them, so a reader holding an older snapshot reads
 // its own version while the writer moves on.
 type stateDB struct {
+	dir string // the Pebble directory
 	db  *pebble.DB
 	fs  *trackingFS
 	src *merkle.NodeSource
@@ -145,7 +147,7 @@ func (o Options) withDefaults() Options {
 func openStateDB(dir string, o Options) (*stateDB, error) {
 	cache := pebble.NewCache(o.StateCacheBytes)
 	defer cache.Unref()
-	s := &stateDB{fs: newTrackingFS(), faulted: make(chan struct{})}
+	s := &stateDB{dir: filepath.Join(dir, "state"), fs: newTrackingFS(), faulted: make(chan struct{})}
 	opts := &pebble.Options{
 		FS:    s.fs,
 		Cache: cache,
@@ -167,13 +169,21 @@ func openStateDB(dir string, o Options) (*stateDB, error) {
 					s.fault.Store(nil)
 				}
 			},
+			CompactionEnd: func(info pebble.CompactionInfo) {
+				if info.Err == nil {
+					s.fault.Store(nil)
+				}
+			},
 			WriteStallBegin: func(pebble.WriteStallBeginInfo) { s.stalled.Store(true) },
 			WriteStallEnd:   func() { s.stalled.Store(false) },
 		},
 	}
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	// Hashes do not compress: compressing them costs every flush,
+	// compaction and read for nothing.
+	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionNone })
 	opts.EnsureDefaults()
-	db, err := pebble.Open(filepath.Join(dir, "state"), opts)
+	db, err := pebble.Open(s.dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open state database: %w", err)
 	}
@@ -183,14 +193,40 @@ func openStateDB(dir string, o Options) (*stateDB, error) {
 }
 
 // refusing returns why the state database cannot take batches now, or nil.
+// While the store refuses blocks nothing makes Pebble write, so nothing
+// of Pebble's would clear a fault: a small file written and synced beside
+// them tells when the disk takes writes again.
 func (s *stateDB) refusing() error {
 	if p := s.fault.Load(); p != nil {
-		return fmt.Errorf("state database cannot write: %w", *p)
+		if perr := s.probe(); perr != nil {
+			return fmt.Errorf("state database cannot write: %w", *p)
+		}
+		s.fault.CompareAndSwap(p, nil)
 	}
 	if s.stalled.Load() {
 		return errors.New("state database cannot write: its flushes are behind (a slow or full disk)")
 	}
 	return nil
+}
+
+// probe writes, syncs and removes a small file beside the state directory.
+func (s *stateDB) probe() error {
+	path := filepath.Join(filepath.Dir(s.dir), "state.probe")
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write([]byte("storesync: the disk takes writes\n"))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if rerr := os.Remove(path); err == nil {
+		err = rerr
+	}
+	return err
 }
 
 // quietPebble drops Pebble's informational lines; its errors reach us
