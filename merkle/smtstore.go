@@ -36,15 +36,16 @@ type NodeSource struct {
 	misses atomic.Uint64
 }
 
-// nodeWeight approximates the heap bytes a decoded node holds: the branch,
-// its leaf or reference children, and the cache's own entry.
+// nodeWeight approximates the heap bytes a decoded node holds, in the
+// runtime's size classes: the branch (112), its leaf (64) or reference (32)
+// children, and the cache's own entry (about 96).
 func nodeWeight(_ uint64, b *branch) uint32 {
-	w := uint32(112 + 64)
+	w := uint32(112 + 96)
 	for _, k := range b.kids {
 		if _, ok := k.(*leaf); ok {
 			w += 64
 		} else {
-			w += 16
+			w += 32
 		}
 	}
 	return w
