@@ -134,7 +134,7 @@ func (s *State) Apply(b *block.Block, rules Rules) (*Applied, error) {
 	treesStart := time.Now()
 	accounts, nullifiers, err := NextTrees(s.Accounts, s.Nullifiers, b)
 	if err != nil {
-		return nil, fmt.Errorf("apply block %d: %w", want, err)
+		return nil, fmt.Errorf("update trees: %w", err)
 	}
 	chain := s.Chain.Append(h.Commitment())
 	treesEnd := time.Now()
