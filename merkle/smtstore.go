@@ -31,9 +31,8 @@ type NodeReader interface {
 
 // NodeSource resolves the persisted nodes of the trees of one store. thread-safe.
 type NodeSource struct {
-	r      NodeReader
-	cache  *otter.Cache[uint64, *branch]
-	misses atomic.Uint64
+	r     NodeReader
+	cache *otter.Cache[uint64, *branch]
 }
 
 // nodeWeight approximates the heap bytes a decoded node holds, in the
@@ -60,11 +59,9 @@ func NewNodeSource(r NodeReader, cacheBytes int64) *NodeSource {
 	})}
 }
 
-// Purge drops every cached node: the next reads go to the store.
+// Purge drops every cached node (pinned ones stay with their trees): the
+// next reads below the pinned levels go to the store.
 func (s *NodeSource) Purge() { s.cache.InvalidateAll() }
-
-// Misses returns how many node loads missed the cache and read the store.
-func (s *NodeSource) Misses() uint64 { return s.misses.Load() }
 
 // CachedBytes returns the weight of the cache's entries, about their heap bytes.
 func (s *NodeSource) CachedBytes() uint64 { return s.cache.WeightedSize() }
@@ -103,7 +100,6 @@ func (r *ref) load() *branch {
 	if b, ok := r.src.cache.GetIfPresent(r.id); ok {
 		return b
 	}
-	r.src.misses.Add(1)
 	rec, err := r.src.r.ReadNode(r.id)
 	if err != nil {
 		panic(loadError{fmt.Errorf("read tree node %d: %w", r.id, err)})

@@ -209,6 +209,12 @@ func (s *stateDB) refusing() error {
 	return nil
 }
 
+// flushPending reports whether a memtable is still waiting to reach the
+// disk. Asking for another flush then could block: Pebble holds back a new
+// memtable while too many wait, and on a disk refusing writes they wait
+// for ever.
+func (s *stateDB) flushPending() bool { return s.db.Metrics().MemTable.Count > 1 }
+
 // probe writes, syncs and removes a small file beside the state directory.
 func (s *stateDB) probe() error {
 	path := filepath.Join(filepath.Dir(s.dir), "state.probe")
@@ -447,7 +453,7 @@ func (sb *stateBatch) commit(rec tipRecord, now time.Time) error {
 	}
 	s.unflushedBytes += len(sb.b.Repr())
 	s.unflushedBlocks++
-	if s.unflushedBytes >= stateFlushBytes || s.unflushedBlocks >= stateFlushBlocks {
+	if (s.unflushedBytes >= stateFlushBytes || s.unflushedBlocks >= stateFlushBlocks) && !s.flushPending() {
 		// In the background: the writer does not wait for the disk.
 		if _, err := s.db.AsyncFlush(); err != nil {
 			return fmt.Errorf("flush state database: %w", err)
@@ -529,21 +535,22 @@ func (s *stateDB) close() error {
 	// disk refuses it: then the next Open replays those blocks, so a
 	// failure here loses nothing and is not the caller's to handle.
 	var err error
-	if done, ferr := s.db.AsyncFlush(); ferr != nil {
-		err = fmt.Errorf("flush state database: %w", ferr)
-	} else {
-		select {
-		case <-done:
-		case <-s.faulted:
-		case <-time.After(stateCloseWait):
+	if s.fault.Load() == nil && !s.flushPending() {
+		if done, ferr := s.db.AsyncFlush(); ferr != nil {
+			err = fmt.Errorf("flush state database: %w", ferr)
+		} else {
+			select {
+			case <-done:
+			case <-s.faulted:
+			case <-time.After(stateCloseWait):
+			}
 		}
 	}
-	if s.fault.Load() != nil {
-		_ = s.db.Close()
-		s.fs.closeLeft()
+	cerr := s.db.Close()
+	s.fs.closeLeft()
+	if _, refused := storageReason(cerr); s.fault.Load() != nil || refused {
+		// What did not reach the disk is replayed by the next Open.
 		return nil
 	}
-	err = errors.Join(err, s.db.Close())
-	s.fs.closeLeft()
-	return err
+	return errors.Join(err, cerr)
 }
