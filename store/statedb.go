@@ -439,7 +439,9 @@ func (sb *stateBatch) commit(rec tipRecord, now time.Time) error {
 	// Prune, in this batch, what the retained versions no longer need;
 	// s.retained changes only once the batch is in.
 	retained := append(s.retained, retainedVersion{block: rec.block, at: now})
-	for len(retained) > stateRetainBlocks && now.Sub(retained[0].at) >= stateRetainAge {
+	// A few versions a batch at most, so that a backlog (after a long
+	// replay) is worked off over several blocks rather than in one batch.
+	for pruned := 0; pruned < 4 && len(retained) > stateRetainBlocks && now.Sub(retained[0].at) >= stateRetainAge; pruned++ {
 		if err := s.prune(sb.b, retained[0].block); err != nil {
 			return err
 		}

@@ -413,7 +413,7 @@ func (s *Store) replayState(ctx context.Context, n uint64, accounts, nullifiers 
 			return nil, nil, fmt.Errorf("%w: block %d from its file does not give its header's tree roots", ErrDamaged, n)
 		}
 	}
-	acc, nul, err := s.writeState(n, accounts, nullifiers, b.NoteIDs(), time.Time{})
+	acc, nul, err := s.writeState(n, accounts, nullifiers, b.NoteIDs(), time.Now())
 	if err != nil {
 		return nil, nil, storageErr(fmt.Sprintf("replay block %d into the state database", n), err)
 	}
