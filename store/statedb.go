@@ -423,8 +423,9 @@ func (sb *stateBatch) persistTrees(n uint64, accounts, nullifiers *merkle.SMT) (
 	return acc, nul, rec, nil
 }
 
-// commit writes the batch with the tip record, prunes what the retained
-// versions no longer need, and syncs the log every stateSyncEvery batches.
+// commit writes the batch with the tip record and prunes what the retained
+// versions no longer need; it asks for a flush every stateFlushBytes or
+// stateFlushBlocks.
 func (sb *stateBatch) commit(rec tipRecord, now time.Time) error {
 	s := sb.s
 	defer sb.b.Close()
@@ -453,17 +454,17 @@ func (sb *stateBatch) commit(rec tipRecord, now time.Time) error {
 	if err := sb.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("write state database: %w", err)
 	}
+	s.retained = retained
+	s.tip = rec.block
 	s.unflushedBytes += len(sb.b.Repr())
 	s.unflushedBlocks++
 	if (s.unflushedBytes >= stateFlushBytes || s.unflushedBlocks >= stateFlushBlocks) && !s.flushPending() {
-		// In the background: the writer does not wait for the disk.
-		if _, err := s.db.AsyncFlush(); err != nil {
-			return fmt.Errorf("flush state database: %w", err)
+		// In the background: the writer does not wait for the disk. A
+		// flush that cannot start is asked for again at the next batch.
+		if _, err := s.db.AsyncFlush(); err == nil {
+			s.unflushedBytes, s.unflushedBlocks = 0, 0
 		}
-		s.unflushedBytes, s.unflushedBlocks = 0, 0
 	}
-	s.retained = retained
-	s.tip = rec.block
 	return nil
 }
 
