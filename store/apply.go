@@ -91,7 +91,7 @@ func (s *Store) ApplyBlock(ctx context.Context, b *block.Block) (Report, error) 
 	t = time.Now()
 	st := *next.State
 	st.Chain = next.State.Chain.Persisted(s.mmr)
-	if acc, nul, err := s.writeState(n, st.Accounts, st.Nullifiers, next.NoteIDs, t); err == nil {
+	if acc, nul, err := s.writeState(n, st.Accounts, st.Nullifiers, next.NoteIDs, b.Body.Notes, t); err == nil {
 		st.Accounts, st.Nullifiers = acc, nul
 	}
 	rep.State = time.Since(t)
@@ -198,7 +198,7 @@ func (s *Store) insertBlockRows(ctx context.Context, b *block.Block, a *state.Ap
 	if err := s.w.insNote.insert(ctx, len(body.Notes), func(i int, args []any) []any {
 		nt := &body.Notes[i]
 		id := &a.NoteIDs[i]
-		return append(args, notePos(n, uint32(i)), n, nt.Tag, id[:], nt.Sender[:], nt.Details)
+		return append(args, notePos(n, uint32(i)), nt.Tag, id[:], nt.Sender[:], nt.Details)
 	}); err != nil {
 		return fmt.Errorf("insert notes: %w", err)
 	}

@@ -154,7 +154,7 @@ func stageLimits(b *testing.B, blocks []*block.Block, accounts, nullifiers int) 
 		return st
 	}
 	insBlock := prep(`INSERT INTO blocks (number, commitment, header, file_offset, file_length, file_hash) VALUES (?, ?, ?, 0, 0, ?)`)
-	insNote := prep(`INSERT INTO notes (pos, block, tag, id, sender, details) VALUES (?, ?, ?, ?, ?, ?)`)
+	insNote := prep(`INSERT INTO notes (pos, tag, id, sender, details) VALUES (?, ?, ?, ?, ?)`)
 	insMMR := prep(`INSERT INTO mmr (pos, hash) VALUES (?, ?)`)
 	exec := func(st *sql.Stmt, args ...any) {
 		if _, err := st.Exec(args...); err != nil {
@@ -174,7 +174,7 @@ func stageLimits(b *testing.B, blocks []*block.Block, accounts, nullifiers int) 
 		c := blk.Header.Commitment()
 		exec(insBlock, n, c[:], blk.Header.Encode(), c[:])
 		for j, nt := range blk.Body.Notes {
-			exec(insNote, notePos(n, uint32(j)), n, nt.Tag, ids[i][j][:], nt.Sender[:], nt.Details)
+			exec(insNote, notePos(n, uint32(j)), nt.Tag, ids[i][j][:], nt.Sender[:], nt.Details)
 		}
 		// An MMR appends two nodes per block on average.
 		exec(insMMR, 2*n, c[:])

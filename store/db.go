@@ -11,7 +11,7 @@ import (
 )
 
 // schemaVersion is stored in meta; Open refuses a database of another version.
-const schemaVersion = "2"
+const schemaVersion = "3"
 
 // schema: the SQLite half of the store. Every table is append-only except
 // tips; the tips row is updated in the same transaction as the rows of the
@@ -36,18 +36,16 @@ CREATE TABLE IF NOT EXISTS blocks (
 	file_length INTEGER NOT NULL,
 	file_hash   BLOB NOT NULL
 );
--- Notes are appended in chain order (pos = block << 20 | index), and so is
--- the (block, tag) index: a block dirties only the pages at their ends. The
--- note-ID index, whose keys are random, lives in the state database.
+-- Notes are appended in chain order (pos = block << 20 | index): a block
+-- dirties only the pages at the table's end. Their indexes by ID and by tag,
+-- whose keys land anywhere, live in the state database.
 CREATE TABLE IF NOT EXISTS notes (
 	pos       INTEGER PRIMARY KEY,
-	block     INTEGER NOT NULL,
 	tag       INTEGER NOT NULL,
 	id        BLOB NOT NULL,
 	sender    BLOB NOT NULL,
 	details   BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS notes_by_block_tag ON notes (block, tag);
 -- The nodes of the MMR of block commitments by post-order position: written
 -- once, in order, in the transaction of the block that appends them.
 CREATE TABLE IF NOT EXISTS mmr (
@@ -170,7 +168,7 @@ func newWriter(ctx context.Context, db *sql.DB) (*writer, error) {
 		head, tail string
 		cols       int
 	}{
-		{&w.insNote, `INSERT INTO notes (pos, block, tag, id, sender, details)`, ``, 6},
+		{&w.insNote, `INSERT INTO notes (pos, tag, id, sender, details)`, ``, 5},
 		{&w.insMMR, `INSERT INTO mmr (pos, hash)`, ``, 2},
 	} {
 		b, err := prepareBatch(ctx, conn, p.head, p.cols, p.tail)

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"storesync/block"
@@ -177,22 +179,13 @@ func (s *Snapshot) NotesByID(ctx context.Context, ids []merkle.Hash) ([]NoteReco
 	if len(args) == 0 {
 		return nil, nil
 	}
-	q := `SELECT ` + noteColumns + ` FROM notes WHERE pos IN (?` + strings.Repeat(",?", len(args)-1) + `)`
-	rows, err := s.st.db.QueryContext(ctx, q, args...)
+	byPos, err := s.notesAt(ctx, args)
 	if err != nil {
 		return nil, fmt.Errorf("notes by id: %w", err)
 	}
-	defer rows.Close()
-	found := map[merkle.Hash]NoteRecord{}
-	for rows.Next() {
-		r, err := scanNote(rows)
-		if err != nil {
-			return nil, fmt.Errorf("notes by id: %w", err)
-		}
+	found := make(map[merkle.Hash]NoteRecord, len(byPos))
+	for _, r := range byPos {
 		found[r.ID] = r
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("notes by id: %w", err)
 	}
 	out := make([]NoteRecord, 0, len(found))
 	for _, id := range ids {
@@ -206,41 +199,91 @@ func (s *Snapshot) NotesByID(ctx context.Context, ids []merkle.Hash) ([]NoteReco
 
 // NotesByTags returns up to limit notes with any of the tags, from position
 // from onwards, in position order, and the position to continue from (nil
-// when there is nothing more at this snapshot).
+// when there is nothing more at this snapshot). The state database's tag
+// index gives each tag's positions in order, a seek and a short scan; as
+// for NotesByID, a row must lie below this snapshot's tip and still hold
+// the tag its entry names (a crash may have taken back the block it was
+// written for).
 func (s *Snapshot) NotesByTags(ctx context.Context, tags []uint32, from Position, limit int) ([]NoteRecord, *Position, error) {
 	if len(tags) == 0 || limit <= 0 {
 		return nil, nil, nil
 	}
-	args := make([]any, 0, len(tags)+5)
-	for _, t := range tags {
-		args = append(args, t)
-	}
-	args = append(args, from.Block, s.Committed(), notePos(from.Block, from.Index), limit+1)
-	// The (block, tag) index gives rows in block order; only each block's
-	// few matches are sorted by position, and LIMIT stops the scan early.
-	q := `SELECT ` + noteColumns + ` FROM notes WHERE tag IN (?` + strings.Repeat(",?", len(tags)-1) + `)
-		AND block >= ? AND block <= ? AND pos >= ? ORDER BY block, pos LIMIT ?`
-	rows, err := s.st.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("notes by tags: %w", err)
-	}
-	defer rows.Close()
+	tags = slices.Compact(slices.Sorted(slices.Values(tags)))
+	end := notePos(s.Committed()+1, 0)
+	start := notePos(from.Block, from.Index)
+	want := limit + 1 // one more than asked says where the next page starts
 	var out []NoteRecord
-	for rows.Next() {
-		r, err := scanNote(rows)
+	type cand struct {
+		pos uint64
+		tag uint32
+	}
+	for len(out) < want && start < end {
+		need := want - len(out)
+		var cands []cand
+		exhausted := true
+		for _, t := range tags {
+			ps, err := s.st.state.tagPositions(t, start, end, need)
+			if err != nil {
+				return nil, nil, fmt.Errorf("notes by tags: %w", err)
+			}
+			if len(ps) == need {
+				exhausted = false
+			}
+			for _, p := range ps {
+				cands = append(cands, cand{p, t})
+			}
+		}
+		if len(cands) == 0 {
+			break
+		}
+		slices.SortFunc(cands, func(a, b cand) int { return cmp.Compare(a.pos, b.pos) })
+		if len(cands) > need {
+			// Past the need-th position another tag may still have
+			// positions this round did not ask for.
+			cands, exhausted = cands[:need], false
+		}
+		args := make([]any, len(cands))
+		for i, c := range cands {
+			args[i] = c.pos
+		}
+		rows, err := s.notesAt(ctx, args)
 		if err != nil {
 			return nil, nil, fmt.Errorf("notes by tags: %w", err)
 		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("notes by tags: %w", err)
+		for _, c := range cands {
+			if r, ok := rows[c.pos]; ok && r.Note.Tag == c.tag {
+				out = append(out, r)
+			}
+		}
+		if exhausted {
+			break
+		}
+		start = cands[len(cands)-1].pos + 1
 	}
 	if len(out) > limit {
 		next := &Position{Block: out[limit].Block, Index: out[limit].Index}
 		return out[:limit], next, nil
 	}
 	return out, nil, nil
+}
+
+// notesAt reads the notes table's rows at these positions, by position.
+func (s *Snapshot) notesAt(ctx context.Context, positions []any) (map[uint64]NoteRecord, error) {
+	q := `SELECT ` + noteColumns + ` FROM notes WHERE pos IN (?` + strings.Repeat(",?", len(positions)-1) + `)`
+	rows, err := s.st.db.QueryContext(ctx, q, positions...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	found := make(map[uint64]NoteRecord, len(positions))
+	for rows.Next() {
+		r, err := scanNote(rows)
+		if err != nil {
+			return nil, err
+		}
+		found[notePos(r.Block, r.Index)] = r
+	}
+	return found, rows.Err()
 }
 
 // Block returns block n of the current snapshot (the workload's History).

@@ -38,6 +38,7 @@ import (
 //	"s" block (u64)   ids of the nodes that block's trees replaced
 //	"n" id (u64)      a tree node record (merkle.Persist)
 //	"i" note id (32)  the note's position in the notes table
+//	"g" tag (u32) pos (u64)  empty: a note with that tag is at that position
 //
 // Node records are written once under a new id and deleted only when no
 // retained version uses them, so a reader holding an older snapshot reads
@@ -112,6 +113,14 @@ func nodeKey(id uint64) []byte      { return u64Key('n', id) }
 func rootsKey(n uint64) []byte      { return u64Key('v', n) }
 func staleKey(n uint64) []byte      { return u64Key('s', n) }
 func noteKey(id merkle.Hash) []byte { return append([]byte{'i'}, id[:]...) }
+
+func tagKey(tag uint32, pos uint64) []byte {
+	k := make([]byte, 13)
+	k[0] = 'g'
+	binary.BigEndian.PutUint32(k[1:], tag)
+	binary.BigEndian.PutUint64(k[5:], pos)
+	return k
+}
 
 // Options sets the sizes of the store's caches: with the fetch window and a
 // fixed overhead they bound its memory, whatever the size of the state.
@@ -395,8 +404,12 @@ func (sb *stateBatch) alloc() uint64 {
 
 func (sb *stateBatch) putNode(id uint64, rec []byte) error { return sb.b.Set(nodeKey(id), rec, nil) }
 
-func (sb *stateBatch) putNote(id merkle.Hash, pos uint64) error {
-	return sb.b.Set(noteKey(id), binary.BigEndian.AppendUint64(nil, pos), nil)
+// putNote indexes a note by its ID and by its tag.
+func (sb *stateBatch) putNote(id merkle.Hash, tag uint32, pos uint64) error {
+	if err := sb.b.Set(noteKey(id), binary.BigEndian.AppendUint64(nil, pos), nil); err != nil {
+		return err
+	}
+	return sb.b.Set(tagKey(tag, pos), nil, nil)
 }
 
 // persistTrees writes the unpersisted nodes of both trees and returns the
@@ -528,6 +541,31 @@ func (s *stateDB) notePos(id merkle.Hash) (uint64, bool, error) {
 		return 0, false, fmt.Errorf("%w: state database: note %s index entry is %d bytes", ErrDamaged, id.Short(), len(v))
 	}
 	return binary.BigEndian.Uint64(v), true, nil
+}
+
+// tagPositions returns, in order, the first limit positions in [from, end)
+// that the tag index holds for tag.
+func (s *stateDB) tagPositions(tag uint32, from, end uint64, limit int) ([]uint64, error) {
+	if from >= end || limit <= 0 {
+		return nil, nil
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: tagKey(tag, from), UpperBound: tagKey(tag, end)})
+	if err != nil {
+		return nil, fmt.Errorf("state database: notes of tag %d: %w", tag, err)
+	}
+	var out []uint64
+	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+		k := it.Key()
+		if len(k) != 13 {
+			it.Close()
+			return nil, fmt.Errorf("%w: state database: tag index key of %d bytes", ErrDamaged, len(k))
+		}
+		out = append(out, binary.BigEndian.Uint64(k[5:]))
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("state database: notes of tag %d: %w", tag, err)
+	}
+	return out, nil
 }
 
 func (s *stateDB) close() error {

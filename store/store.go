@@ -413,7 +413,7 @@ func (s *Store) replayState(ctx context.Context, n uint64, accounts, nullifiers 
 			return nil, nil, fmt.Errorf("%w: block %d from its file does not give its header's tree roots", ErrDamaged, n)
 		}
 	}
-	acc, nul, err := s.writeState(n, accounts, nullifiers, b.NoteIDs(), time.Now())
+	acc, nul, err := s.writeState(n, accounts, nullifiers, b.NoteIDs(), b.Body.Notes, time.Now())
 	if err != nil {
 		return nil, nil, storageErr(fmt.Sprintf("replay block %d into the state database", n), err)
 	}
@@ -423,7 +423,7 @@ func (s *Store) replayState(ctx context.Context, n uint64, accounts, nullifiers 
 // writeState writes block n's state batch: its trees' new nodes, its notes'
 // index entries, its tip record. CONTRACT: s.mu must be locked (or Open
 // still running).
-func (s *Store) writeState(n uint64, accounts, nullifiers *merkle.SMT, noteIDs []merkle.Hash, now time.Time) (*merkle.SMT, *merkle.SMT, error) {
+func (s *Store) writeState(n uint64, accounts, nullifiers *merkle.SMT, noteIDs []merkle.Hash, notes []block.Note, now time.Time) (*merkle.SMT, *merkle.SMT, error) {
 	sb := s.state.newBatch()
 	acc, nul, rec, err := sb.persistTrees(n, accounts, nullifiers)
 	if err != nil {
@@ -431,7 +431,7 @@ func (s *Store) writeState(n uint64, accounts, nullifiers *merkle.SMT, noteIDs [
 		return nil, nil, err
 	}
 	for i, id := range noteIDs {
-		if err := sb.putNote(id, notePos(n, uint32(i))); err != nil {
+		if err := sb.putNote(id, notes[i].Tag, notePos(n, uint32(i))); err != nil {
 			sb.b.Close()
 			return nil, nil, err
 		}

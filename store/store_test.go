@@ -5,8 +5,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"storesync/block"
 	"storesync/merkle"
@@ -145,6 +148,68 @@ func TestApplyReadAndReopen(t *testing.T) {
 	defer s.Close()
 	check(s)
 	sameFingerprint(t, before, takeFingerprint(t, s))
+}
+
+// TestNotesByTags pages through several tags at once with pages of every
+// size and compares with the chain, with the tag index holding entries no
+// answer may use: positions past the snapshot's tip, and positions whose
+// row holds another tag (what a crash that took a block back leaves).
+func TestNotesByTags(t *testing.T) {
+	c := testChain(t, "standard", 8)
+	s := openStore(t, t.TempDir(), c)
+	defer s.Close()
+	applyAll(t, s, c.Blocks[:6])
+	sn := s.Snapshot()
+	applyAll(t, s, c.Blocks[6:]) // past sn's tip: in the index, not in sn
+	tags := []uint32{c.Blocks[0].Body.Notes[0].Tag, c.Blocks[2].Body.Notes[1].Tag, c.Blocks[4].Body.Notes[2].Tag}
+
+	// Stale entries: every note of block 3 indexed under tags[0] as well.
+	sb := s.state.newBatch()
+	for i := range c.Blocks[2].Body.Notes {
+		if err := sb.b.Set(tagKey(tags[0], notePos(3, uint32(i))), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sb.b.Commit(pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, asked := range [][]uint32{tags[:1], tags, {tags[1], tags[1], 999999}} {
+		var want []merkle.Hash
+		for _, b := range c.Blocks[:6] {
+			for i, n := range b.Body.Notes {
+				if slices.Contains(asked, n.Tag) {
+					want = append(want, block.NoteID(b.Header.Number, uint32(i), &n))
+				}
+			}
+		}
+		for _, size := range []int{1, 2, 5, 1000} {
+			var got []merkle.Hash
+			from := Position{}
+			for pages := 0; ; pages++ {
+				page, next, err := sn.NotesByTags(context.Background(), asked, from, size)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(page) > size || (next != nil && len(page) != size) {
+					t.Fatalf("tags %v, size %d: page of %d, next %v", asked, size, len(page), next)
+				}
+				for _, r := range page {
+					got = append(got, r.ID)
+				}
+				if next == nil {
+					break
+				}
+				if pages > 10000 {
+					t.Fatal("pagination does not end")
+				}
+				from = *next
+			}
+			if len(want) == 0 || !slices.Equal(got, want) {
+				t.Fatalf("tags %v, pages of %d: got %d notes, want %d (or in another order)", asked, size, len(got), len(want))
+			}
+		}
+	}
 }
 
 // TestSameBlocksSameState: two stores fed the same blocks agree at every
