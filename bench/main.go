@@ -46,10 +46,11 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	scaleSizes := flag.String("scale-sizes", "", "the state sizes (keys) the scale scenario measures (default "+scaleDefaultSizes+"; --quick: 1e5)")
 	flag.StringVar(&scaleBlocksFlag, "scale-blocks", "", "the chain lengths (blocks of a small-profile chain) the scale scenario also measures, e.g. 1e3,1e5 (default none; --quick: "+scaleQuickBlocks+")")
+	flag.StringVar(&scaleProfileDir, "scale-profile", "", "write CPU profiles of each size's reads and applies to this directory (<keys>-reads.pprof, <keys>-apply.pprof)")
 	scaleCache := flag.String("scale-cache", "", "where the scale scenario keeps its states between runs (default: the user cache dir's storesync/scale)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: go run ./bench [catchup|lag|proofs|stall|isolation|memory|all] [--quick] [--json FILE] [--plots DIR]")
-		fmt.Fprintln(os.Stderr, "       go run ./bench scale [--quick] [--scale-sizes 1e5,1e6,1e7] [--scale-blocks 1e3,1e5] [--scale-cache DIR] [--plots DIR]  (not part of all: it keeps GBs of states)")
+		fmt.Fprintln(os.Stderr, "       go run ./bench scale [--quick] [--scale-sizes 1e5,1e6,1e7] [--scale-blocks 1e3,1e5] [--scale-cache DIR] [--scale-profile DIR] [--plots DIR]  (not part of all: it keeps GBs of states)")
 		flag.PrintDefaults()
 	}
 	if scaleChild(os.Args[1:]) {

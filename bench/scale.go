@@ -47,6 +47,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -211,6 +212,7 @@ type ScaleMeasure struct {
 	RSSOpenMB     float64      `json:"rss_open_mb"` // VmRSS after runtime.GC
 	HeapOpenMB    float64      `json:"heap_open_mb"`
 	RSSBlocksMB   float64      `json:"rss_blocks_mb"`
+	HeapBlocksMB  float64      `json:"heap_blocks_mb"`
 	CacheBeforeMB float64      `json:"page_cache_before_open_mb"` // of the store's files
 	CacheOpenMB   float64      `json:"page_cache_open_mb"`
 	CacheBlocksMB float64      `json:"page_cache_blocks_mb"`
@@ -310,7 +312,14 @@ func scaleRun(quick bool, sizesFlag, blocksFlag, cacheFlag, plotsDir string) (*S
 		}
 		fmt.Fprintf(os.Stderr, "scale %g: %d blocks, %d keys, %.0f MB; copied to %s in %s\n",
 			size, n, row.Keys, float64(row.DiskBytes)/1e6, scratch, time.Since(t).Round(time.Millisecond))
-		m, err := runScaleChild(scaleChildConfig{Dir: scratch, Chain: scaleLargeChain, Large: largeN, Standard: standardN, ReadFor: scaleReadFor})
+		cfg := scaleChildConfig{Dir: scratch, Chain: scaleLargeChain, Large: largeN, Standard: standardN, ReadFor: scaleReadFor}
+		if scaleProfileDir != "" {
+			if err := os.MkdirAll(scaleProfileDir, 0o755); err != nil {
+				return nil, err
+			}
+			cfg.Profile = filepath.Join(scaleProfileDir, sizeLabel(size))
+		}
+		m, err := runScaleChild(cfg)
 		if rerr := os.RemoveAll(scratch); err == nil {
 			err = rerr
 		}
@@ -882,6 +891,30 @@ type scaleChildConfig struct {
 	// Reads are the methods driven, in order; none: scaleReadMethods.
 	Reads   []string      `json:"reads,omitempty"`
 	ReadFor time.Duration `json:"read_for"`
+	// Profile, when set, is the path prefix of the CPU profiles of the
+	// reads and the applies.
+	Profile string `json:"profile,omitempty"`
+}
+
+// scaleProfileDir is --scale-profile (main binds it).
+var scaleProfileDir string
+
+// profiled runs f under a CPU profile written to prefix-name.pprof, or
+// just runs it without a prefix.
+func profiled(prefix, name string, f func() error) error {
+	if prefix == "" {
+		return f()
+	}
+	out, err := os.Create(prefix + "-" + name + ".pprof")
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if err := pprof.StartCPUProfile(out); err != nil {
+		return err
+	}
+	defer pprof.StopCPUProfile()
+	return f()
 }
 
 // scaleKillConfig is the grandchild's argument.
@@ -986,19 +1019,27 @@ func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
 	}
 	// Reads first, on the state of the size asked: the blocks below grow a
 	// small state several times over.
-	if m.Reads, err = scaleReads(st, cfg.Chain.Seed, reads, cfg.ReadFor); err != nil {
+	if err := profiled(cfg.Profile, "reads", func() (err error) {
+		m.Reads, err = scaleReads(st, cfg.Chain.Seed, reads, cfg.ReadFor)
+		return err
+	}); err != nil {
 		return nil, err
 	}
-	var added uint64
-	if m.Large, added, err = scaleApply(st, cfg.Chain.Seed, keys, "large", cfg.Large); err != nil {
+	if err := profiled(cfg.Profile, "apply", func() error {
+		var added uint64
+		if m.Large, added, err = scaleApply(st, cfg.Chain.Seed, keys, "large", cfg.Large); err != nil {
+			return err
+		}
+		m.AddedKeys += added
+		if m.Standard, added, err = scaleApply(st, cfg.Chain.Seed, keys, "standard", cfg.Standard); err != nil {
+			return err
+		}
+		m.AddedKeys += added
+		return nil
+	}); err != nil {
 		return nil, err
 	}
-	m.AddedKeys += added
-	if m.Standard, added, err = scaleApply(st, cfg.Chain.Seed, keys, "standard", cfg.Standard); err != nil {
-		return nil, err
-	}
-	m.AddedKeys += added
-	if m.RSSBlocksMB, _, err = memoryMB(); err != nil {
+	if m.RSSBlocksMB, m.HeapBlocksMB, err = memoryMB(); err != nil {
 		return nil, err
 	}
 	if m.CacheBlocksMB, err = pageCacheMB(cfg.Dir); err != nil {
@@ -1508,13 +1549,13 @@ func printScaleTable(res *ScaleResult) {
 		" ×%d: ids per call. disk: du of the store directory.\n\n",
 		min(res.LargeBlocks, scaleTimed["large"]), res.LargeBlocks, min(res.StandardBlocks, scaleTimed["standard"]), res.StandardBlocks, scaleReadClients, scaleReadFor, scaleBatch)
 	fmt.Printf("| size | blocks | nullifiers | notes | keys | large ms/block (v / t / f / s / st / rest = total) | standard ms/block (v / t / f / s / st / rest = total) | open s (cold / clean / kill) " +
-		"| RSS after open MB | RSS after blocks MB | keys after blocks | page cache MB (open / blocks) " +
+		"| RSS after open MB | RSS (live heap) after blocks MB | keys after blocks | page cache MB (open / blocks) " +
 		"| block+proof /s | account /s | nullifiers ×16 /s | header+MMR /s | notes by id ×16 /s | sync notes /s | disk B/key |\n")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range res.Rows {
-		fmt.Printf("| %s | %d | %d | %d | %d | %s | %s | %.2f / %.2f / %.2f | %.0f | %.0f | %d | %.0f / %.0f |",
+		fmt.Printf("| %s | %d | %d | %d | %d | %s | %s | %.2f / %.2f / %.2f | %.0f | %.0f (%.0f) | %d | %.0f / %.0f |",
 			sizeLabel(r.Size), r.Blocks, r.Nullifiers, r.Notes, r.Keys, r.Large.cell(func(v float64) float64 { return v }), r.Standard.cell(func(v float64) float64 { return v }),
-			r.OpenS, r.ReopenCleanS, r.ReopenKillS, r.RSSOpenMB, r.RSSBlocksMB, r.KeysAfter, r.CacheOpenMB, r.CacheBlocksMB)
+			r.OpenS, r.ReopenCleanS, r.ReopenKillS, r.RSSOpenMB, r.RSSBlocksMB, r.HeapBlocksMB, r.KeysAfter, r.CacheOpenMB, r.CacheBlocksMB)
 		for _, m := range scaleReadMethods {
 			fmt.Printf(" %.0f |", r.read(m))
 		}

@@ -37,6 +37,12 @@ func (t *SMT) Lookup(key Hash) (SMTProof, Hash, bool) {
 	for {
 		switch x := resolve(n).(type) {
 		case *branch:
+			if sibs == nil {
+				// A random key's proof is about log2(keys) deep: one
+				// allocation covers trees of up to 2^40 keys (appending
+				// from nil took six).
+				sibs = make([]Hash, 0, proofCap)
+			}
 			bit := int(x.bit)
 			if bit > depth {
 				if d := x.diverge(key); d < bit {
@@ -61,6 +67,8 @@ func (t *SMT) Lookup(key Hash) (SMTProof, Hash, bool) {
 		}
 	}
 }
+
+const proofCap = 40
 
 func appendZeros(s []Hash, n int) []Hash {
 	for range n {

@@ -5,7 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
+	"strconv"
 
 	"storesync/block"
 	"storesync/merkle"
@@ -166,7 +166,7 @@ func (s *Snapshot) NotesByID(ctx context.Context, ids []merkle.Hash) ([]NoteReco
 		return nil, nil
 	}
 	end := notePos(s.Committed()+1, 0)
-	args := make([]any, 0, len(ids))
+	args := make([]uint64, 0, len(ids))
 	for i := range ids {
 		pos, ok, err := s.st.state.notePos(ids[i])
 		if err != nil {
@@ -242,7 +242,7 @@ func (s *Snapshot) NotesByTags(ctx context.Context, tags []uint32, from Position
 			// positions this round did not ask for.
 			cands, exhausted = cands[:need], false
 		}
-		args := make([]any, len(cands))
+		args := make([]uint64, len(cands))
 		for i, c := range cands {
 			args[i] = c.pos
 		}
@@ -268,9 +268,16 @@ func (s *Snapshot) NotesByTags(ctx context.Context, tags []uint32, from Position
 }
 
 // notesAt reads the notes table's rows at these positions, by position.
-func (s *Snapshot) notesAt(ctx context.Context, positions []any) (map[uint64]NoteRecord, error) {
-	q := `SELECT ` + noteColumns + ` FROM notes WHERE pos IN (?` + strings.Repeat(",?", len(positions)-1) + `)`
-	rows, err := s.st.db.QueryContext(ctx, q, positions...)
+func (s *Snapshot) notesAt(ctx context.Context, positions []uint64) (map[uint64]NoteRecord, error) {
+	list := append(make([]byte, 0, 2+len(positions)*16), '[')
+	for i, p := range positions {
+		if i > 0 {
+			list = append(list, ',')
+		}
+		list = strconv.AppendUint(list, p, 10)
+	}
+	list = append(list, ']')
+	rows, err := s.st.notesAt.QueryContext(ctx, string(list))
 	if err != nil {
 		return nil, err
 	}

@@ -51,6 +51,7 @@ type Store struct {
 	verifier block.Verifier
 	opts     Options
 	db       *sql.DB
+	notesAt  *sql.Stmt // the notes at a JSON array of positions
 	mmr      mmrNodes
 	blocks   *segments
 	proofs   *segments
@@ -103,6 +104,11 @@ func (s *Store) open() error {
 		return err
 	}
 	s.mmr = mmrNodes{db: s.db}
+	// One statement for any number of positions: an IN list of its own
+	// length each time would be parsed and planned at every call.
+	if s.notesAt, err = s.db.Prepare(`SELECT ` + noteColumns + ` FROM notes WHERE pos IN (SELECT value FROM json_each(?))`); err != nil {
+		return fmt.Errorf("prepare the notes query: %w", err)
+	}
 	if s.blocks, err = openSegments(filepath.Join(s.dir, "blocks"), "block"); err != nil {
 		return err
 	}
@@ -500,6 +506,9 @@ func (s *Store) closeAll() error {
 	var errs []error
 	if s.w != nil {
 		errs = append(errs, s.w.close())
+	}
+	if s.notesAt != nil {
+		errs = append(errs, s.notesAt.Close())
 	}
 	if s.db != nil {
 		errs = append(errs, s.db.Close())
