@@ -47,6 +47,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -235,6 +236,10 @@ type ScaleApply struct {
 	RestMs     float64 `json:"rest_ms"`
 	TotalMs    float64 `json:"total_ms"`
 	P99Ms      float64 `json:"total_p99_ms"`
+	// Nodes and Pruned: tree nodes written to and deleted from the state
+	// database, mean per timed block.
+	Nodes  float64 `json:"nodes"`
+	Pruned float64 `json:"pruned"`
 }
 
 // ScaleReads is one read method's throughput.
@@ -983,11 +988,17 @@ func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The heap limit the primary and the follower set by default.
+	debug.SetMemoryLimit(store.MemoryLimit(store.DefaultOptions, 0))
 	reads := cfg.Reads
 	if len(reads) == 0 {
 		reads = scaleReadMethods
 	}
 	m := &ScaleMeasure{}
+	prepared, err := scalePrepare(cfg.Dir, g, cfg.Chain.Seed, keys, cfg.Large, cfg.Standard)
+	if err != nil {
+		return nil, err
+	}
 	// The copy was just written: its pages are in the cache, which would
 	// make the first open a warm one, whatever a real restart finds.
 	if err := dropPageCache(cfg.Dir); err != nil {
@@ -1027,14 +1038,23 @@ func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
 	}
 	if err := profiled(cfg.Profile, "apply", func() error {
 		var added uint64
-		if m.Large, added, err = scaleApply(st, cfg.Chain.Seed, keys, "large", cfg.Large); err != nil {
+		if m.Large, added, err = scaleApply(st, prepared.large); err != nil {
 			return err
 		}
 		m.AddedKeys += added
-		if m.Standard, added, err = scaleApply(st, cfg.Chain.Seed, keys, "standard", cfg.Standard); err != nil {
+		if m.Standard, added, err = scaleApply(st, prepared.standard); err != nil {
 			return err
 		}
 		m.AddedKeys += added
+		for _, more := range []struct {
+			profile string
+			n       int
+		}{{"large", cfg.Large - len(prepared.large)}, {"standard", cfg.Standard - len(prepared.standard)}} {
+			if added, err = scaleGrowUntimed(st, cfg.Chain.Seed, keys, more.profile, more.n); err != nil {
+				return err
+			}
+			m.AddedKeys += added
+		}
 		return nil
 	}); err != nil {
 		return nil, err
@@ -1068,53 +1088,109 @@ func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
 	return m, nil
 }
 
-// scaleApply applies n generated blocks of a profile to the chain of seed
-// and returns their mean cost and the keys they added. Generating is not
-// timed.
 // scaleTimed is how many of the blocks applied on top of a state are
 // timed: the first few, while the state is still about the size measured
 // (100 large blocks add 460,000 keys, five times the smallest state); the
 // rest are applied for the memory figure after them.
 var scaleTimed = map[string]int{"large": 20, "standard": 100}
 
-func scaleApply(st *store.Store, seed uint64, keys workload.Keys, profile string, n int) (ScaleApply, uint64, error) {
-	timed := min(n, scaleTimed[profile])
-	out := ScaleApply{Blocks: timed}
-	if n == 0 {
+// scalePrepared are the timed blocks, made before the store is opened.
+type scalePrepared struct{ large, standard []*block.Block }
+
+// scalePrepare makes the timed blocks (the first scaleTimed of large, then
+// of standard, each on the state the one before leaves) on a copy of the
+// store in dir, which it then deletes. Made on the measured store, the
+// generator's reads of every key's path (the double-spend checks it runs
+// to build a valid block) would leave those nodes in that store's cache,
+// and its apply would find them there: a follower applies blocks made
+// elsewhere, whose paths nothing in it has read.
+func scalePrepare(dir string, g *genesis.File, seed uint64, keys workload.Keys, large, standard int) (scalePrepared, error) {
+	var out scalePrepared
+	large, standard = min(large, scaleTimed["large"]), min(standard, scaleTimed["standard"])
+	if large+standard == 0 {
+		return out, nil
+	}
+	gdir := dir + ".gen"
+	if err := copyDir(dir, gdir); err != nil {
+		return out, err
+	}
+	defer os.RemoveAll(gdir)
+	st, err := store.Open(gdir, g)
+	if err != nil {
+		return out, fmt.Errorf("open the copy that makes the blocks: %w", err)
+	}
+	defer st.Close()
+	rules := state.RulesOf(g)
+	s := st.Snapshot().State
+	h := &preparedHistory{st: st, from: s.Header.Number + 1}
+	for _, step := range []struct {
+		profile string
+		n       int
+		into    *[]*block.Block
+	}{{"large", large, &out.large}, {"standard", standard, &out.standard}} {
+		p, err := workload.ProfileByName(step.profile)
+		if err != nil {
+			return out, err
+		}
+		gen := workload.NewGenerator(seed, p, keys.Producer, h)
+		for range step.n {
+			b, err := gen.Next(s, s.Header.Timestamp+scaleIntervalMs)
+			if err != nil {
+				return out, err
+			}
+			a, err := s.Apply(b, rules)
+			if err != nil {
+				return out, err
+			}
+			*step.into, s = append(*step.into, b), a.State
+			h.made = append(h.made, b)
+		}
+	}
+	return out, nil
+}
+
+// preparedHistory is the store's blocks, then those made past its tip.
+type preparedHistory struct {
+	st   *store.Store
+	from uint64 // the number of made[0]
+	made []*block.Block
+}
+
+func (h *preparedHistory) Block(n uint64) (*block.Block, error) {
+	if n >= h.from && n-h.from < uint64(len(h.made)) {
+		return h.made[n-h.from], nil
+	}
+	return h.st.Block(n)
+}
+
+// scaleApply applies the blocks, timing each, and returns their mean cost
+// and the keys they added.
+func scaleApply(st *store.Store, blocks []*block.Block) (ScaleApply, uint64, error) {
+	out := ScaleApply{Blocks: len(blocks)}
+	if len(blocks) == 0 {
 		return out, 0, nil
 	}
-	p, err := workload.ProfileByName(profile)
-	if err != nil {
-		return out, 0, err
-	}
-	gen := workload.NewGenerator(seed, p, keys.Producer, st)
 	ctx := context.Background()
 	var sum store.Report
-	totals := make([]float64, 0, n)
+	totals := make([]float64, 0, len(blocks))
 	var added uint64
-	for range n {
-		sn := st.Snapshot()
-		b, err := gen.Next(sn.State, sn.State.Header.Timestamp+scaleIntervalMs)
-		if err != nil {
-			return out, 0, err
-		}
+	for _, b := range blocks {
 		t := time.Now()
 		r, err := st.ApplyBlock(ctx, b)
 		if err != nil {
 			return out, 0, err
 		}
-		added += uint64(len(b.Body.Notes)+len(b.Body.Nullifiers)) + workload.NewAccountsPerBlock
-		if len(totals) == timed {
-			continue
-		}
 		totals = append(totals, ms(time.Since(t)))
+		added += uint64(len(b.Body.Notes)+len(b.Body.Nullifiers)) + workload.NewAccountsPerBlock
 		sum.Validate += r.Validate
 		sum.Trees += r.Trees
 		sum.BlockFile += r.BlockFile
 		sum.SQLite += r.SQLite
 		sum.State += r.State
+		sum.Nodes += r.Nodes
+		sum.Pruned += r.Pruned
 	}
-	n = timed
+	n := len(blocks)
 	per := func(d time.Duration) float64 { return ms(d) / float64(n) }
 	var total float64
 	for _, t := range totals {
@@ -1123,8 +1199,35 @@ func scaleApply(st *store.Store, seed uint64, keys workload.Keys, profile string
 	out.ValidateMs, out.TreesMs, out.FileMs, out.SQLiteMs = per(sum.Validate), per(sum.Trees), per(sum.BlockFile), per(sum.SQLite)
 	out.TotalMs, out.P99Ms = total/float64(n), percentile(totals, .99)
 	out.StateMs = per(sum.State)
+	out.Nodes, out.Pruned = float64(sum.Nodes)/float64(n), float64(sum.Pruned)/float64(n)
 	out.RestMs = max(0, out.TotalMs-out.ValidateMs-out.TreesMs-out.FileMs-out.SQLiteMs-out.StateMs)
 	return out, added, nil
+}
+
+// scaleGrowUntimed applies n more generated blocks of a profile, for the
+// memory figure after them, and returns the keys they added.
+func scaleGrowUntimed(st *store.Store, seed uint64, keys workload.Keys, profile string, n int) (uint64, error) {
+	if n <= 0 {
+		return 0, nil
+	}
+	p, err := workload.ProfileByName(profile)
+	if err != nil {
+		return 0, err
+	}
+	gen := workload.NewGenerator(seed, p, keys.Producer, st)
+	var added uint64
+	for range n {
+		sn := st.Snapshot()
+		b, err := gen.Next(sn.State, sn.State.Header.Timestamp+scaleIntervalMs)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := st.ApplyBlock(context.Background(), b); err != nil {
+			return 0, err
+		}
+		added += uint64(len(b.Body.Notes)+len(b.Body.Nullifiers)) + workload.NewAccountsPerBlock
+	}
+	return added, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -1543,11 +1646,12 @@ func (m ScaleMeasure) read(method string) float64 {
 func printScaleTable(res *ScaleResult) {
 	fmt.Println("\n### scale: the store's costs against the size of its state (one `large` chain, seed 1)")
 	fmt.Println()
-	fmt.Printf("keys = nullifiers + notes + accounts. apply: mean ms per block over the first %d of %d `large` then the first %d of %d `standard` blocks applied on top of the state"+
+	fmt.Printf("keys = nullifiers + notes + accounts. apply: mean ms per block of %d `large` then %d `standard` blocks made on a copy of the state (the generator's reads warm no cache of the store measured: a follower applies blocks made elsewhere), applied on top of it;"+
+		" then the rest of %d large and %d standard, untimed, for the memory figure"+
 		" (validate / trees / block file / sqlite / state database / rest = ApplyBlock's total; rest: what the stages of store.Report leave out). open s: cold (the files' page cache dropped first) / after a clean stop / after SIGKILL mid-apply."+
 		" RSS after runtime.GC; page cache: of the store's files (mincore). reads: calls/s from %d clients over gRPC on loopback, %s each, on the state before the blocks;"+
 		" ×%d: ids per call. disk: du of the store directory.\n\n",
-		min(res.LargeBlocks, scaleTimed["large"]), res.LargeBlocks, min(res.StandardBlocks, scaleTimed["standard"]), res.StandardBlocks, scaleReadClients, scaleReadFor, scaleBatch)
+		min(res.LargeBlocks, scaleTimed["large"]), min(res.StandardBlocks, scaleTimed["standard"]), res.LargeBlocks, res.StandardBlocks, scaleReadClients, scaleReadFor, scaleBatch)
 	fmt.Printf("| size | blocks | nullifiers | notes | keys | large ms/block (v / t / f / s / st / rest = total) | standard ms/block (v / t / f / s / st / rest = total) | open s (cold / clean / kill) " +
 		"| RSS after open MB | RSS (live heap) after blocks MB | keys after blocks | page cache MB (open / blocks) " +
 		"| block+proof /s | account /s | nullifiers ×16 /s | header+MMR /s | notes by id ×16 /s | sync notes /s | disk B/key |\n")
@@ -1583,6 +1687,13 @@ func printScaleTable(res *ScaleResult) {
 		fmt.Printf(" %.2f× |", x(lo.read(m), hi.read(m)))
 	}
 	fmt.Printf(" %.2f× |\n", x(lo.BytesPerKey, hi.BytesPerKey))
+	fmt.Println("\nTree nodes per block (the state database's writes and deletes; a branch per level of each key's path below the levels the block's keys share):")
+	fmt.Println()
+	fmt.Println("| size | large: written / deleted | standard: written / deleted |")
+	fmt.Println("|---|---|---|")
+	for _, r := range res.Rows {
+		fmt.Printf("| %s | %.0f / %.0f | %.0f / %.0f |\n", sizeLabel(r.Size), r.Large.Nodes, r.Large.Pruned, r.Standard.Nodes, r.Standard.Pruned)
+	}
 }
 
 func printScaleBlocksTable(rows []ScaleBlocksRow) {

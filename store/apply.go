@@ -22,6 +22,9 @@ type Report struct {
 	BlockFile time.Duration // write + fdatasync of the block file
 	SQLite    time.Duration // the transaction, commit included
 	State     time.Duration // the state database batch: tree nodes, note index
+	// Nodes and Pruned: the tree nodes the state database batch wrote, and
+	// the replaced ones of an older version it deleted.
+	Nodes, Pruned int
 }
 
 // ApplyBlockBytes decodes and applies an encoded block. A block that does not
@@ -93,6 +96,7 @@ func (s *Store) ApplyBlock(ctx context.Context, b *block.Block) (Report, error) 
 	st.Chain = next.State.Chain.Persisted(s.mmr)
 	if acc, nul, err := s.writeState(n, st.Accounts, st.Nullifiers, next.NoteIDs, b.Body.Notes, t); err == nil {
 		st.Accounts, st.Nullifiers = acc, nul
+		rep.Nodes, rep.Pruned = s.state.lastNodes, s.state.lastPruned
 	}
 	rep.State = time.Since(t)
 

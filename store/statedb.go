@@ -55,6 +55,8 @@ type stateDB struct {
 	// retained lists versions whose replaced nodes are still on disk,
 	// oldest first, with when they were written.
 	retained []retainedVersion
+	// What the last batch wrote and deleted of the trees (Report).
+	lastNodes, lastPruned int
 	// Since the last flush was asked for.
 	unflushedBytes  int
 	unflushedBlocks int
@@ -138,6 +140,21 @@ var DefaultOptions = Options{
 	NodeCacheBytes:   256 << 20,
 	StateCacheBytes:  64 << 20,
 	SQLiteCacheBytes: 64 << 20,
+}
+
+// memoryOverhead is what a store's process holds on the Go heap beside its
+// node cache and its fetch window: the pinned top of both trees (at most
+// 2^pinDepth branches each), one block's apply, the read server's buffers.
+const memoryOverhead = 256 << 20
+
+// MemoryLimit is the Go heap limit that keeps a process holding a store
+// with these caches, and a fetch window of windowBytes, within what they
+// are configured to: twice the node cache (the collector's headroom) plus
+// the window plus a fixed overhead. The state and SQLite caches are outside
+// the Go heap and come on top; so does the OS page cache.
+func MemoryLimit(o Options, windowBytes int64) int64 {
+	o = o.withDefaults()
+	return 2*o.NodeCacheBytes + max(windowBytes, 0) + memoryOverhead
 }
 
 func (o Options) withDefaults() Options {
@@ -392,6 +409,8 @@ func (s *stateDB) loadRetained() error {
 type stateBatch struct {
 	s *stateDB
 	b *pebble.Batch
+	// nodes and pruned count the tree nodes the batch writes and deletes.
+	nodes, pruned int
 }
 
 func (s *stateDB) newBatch() *stateBatch { return &stateBatch{s: s, b: s.db.NewBatch()} }
@@ -402,7 +421,10 @@ func (sb *stateBatch) alloc() uint64 {
 	return id
 }
 
-func (sb *stateBatch) putNode(id uint64, rec []byte) error { return sb.b.Set(nodeKey(id), rec, nil) }
+func (sb *stateBatch) putNode(id uint64, rec []byte) error {
+	sb.nodes++
+	return sb.b.Set(nodeKey(id), rec, nil)
+}
 
 // putNote indexes a note by its ID and by its tag.
 func (sb *stateBatch) putNote(id merkle.Hash, tag uint32, pos uint64) error {
@@ -456,9 +478,11 @@ func (sb *stateBatch) commit(rec tipRecord, now time.Time) error {
 	// A few versions a batch at most, so that a backlog (after a long
 	// replay) is worked off over several blocks rather than in one batch.
 	for pruned := 0; pruned < 4 && len(retained) > stateRetainBlocks && now.Sub(retained[0].at) >= stateRetainAge; pruned++ {
-		if err := s.prune(sb.b, retained[0].block); err != nil {
+		n, err := s.prune(sb.b, retained[0].block)
+		if err != nil {
 			return err
 		}
+		sb.pruned += n
 		retained = retained[1:]
 	}
 	if err := s.refusing(); err != nil {
@@ -469,6 +493,7 @@ func (sb *stateBatch) commit(rec tipRecord, now time.Time) error {
 	}
 	s.retained = retained
 	s.tip = rec.block
+	s.lastNodes, s.lastPruned = sb.nodes, sb.pruned
 	s.unflushedBytes += len(sb.b.Repr())
 	s.unflushedBlocks++
 	if (s.unflushedBytes >= stateFlushBytes || s.unflushedBlocks >= stateFlushBlocks) && !s.flushPending() {
@@ -482,26 +507,29 @@ func (sb *stateBatch) commit(rec tipRecord, now time.Time) error {
 }
 
 // prune deletes, in batch b, the nodes block n's trees replaced and its
-// retained roots: no retained version uses them any more.
-func (s *stateDB) prune(b *pebble.Batch, n uint64) error {
+// retained roots: no retained version uses them any more. It returns how
+// many nodes it deletes.
+func (s *stateDB) prune(b *pebble.Batch, n uint64) (int, error) {
 	list, ok, err := s.get(staleKey(n))
 	if err != nil {
-		return fmt.Errorf("prune state of block %d: %w", n, err)
+		return 0, fmt.Errorf("prune state of block %d: %w", n, err)
 	}
+	deleted := 0
 	for ok && len(list) > 0 {
 		id, k := binary.Uvarint(list)
 		if k <= 0 {
-			return fmt.Errorf("%w: state database: stale list of block %d is malformed", ErrDamaged, n)
+			return 0, fmt.Errorf("%w: state database: stale list of block %d is malformed", ErrDamaged, n)
 		}
 		list = list[k:]
 		if err := b.Delete(nodeKey(id), nil); err != nil {
-			return err
+			return 0, err
 		}
+		deleted++
 	}
 	if err := b.Delete(staleKey(n), nil); err != nil {
-		return err
+		return 0, err
 	}
-	return b.Delete(rootsKey(n), nil)
+	return deleted, b.Delete(rootsKey(n), nil)
 }
 
 // rollBack makes the database's tip block n, an earlier version it still

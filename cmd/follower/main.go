@@ -105,6 +105,7 @@ func run(args []string) error {
 	fs.DurationVar(&l.KeepaliveTime, "keepalive-time", dl.KeepaliveTime, "ping a client connection silent for this long; drop it if the ping goes unanswered")
 	fs.DurationVar(&l.IdleTimeout, "conn-idle-timeout", dl.IdleTimeout, "close a client connection without calls for this long")
 	cli.StoreFlags(fs, &cfg.Store)
+	memLimit := cli.MemoryFlag(fs)
 	restartLimit := fs.Int("restart-limit", d.Restart.Limit, "actor failures tolerated per minute before the follower stops with an error")
 	obs := cli.ObservabilityFlags(fs)
 	fs.Usage = flagenv.Usage(fs, envPrefix, "follower run [flags]")
@@ -125,6 +126,9 @@ func run(args []string) error {
 		return err
 	}
 	defer flush()
+	if lim := cli.SetMemoryLimit(*memLimit, cfg.Store, e.FetchWindowBytes); lim > 0 {
+		cfg.Log.Info("memory limit", "go_heap_mib", lim>>20)
+	}
 	f, err := runtime.New(cfg)
 	if err != nil {
 		return err

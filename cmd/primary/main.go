@@ -89,6 +89,7 @@ func runCmd(args []string) error {
 	fs.StringVar(&cfg.TLS.ClientCAFile, "client-ca", "", "PEM CA bundle: the read API then requires client certificates signed by it")
 	obs := cli.ObservabilityFlags(fs)
 	cli.StoreFlags(fs, &cfg.Store)
+	memLimit := cli.MemoryFlag(fs)
 	fs.Usage = flagenv.Usage(fs, envPrefix, "primary run [flags]")
 	_ = fs.Parse(args)
 	if err := flagenv.Apply(fs, envPrefix); err != nil {
@@ -100,6 +101,9 @@ func runCmd(args []string) error {
 		return err
 	}
 	defer flush()
+	if lim := cli.SetMemoryLimit(*memLimit, cfg.Store, 0); lim > 0 {
+		cfg.Log.Info("memory limit", "go_heap_mib", lim>>20)
+	}
 	node, err := primary.New(cfg)
 	if err != nil {
 		return err

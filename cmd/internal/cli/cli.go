@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -43,6 +44,36 @@ func StoreFlags(fs *flag.FlagSet, o *store.Options) {
 	mib(&o.NodeCacheBytes, "node-cache", d.NodeCacheBytes, "decoded account and nullifier tree nodes kept in memory")
 	mib(&o.StateCacheBytes, "state-cache", d.StateCacheBytes, "block cache of the state database (tree nodes, note index)")
 	mib(&o.SQLiteCacheBytes, "sqlite-cache", d.SQLiteCacheBytes, "SQLite page cache, shared out among its connections")
+}
+
+// MemoryFlag registers --memory-limit on fs. Its value is applied by
+// SetMemoryLimit once the flags are parsed.
+func MemoryFlag(fs *flag.FlagSet) *int64 {
+	var mib int64
+	fs.Func("memory-limit", "Go heap limit, MiB: the collector works harder near it (0, the default: twice --node-cache plus the fetch window plus 256; -1: none, or GOMEMLIMIT)", func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < -1 {
+			return fmt.Errorf("want a number of MiB, 0 (derived from the caches) or -1 (none), got %q", v)
+		}
+		mib = n
+		return nil
+	})
+	return &mib
+}
+
+// SetMemoryLimit applies --memory-limit: mib MiB, or for 0 the limit the
+// store's caches and the fetch window call for. It returns the limit set
+// (0: none, GOMEMLIMIT's or the runtime's own).
+func SetMemoryLimit(mib int64, o store.Options, windowBytes int64) int64 {
+	if mib < 0 || (mib == 0 && os.Getenv("GOMEMLIMIT") != "") {
+		return 0
+	}
+	limit := mib << 20
+	if mib == 0 {
+		limit = store.MemoryLimit(o, windowBytes)
+	}
+	debug.SetMemoryLimit(limit)
+	return limit
 }
 
 // ObservabilityFlags registers the flags on fs.
