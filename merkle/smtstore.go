@@ -317,6 +317,28 @@ func (t *SMT) TryWalk(fn func(k, v Hash) bool) (err error) {
 	return nil
 }
 
+// LoadTop reads the branches of t that stay pinned (split depth below
+// pinDepth) from the store, so that the lookups and updates after it find
+// them in memory rather than each paying a read on first use; stop is asked
+// before each node and ends the walk early when it says so. Bounded: at
+// most 2^pinDepth branches, and one level below them through the cache.
+func (t *SMT) LoadTop(stop func() bool) (err error) {
+	defer catch(&err)
+	var walk func(n node) bool
+	walk = func(n node) bool {
+		if stop() {
+			return false
+		}
+		b, ok := resolve(n).(*branch)
+		if !ok || b.bit >= pinDepth {
+			return true
+		}
+		return walk(b.kids[0]) && walk(b.kids[1])
+	}
+	walk(t.root)
+	return nil
+}
+
 // Pending returns how many stored nodes the Updates since the last Persist
 // replaced (what Persist will report stale).
 func (t *SMT) Pending() int { return len(t.stale) }

@@ -276,3 +276,53 @@ func TestSMTBadNodeRecord(t *testing.T) {
 		t.Fatalf("get over cut records: %v, want ErrBadNode", err)
 	}
 }
+
+// TestSMTLoadTop: after LoadTop, every branch above pinDepth is in memory:
+// lookups of a tree small enough to be all pinned read nothing more, even
+// with the store failing; a stop ends the walk early; a failed read is
+// returned.
+func TestSMTLoadTop(t *testing.T) {
+	store := newMapNodes()
+	src := NewNodeSource(store, 1<<20)
+	kvs := randomKVs(1, 2000) // about 11 levels: all pinned
+	tree, _, _, err := NewSMT().Update(kvs).Persist(src, store.alloc, store.put)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, p, _, err := tree.Persist(src, store.alloc, store.put)
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func() *SMT {
+		tr, err := LoadSMT(p, NewNodeSource(store, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+
+	stopped := load()
+	asked := 0
+	if err := stopped.LoadTop(func() bool { asked++; return asked > 10 }); err != nil {
+		t.Fatal(err)
+	}
+	if asked != 11 {
+		t.Fatalf("the walk asked stop %d times after it said stop at the 11th", asked)
+	}
+
+	full := load()
+	if err := full.LoadTop(func() bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	store.fails = true
+	store.mu.Unlock()
+	for _, kv := range kvs {
+		if v, ok, err := full.TryGet(kv.Key); err != nil || !ok || v != kv.Value {
+			t.Fatalf("get %s after LoadTop over a failing store: %s %v %v", kv.Key.Short(), v.Short(), ok, err)
+		}
+	}
+	if err := load().LoadTop(func() bool { return false }); !errors.Is(err, errReadFailed) {
+		t.Fatalf("LoadTop over a failing store: %v, want the read error", err)
+	}
+}

@@ -145,18 +145,12 @@ func (s *Store) replayTail(ctx context.Context) error {
 	if !ok || rec.block != s.state.tip {
 		return fmt.Errorf("%w: state database tip moved under the store", ErrDamaged)
 	}
-	accounts, err := merkle.LoadSMT(rec.accounts, s.state.src)
+	accounts, nullifiers, err := s.storedTrees(rec)
 	if err != nil {
 		return err
 	}
-	nullifiers, err := merkle.LoadSMT(rec.nullifiers, s.state.src)
-	if err != nil {
+	if accounts, nullifiers, err = s.replayStates(ctx, rec.block+1, cur.Committed(), accounts, nullifiers); err != nil {
 		return err
-	}
-	for n := rec.block + 1; n <= cur.Committed(); n++ {
-		if accounts, nullifiers, err = s.replayState(ctx, n, accounts, nullifiers); err != nil {
-			return err
-		}
 	}
 	st := *cur.State
 	st.Accounts, st.Nullifiers = accounts, nullifiers

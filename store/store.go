@@ -61,6 +61,11 @@ type Store struct {
 	w      *writer
 	closed bool
 
+	// stopPreload asks the read-in of the trees' pinned tops after Open to
+	// end; preloaded is closed when it has.
+	stopPreload atomic.Bool
+	preloaded   chan struct{}
+
 	snap    atomic.Pointer[Snapshot]      // what readers see
 	changed atomic.Pointer[chan struct{}] // closed and replaced at each publish
 }
@@ -95,8 +100,29 @@ func OpenWith(dir string, g *genesis.File, o Options) (*Store, error) {
 		s.closeAll()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
+	s.preloaded = make(chan struct{})
+	go s.preload()
 	return s, nil
 }
+
+// preload reads the pinned tops of the opened trees in the background: a
+// restarted store would otherwise pay a state database read on first use
+// of each of those nodes, on nearly every path of its first blocks (up to
+// 2^16 a tree). A failed read is not reported here: the walk stops, and
+// the read fails again where it has a caller.
+func (s *Store) preload() {
+	defer close(s.preloaded)
+	st := s.snap.Load().State
+	for _, t := range []*merkle.SMT{st.Accounts, st.Nullifiers} {
+		if t.LoadTop(s.stopPreload.Load) != nil || s.stopPreload.Load() {
+			return
+		}
+	}
+}
+
+// Preloaded is closed once the trees' pinned tops are in memory after Open
+// (or the store closed first).
+func (s *Store) Preloaded() <-chan struct{} { return s.preloaded }
 
 func (s *Store) open() error {
 	var err error
@@ -371,27 +397,45 @@ func (s *Store) loadState(ctx context.Context, tip block.Header) (accounts, null
 		fallthrough
 	default:
 		s.state.tip, s.state.nextNode = rec.block, max(s.state.nextNode, rec.nextNode)
-		if accounts, err = merkle.LoadSMT(rec.accounts, s.state.src); err != nil {
-			return nil, nil, fmt.Errorf("%w: state database: account tree: %w", ErrDamaged, err)
-		}
-		if nullifiers, err = merkle.LoadSMT(rec.nullifiers, s.state.src); err != nil {
-			return nil, nil, fmt.Errorf("%w: state database: nullifier tree: %w", ErrDamaged, err)
+		if accounts, nullifiers, err = s.storedTrees(rec); err != nil {
+			return nil, nil, err
 		}
 		from = rec.block + 1
 	}
 	if err := s.state.loadRetained(); err != nil {
 		return nil, nil, err
 	}
-	for n := from; n <= committed; n++ {
-		if accounts, nullifiers, err = s.replayState(ctx, n, accounts, nullifiers); err != nil {
-			return nil, nil, err
-		}
+	if accounts, nullifiers, err = s.replayStates(ctx, from, committed, accounts, nullifiers); err != nil {
+		return nil, nil, err
 	}
 	if accounts.Root() != tip.AccountRoot {
 		return nil, nil, fmt.Errorf("%w: the account tree in the state database does not give block %d's account root", ErrDamaged, committed)
 	}
 	if nullifiers.Root() != tip.NullifierRoot {
 		return nil, nil, fmt.Errorf("%w: the nullifier tree in the state database does not give block %d's nullifier root", ErrDamaged, committed)
+	}
+	return accounts, nullifiers, nil
+}
+
+// storedTrees opens the trees a tip record of the state database names.
+func (s *Store) storedTrees(rec tipRecord) (accounts, nullifiers *merkle.SMT, err error) {
+	if accounts, err = merkle.LoadSMT(rec.accounts, s.state.src); err != nil {
+		return nil, nil, fmt.Errorf("%w: state database: account tree: %w", ErrDamaged, err)
+	}
+	if nullifiers, err = merkle.LoadSMT(rec.nullifiers, s.state.src); err != nil {
+		return nil, nil, fmt.Errorf("%w: state database: nullifier tree: %w", ErrDamaged, err)
+	}
+	return accounts, nullifiers, nil
+}
+
+// replayStates replays committed blocks from..to (none if from > to) into
+// the trees and the state database.
+func (s *Store) replayStates(ctx context.Context, from, to uint64, accounts, nullifiers *merkle.SMT) (*merkle.SMT, *merkle.SMT, error) {
+	var err error
+	for n := from; n <= to; n++ {
+		if accounts, nullifiers, err = s.replayState(ctx, n, accounts, nullifiers); err != nil {
+			return nil, nil, err
+		}
 	}
 	return accounts, nullifiers, nil
 }
@@ -499,6 +543,8 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.stopPreload.Store(true)
+	<-s.preloaded
 	return s.closeAll()
 }
 
