@@ -98,6 +98,11 @@ const (
 	// stateCloseWait is how long Close waits for the last flush; past it
 	// (a disk refusing writes), the next Open replays instead.
 	stateCloseWait = 5 * time.Second
+	// stateMemTableSize holds the batches of one flush interval and the
+	// largest block's; stateMemTables is how many Pebble may hold (the
+	// mutable one and one being flushed) plus one it keeps for reuse.
+	stateMemTableSize = 2 * stateFlushBytes
+	stateMemTables    = 3
 	// stateRetryPause spaces Pebble's retries of a failed flush.
 	stateRetryPause = 100 * time.Millisecond
 )
@@ -171,14 +176,19 @@ func (o Options) withDefaults() Options {
 }
 
 func openStateDB(dir string, o Options) (*stateDB, error) {
-	cache := pebble.NewCache(o.StateCacheBytes)
+	// Pebble reserves each memtable's size out of the block cache (its live
+	// ones and one kept for reuse): sized at StateCacheBytes alone, a cache
+	// left nothing for blocks once the memtables had grown, and every read
+	// of a node below the node cache went to the files.
+	cache := pebble.NewCache(o.StateCacheBytes + stateMemTables*stateMemTableSize)
 	defer cache.Unref()
 	s := &stateDB{dir: filepath.Join(dir, "state"), fs: newTrackingFS(), faulted: make(chan struct{})}
 	opts := &pebble.Options{
 		FS:    s.fs,
 		Cache: cache,
-		// Flushes come from stateFlushBytes well before a memtable fills.
-		MemTableSize: 4 * stateFlushBytes,
+		// Flushes come from stateFlushBytes before a memtable fills.
+		MemTableSize:                stateMemTableSize,
+		MemTableStopWritesThreshold: stateMemTables - 1,
 		DisableWAL:   true,
 		Logger:       quietPebble{},
 		EventListener: &pebble.EventListener{
