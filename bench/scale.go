@@ -1004,6 +1004,9 @@ func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
 	if preparedFile != "" {
 		defer os.Remove(preparedFile)
 	}
+	// What making them took goes back to the OS, so that the memory after
+	// open is the store's.
+	debug.FreeOSMemory()
 	// The copy was just written: its pages are in the cache, which would
 	// make the first open a warm one, whatever a real restart finds.
 	if err := dropPageCache(cfg.Dir); err != nil {
