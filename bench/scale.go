@@ -1667,28 +1667,26 @@ func residentPages(path string, ps int64) (int64, error) {
 // dir (fsync, then POSIX_FADV_DONTNEED), without needing root as
 // /proc/sys/vm/drop_caches does.
 func dropPageCache(dir string) error {
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
+	return eachFile(dir, "drop page cache", func(f *os.File) error {
 		if err := f.Sync(); err != nil {
-			return fmt.Errorf("drop page cache of %s: %w", path, err)
+			return err
 		}
-		if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-			return fmt.Errorf("drop page cache of %s: %w", path, err)
-		}
-		return nil
+		return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 	})
 }
 
 // warmPageCache reads every file under dir once, so that its pages are in
 // the OS page cache, as on a store that has been serving for a while.
 func warmPageCache(dir string) error {
+	return eachFile(dir, "warm page cache", func(f *os.File) error {
+		_, err := io.Copy(io.Discard, f)
+		return err
+	})
+}
+
+// eachFile opens each regular file under dir and runs fn on it; an error
+// names op and the file.
+func eachFile(dir, op string, fn func(*os.File) error) error {
 	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
@@ -1698,8 +1696,8 @@ func warmPageCache(dir string) error {
 			return err
 		}
 		defer f.Close()
-		if _, err := io.Copy(io.Discard, f); err != nil {
-			return fmt.Errorf("warm page cache of %s: %w", path, err)
+		if err := fn(f); err != nil {
+			return fmt.Errorf("%s of %s: %w", op, path, err)
 		}
 		return nil
 	})

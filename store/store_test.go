@@ -112,24 +112,7 @@ func TestApplyReadAndReopen(t *testing.T) {
 				}
 			}
 		}
-		var got []merkle.Hash
-		from := Position{}
-		for pages := 0; ; pages++ {
-			page, next, err := sn.NotesByTags(context.Background(), []uint32{tag}, from, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range page {
-				got = append(got, r.ID)
-			}
-			if next == nil {
-				break
-			}
-			if pages > 1000 {
-				t.Fatal("pagination does not end")
-			}
-			from = *next
-		}
+		got := pageNotesByTags(t, sn, []uint32{tag}, 1)
 		if len(want) == 0 || len(got) != len(want) {
 			t.Fatalf("notes by tag %d: got %d, want %d", tag, len(got), len(want))
 		}
@@ -184,31 +167,38 @@ func TestNotesByTags(t *testing.T) {
 			}
 		}
 		for _, size := range []int{1, 2, 5, 1000} {
-			var got []merkle.Hash
-			from := Position{}
-			for pages := 0; ; pages++ {
-				page, next, err := sn.NotesByTags(context.Background(), asked, from, size)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(page) > size || (next != nil && len(page) != size) {
-					t.Fatalf("tags %v, size %d: page of %d, next %v", asked, size, len(page), next)
-				}
-				for _, r := range page {
-					got = append(got, r.ID)
-				}
-				if next == nil {
-					break
-				}
-				if pages > 10000 {
-					t.Fatal("pagination does not end")
-				}
-				from = *next
-			}
+			got := pageNotesByTags(t, sn, asked, size)
 			if len(want) == 0 || !slices.Equal(got, want) {
 				t.Fatalf("tags %v, pages of %d: got %d notes, want %d (or in another order)", asked, size, len(got), len(want))
 			}
 		}
+	}
+}
+
+// pageNotesByTags pages through the notes of tags from the start, size a
+// page, and returns their IDs; every page but the last is full.
+func pageNotesByTags(t *testing.T, sn *Snapshot, tags []uint32, size int) []merkle.Hash {
+	t.Helper()
+	var got []merkle.Hash
+	from := Position{}
+	for pages := 0; ; pages++ {
+		page, next, err := sn.NotesByTags(context.Background(), tags, from, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) > size || (next != nil && len(page) != size) {
+			t.Fatalf("tags %v, size %d: page of %d, next %v", tags, size, len(page), next)
+		}
+		for _, r := range page {
+			got = append(got, r.ID)
+		}
+		if next == nil {
+			return got
+		}
+		if pages > 10000 {
+			t.Fatal("pagination does not end")
+		}
+		from = *next
 	}
 }
 
