@@ -23,7 +23,8 @@ package main
 //
 // Each size is measured in a child process (the bench binary re-executed
 // with scaleChildArg), so that its RSS is the store's and nothing else's;
-// the child runs the SIGKILL test in a grandchild (scaleKillArg).
+// the child makes the timed blocks in a grandchild (scalePrepareArg) and
+// runs the SIGKILL test in another (scaleKillArg).
 //
 // With --scale-blocks the scenario also measures what grows with the length
 // of the chain rather than with its state (the block index, the MMR, the
@@ -91,8 +92,9 @@ const (
 	// the chain must be the same run after run for the cache to hold.
 	scaleIntervalMs = 1000
 	// The hidden first arguments of the child and the grandchild.
-	scaleChildArg = "scale-child"
-	scaleKillArg  = "scale-kill"
+	scaleChildArg   = "scale-child"
+	scaleKillArg    = "scale-kill"
+	scalePrepareArg = "scale-prepare"
 	// scaleDefaultSizes are measured without --scale-sizes; --quick only
 	// measures the first.
 	scaleDefaultSizes = "1e5,1e6,1e7"
@@ -974,6 +976,18 @@ func scaleChild(args []string) bool {
 		if err = json.Unmarshal([]byte(args[1]), &cfg); err == nil {
 			err = scaleKillTarget(cfg)
 		}
+	case scalePrepareArg:
+		var cfg scaleChildConfig
+		if err = json.Unmarshal([]byte(args[1]), &cfg); err == nil {
+			var g *genesis.File
+			var keys workload.Keys
+			if g, keys, err = cfg.Chain.genesis(); err == nil {
+				var path string
+				if path, err = scalePrepare(cfg.Dir, g, cfg.Chain.Seed, keys, cfg.Large, cfg.Standard); err == nil {
+					fmt.Println(path)
+				}
+			}
+		}
 	default:
 		return false
 	}
@@ -997,16 +1011,14 @@ func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
 		reads = scaleReadMethods
 	}
 	m := &ScaleMeasure{}
-	preparedFile, err := scalePrepare(cfg.Dir, g, cfg.Chain.Seed, keys, cfg.Large, cfg.Standard)
+	// In a grandchild, so that the memory after open is the store's.
+	preparedFile, err := runScalePrepare(cfg)
 	if err != nil {
 		return nil, err
 	}
 	if preparedFile != "" {
 		defer os.Remove(preparedFile)
 	}
-	// What making them took goes back to the OS, so that the memory after
-	// open is the store's.
-	debug.FreeOSMemory()
 	// The copy was just written: its pages are in the cache, which would
 	// make the first open a warm one, whatever a real restart finds.
 	if err := dropPageCache(cfg.Dir); err != nil {
@@ -1181,6 +1193,25 @@ func scalePrepare(dir string, g *genesis.File, seed uint64, keys workload.Keys, 
 		return "", fmt.Errorf("write the prepared blocks: %w", err)
 	}
 	return path, f.Close()
+}
+
+// runScalePrepare runs scalePrepare for cfg in a grandchild and returns the
+// file it wrote ("" for none).
+func runScalePrepare(cfg scaleChildConfig) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	arg, _ := json.Marshal(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), scaleChildLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, self, scalePrepareArg, string(arg))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("prepare the timed blocks: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // loadPrepared reads back what scalePrepare wrote.

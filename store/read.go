@@ -205,7 +205,9 @@ func (s *Snapshot) NotesByID(ctx context.Context, ids []merkle.Hash) ([]NoteReco
 // the tag its entry names (a crash may have taken back the block it was
 // written for).
 func (s *Snapshot) NotesByTags(ctx context.Context, tags []uint32, from Position, limit int) ([]NoteRecord, *Position, error) {
-	if len(tags) == 0 || limit <= 0 {
+	if len(tags) == 0 || limit <= 0 || from.Block > s.Committed() {
+		// Past the tip there is nothing yet (and a position there would
+		// not fit its 64 bits).
 		return nil, nil, nil
 	}
 	tags = slices.Compact(slices.Sorted(slices.Values(tags)))

@@ -189,8 +189,8 @@ func openStateDB(dir string, o Options) (*stateDB, error) {
 		// Flushes come from stateFlushBytes before a memtable fills.
 		MemTableSize:                stateMemTableSize,
 		MemTableStopWritesThreshold: stateMemTables - 1,
-		DisableWAL:   true,
-		Logger:       quietPebble{},
+		DisableWAL:                  true,
+		Logger:                      quietPebble{},
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) {
 				s.fault.Store(&err)
