@@ -544,7 +544,9 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.stopPreload.Store(true)
-	<-s.preloaded
+	if s.preloaded != nil {
+		<-s.preloaded
+	}
 	return s.closeAll()
 }
 

@@ -46,14 +46,17 @@ func StoreFlags(fs *flag.FlagSet, o *store.Options) {
 	mib(&o.SQLiteCacheBytes, "sqlite-cache", d.SQLiteCacheBytes, "SQLite page cache, shared out among its connections")
 }
 
+// maxMemoryLimitMiB keeps --memory-limit's bytes within an int64.
+const maxMemoryLimitMiB = 1 << 40
+
 // MemoryFlag registers --memory-limit on fs. Its value is applied by
 // SetMemoryLimit once the flags are parsed.
 func MemoryFlag(fs *flag.FlagSet) *int64 {
 	var mib int64
 	fs.Func("memory-limit", "Go heap limit, MiB: the collector works harder near it (0, the default: twice --node-cache plus the fetch window plus 256; -1: none, or GOMEMLIMIT)", func(v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < -1 {
-			return fmt.Errorf("want a number of MiB, 0 (derived from the caches) or -1 (none), got %q", v)
+		if err != nil || n < -1 || n > maxMemoryLimitMiB {
+			return fmt.Errorf("want a number of MiB up to %d, 0 (derived from the caches) or -1 (none), got %q", maxMemoryLimitMiB, v)
 		}
 		mib = n
 		return nil
