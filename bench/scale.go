@@ -932,8 +932,9 @@ type scaleKillConfig struct {
 	Chain scaleChain `json:"chain"`
 }
 
-// runScaleChild measures the store in cfg.Dir in a child process.
-func runScaleChild(cfg scaleChildConfig) (*ScaleMeasure, error) {
+// runSelf runs this binary as the hidden child that name selects, with cfg
+// as its JSON argument, and returns what it printed.
+func runSelf(name string, cfg any) ([]byte, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -941,9 +942,14 @@ func runScaleChild(cfg scaleChildConfig) (*ScaleMeasure, error) {
 	arg, _ := json.Marshal(cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), scaleChildLimit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, self, scaleChildArg, string(arg))
+	cmd := exec.CommandContext(ctx, self, name, string(arg))
 	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
+	return cmd.Output()
+}
+
+// runScaleChild measures the store in cfg.Dir in a child process.
+func runScaleChild(cfg scaleChildConfig) (*ScaleMeasure, error) {
+	out, err := runSelf(scaleChildArg, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("measurement child: %w", err)
 	}
@@ -1198,16 +1204,7 @@ func scalePrepare(dir string, g *genesis.File, seed uint64, keys workload.Keys, 
 // runScalePrepare runs scalePrepare for cfg in a grandchild and returns the
 // file it wrote ("" for none).
 func runScalePrepare(cfg scaleChildConfig) (string, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return "", err
-	}
-	arg, _ := json.Marshal(cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), scaleChildLimit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, self, scalePrepareArg, string(arg))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
+	out, err := runSelf(scalePrepareArg, cfg)
 	if err != nil {
 		return "", fmt.Errorf("prepare the timed blocks: %w", err)
 	}
