@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"storesync/replicas"
 )
 
 // NodeStatus is the JSON every node serves at /status on its HTTP listener,
@@ -32,6 +34,9 @@ type NodeStatus struct {
 	Redundant        int64                   `json:"redundant_bytes,omitempty"`
 	Rejected         int64                   `json:"rejected_blocks,omitempty"`
 	Updated          time.Time               `json:"updated"`
+	// The stores below this one, from their reports, and the replicated
+	// watermarks (store_id, followers, replicated_watermark).
+	replicas.Status
 }
 
 // UpstreamNote is what a follower's sync engine holds against an upstream:

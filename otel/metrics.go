@@ -205,3 +205,7 @@ func (m *Metrics) UnaryInterceptor() grpc.UnaryServerInterceptor {
 		return resp, err
 	}
 }
+
+// Register adds a collector of another part of the node (such as the table
+// of followers) to the node's registry.
+func (m *Metrics) Register(c prometheus.Collector) { m.reg.MustRegister(c) }

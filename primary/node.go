@@ -21,6 +21,7 @@ import (
 	"storesync/certs"
 	"storesync/genesis"
 	"storesync/otel"
+	"storesync/replicas"
 	"storesync/store"
 	"storesync/workload"
 )
@@ -41,6 +42,18 @@ type Config struct {
 	TLS            certs.Server         // the public read API's certificate; zero: plain text
 	Store          store.Options        // the store's cache sizes; zero fields: store.DefaultOptions
 	Tracing        trace.TracerProvider // server spans of the read API; nil: off
+	// Followers lists the reporters that count toward the replicated
+	// watermark without a client certificate: store ids, addresses, or
+	// "any" (package replicas).
+	Followers []string
+	// FollowerTimeout drops a store below not heard from for this long
+	// (0: replicas.DefaultTTL).
+	FollowerTimeout time.Duration
+	// MinCopies is the k whose watermark is watched: when it stands still
+	// for WatermarkStall while the tip moves, the primary says so in its
+	// log (0: 2 copies, 30 s).
+	MinCopies      int
+	WatermarkStall time.Duration
 	Log            *slog.Logger
 }
 
@@ -57,6 +70,7 @@ type Node struct {
 	http     *http.Server
 	httpLis  net.Listener
 	metrics  *otel.Metrics
+	replicas *replicas.Registry
 }
 
 // New opens the store and binds both listeners; Run starts the work.
@@ -73,6 +87,16 @@ func New(cfg Config) (*Node, error) {
 	tlsCfg, err := cfg.TLS.Config(time.Now(), cfg.Log)
 	if err != nil {
 		return nil, err
+	}
+	trust, err := replicas.ParseTrust(cfg.Followers)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MinCopies <= 0 {
+		cfg.MinCopies = DefaultMinCopies
+	}
+	if cfg.WatermarkStall <= 0 {
+		cfg.WatermarkStall = DefaultWatermarkStall
 	}
 	if cfg.Produce && cfg.BlockInterval <= 0 {
 		return nil, fmt.Errorf("block interval must be positive, got %s", cfg.BlockInterval)
@@ -114,8 +138,18 @@ func New(cfg Config) (*Node, error) {
 		n.st.Close()
 		return nil, fmt.Errorf("listen internal %s: %w", cfg.InternalListen, err)
 	}
+	id, err := replicas.LoadID(cfg.DataDir)
+	if err != nil {
+		n.pubLis.Close()
+		n.intLis.Close()
+		n.st.Close()
+		return nil, err
+	}
+	n.replicas = replicas.New(replicas.Config{ID: id, Addr: n.pubLis.Addr().String(), Tips: n.st.Tips, Trust: trust,
+		TTL: cfg.FollowerTimeout, Log: cfg.Log})
 	n.metrics = otel.NewMetrics()
 	n.metrics.Tips(n.st.Tips())
+	n.metrics.Register(n.replicas)
 	if cfg.HTTPListen != "" {
 		if n.httpLis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 			n.pubLis.Close()
@@ -129,7 +163,7 @@ func New(cfg Config) (*Node, error) {
 		mux.Handle("GET /metrics", n.metrics.Handler())
 		n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
-	popts := append(api.PublicServerOptions(), grpc.UnaryInterceptor(n.metrics.UnaryInterceptor()))
+	popts := append(api.PublicServerOptions(), grpc.ChainUnaryInterceptor(n.metrics.UnaryInterceptor(), n.replicas.UnaryServerInterceptor()))
 	if tlsCfg != nil {
 		popts = append(popts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
@@ -150,7 +184,47 @@ func New(cfg Config) (*Node, error) {
 func (n *Node) Status() api.NodeStatus {
 	c, p := n.st.Tips()
 	return api.NodeStatus{Role: "primary", Chain: n.st.Genesis().ChainID, Committed: c, Proven: p, Ready: true,
-		LagKnown: true, ChainTip: c, ChainTipSrc: "local", Reason: "primary: the source of the chain", Updated: time.Now()}
+		LagKnown: true, ChainTip: c, ChainTipSrc: "local", Reason: "primary: the source of the chain", Updated: time.Now(),
+		Status: n.replicas.Status()}
+}
+
+// Replicas is the primary's table of the stores below it.
+func (n *Node) Replicas() *replicas.Registry { return n.replicas }
+
+// Defaults of Config.MinCopies and Config.WatermarkStall.
+const (
+	DefaultMinCopies      = 2
+	DefaultWatermarkStall = 30 * time.Second
+)
+
+// watchWatermark logs when the watermark for MinCopies stands still for
+// WatermarkStall while the primary's tip moves on, and when it moves again.
+func (n *Node) watchWatermark(ctx context.Context) {
+	s := replicas.Stall{After: n.cfg.WatermarkStall}
+	every := min(max(n.cfg.WatermarkStall/10, 10*time.Millisecond), time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c, _ := n.st.Tips()
+		wm, ok := n.replicas.Watermark(n.cfg.MinCopies)
+		switch s.Step(time.Now(), c, wm, ok) {
+		case replicas.StallBegan:
+			args := []any{"copies", n.cfg.MinCopies, "since", s.Since().Format(time.RFC3339), "committed", c}
+			if ok {
+				args = append(args, "watermark", wm)
+			} else {
+				args = append(args, "watermark", "none")
+			}
+			n.cfg.Log.Warn("replicated watermark stopped moving while the tip moves: recent blocks are not backed up as asked", args...)
+		case replicas.StallEnded:
+			n.cfg.Log.Info("replicated watermark moves again", "copies", n.cfg.MinCopies, "watermark", wm, "committed", c)
+		}
+	}
 }
 
 // HTTPAddr is the bound address of the HTTP listener ("" if none).
@@ -177,7 +251,8 @@ func (n *Node) Run(ctx context.Context) error {
 	log := n.cfg.Log
 	c, p := n.st.Tips()
 	log.Info("primary started", "chain", n.st.Genesis().ChainID, "committed", c, "proven", p,
-		"listen", n.PublicAddr(), "tls", n.cfg.TLS.Enabled(), "internal", n.InternalAddr(), "produce", n.cfg.Produce)
+		"listen", n.PublicAddr(), "tls", n.cfg.TLS.Enabled(), "internal", n.InternalAddr(), "produce", n.cfg.Produce,
+		"store_id", n.replicas.ID())
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	for _, s := range []struct {
@@ -197,6 +272,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	work, stopWork := context.WithCancel(ctx)
 	var workers sync.WaitGroup
+	workers.Add(1)
+	go func() { defer workers.Done(); n.watchWatermark(work) }()
 	if n.cfg.Produce {
 		workers.Add(2)
 		go func() { defer workers.Done(); produce(work, n.st, n.gen, n.cfg.BlockInterval, n.metrics, log) }()

@@ -67,7 +67,8 @@ type crashLoopFigures struct {
 // TestFollowerCrashLoop: the follower binary, killed with SIGKILL at least
 // 100 times in the long form (12 in the short one) during catch-up and in
 // steady state and restarted on the same data directory, never reports a
-// tip it loses in the crash, never moves its proven tip back, restarts each
+// tip it loses in the crash (at its /status or to its upstream, in the
+// primary's table of reports), never moves its proven tip back, restarts each
 // time, and ends with the primary's exact chain: the same commitment at
 // every height, the same roots, the same proofs.
 func TestFollowerCrashLoop(t *testing.T) {
@@ -85,7 +86,11 @@ func TestFollowerCrashLoop(t *testing.T) {
 	testnet.WaitFor(t, 5*time.Minute, "the primary's backlog", func() bool { c, _ := pre.Store().Tips(); return c >= backlog })
 	pdir := filepath.Dir(pre.Store().Dir())
 	pre.Stop()
-	p := testnet.StartPrimary(t, scaled[time.Duration](200, 100)*time.Millisecond, func(c *primary.Config) { c.DataDir = pdir })
+	// Every reporter counts: the primary's table of the follower's reports
+	// (its durable tips, told on every call) is checked like its /status.
+	p := testnet.StartPrimary(t, scaled[time.Duration](200, 100)*time.Millisecond, func(c *primary.Config) {
+		c.DataDir, c.Followers = pdir, []string{"any"}
+	})
 	gpath := testnet.GenesisOf(p.Node)
 	bc, _ := p.Store().Tips()
 	t.Logf("backlog of %d blocks (at least %d asked) ready after %s", bc, backlog, time.Since(began).Round(time.Millisecond))
@@ -198,6 +203,7 @@ type crashRun struct {
 	bindFailed      bool // the run never started: a port was taken
 	answered        bool
 	first, max      tips // first and highest reported in this run
+	upstream        tips // highest the primary's table held of it in this run
 	firstAnswer     time.Duration
 	firstBlock      time.Duration // first answer to the first block committed in this run
 	moved           time.Time     // when the tips last moved (or the run started or answered)
@@ -258,6 +264,7 @@ func (r *crashRun) watch() {
 		if err == nil {
 			r.observe(st)
 		}
+		r.observeUpstream()
 		select {
 		case <-r.proc.done:
 		case <-tick.C:
@@ -287,7 +294,7 @@ func (r *crashRun) observe(st api.NodeStatus) {
 		// What it reports right after a restart is what it recovered: all
 		// it reported before the crash must be there.
 		if got.committed < r.reported.committed || got.proven < r.reported.proven {
-			r.fatalf("restarted at %s, but %s was reported before the kill", got, r.reported)
+			r.fatalf("restarted at %s, but %s was reported (at /status or to the primary) before the kill", got, r.reported)
 		}
 		if !r.kill {
 			pc, pp := r.primary.Store().Tips()
@@ -324,6 +331,15 @@ func (r *crashRun) observe(st api.NodeStatus) {
 		if err := r.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			r.fatalf("stop the follower: %v", err)
 		}
+	}
+}
+
+// observeUpstream reads what the primary's table holds of the follower,
+// told on the follower's calls: it must never be more than the follower has
+// made durable, so the next restart is checked against it too.
+func (r *crashRun) observeUpstream() {
+	for _, row := range r.primary.Replicas().Status().Followers {
+		r.upstream = tips{max(r.upstream.committed, row.Committed), max(r.upstream.proven, row.Proven)}
 	}
 }
 
@@ -380,7 +396,10 @@ func (r *crashRun) record(fig *crashLoopFigures, reported tips) tips {
 			fig.duringSteady++
 		}
 	}
-	return tips{max(reported.committed, r.max.committed), max(reported.proven, r.max.proven)}
+	if r.upstream.committed > r.max.committed || r.upstream.proven > r.max.proven {
+		r.t.Logf("run %d: the primary heard %s before /status said %s", r.run, r.upstream, r.max)
+	}
+	return tips{max(reported.committed, r.max.committed, r.upstream.committed), max(reported.proven, r.max.proven, r.upstream.proven)}
 }
 
 func (f *crashLoopFigures) log(t *testing.T, final tips, took time.Duration) {

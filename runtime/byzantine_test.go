@@ -40,7 +40,7 @@ func (c *corrupting) GetBlock(ctx context.Context, n uint64, includeProof bool) 
 func TestBadBlocksNeverApplied(t *testing.T) {
 	p := startPrimary(t, 10*time.Millisecond)
 	waitFor(t, 30*time.Second, "20 blocks", func() bool { c, _ := p.Store().Tips(); return c >= 20 })
-	honest, err := dialUpstream(p.PublicAddr(), nil, nil)
+	honest, err := dialUpstream(p.PublicAddr(), nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"storesync/genesis"
 	"storesync/health"
 	"storesync/otel"
+	"storesync/replicas"
 	"storesync/store"
 )
 
@@ -54,9 +55,25 @@ type Config struct {
 	// Engine configures the sync engine. New sets its Store and appends an
 	// upstream per address in Upstreams to any it already has.
 	Engine actors.Config
+	// Reports configures what the follower tells its upstreams and what it
+	// takes from the stores below it.
+	Reports Reports
 	// Tracing exports the journey of every block; nil: off.
 	Tracing trace.TracerProvider
 	Log     *slog.Logger
+}
+
+// Reports configures the follower reports (package replicas).
+type Reports struct {
+	// Followers lists the reporters that count toward the watermark
+	// without a client certificate: store ids, addresses, or "any".
+	Followers []string
+	// Timeout drops a store below not heard from for this long (0:
+	// replicas.DefaultTTL).
+	Timeout time.Duration
+	// Advertise is the read API address told upstream (empty: the bound
+	// listen address).
+	Advertise string
 }
 
 // Follower is a follower store with its engine and read API.
@@ -76,6 +93,7 @@ type Follower struct {
 	progress progress
 	serving  bool // what the gRPC health server says; owned by onVerdict
 	poller   *health.Poller
+	replicas *replicas.Registry
 	// isUpstream holds the names of the upstreams (not the peers), whose
 	// tips the poller passes on to the engine. immutable after New.
 	isUpstream map[string]bool
@@ -106,13 +124,27 @@ func New(cfg Config) (*Follower, error) {
 	if err != nil {
 		return nil, err
 	}
+	trust, err := replicas.ParseTrust(cfg.Reports.Followers)
+	if err != nil {
+		return nil, err
+	}
 	cfg.Limits = cfg.Limits.withDefaults()
 	f := &Follower{cfg: cfg, metrics: otel.NewMetrics()}
 	if f.st, err = store.OpenWith(filepath.Join(cfg.DataDir, "store"), g, cfg.Store); err != nil {
 		return nil, err
 	}
+	id, err := replicas.LoadID(cfg.DataDir)
+	if err != nil {
+		f.closeAll()
+		return nil, err
+	}
+	f.replicas = replicas.New(replicas.Config{ID: id, Addr: cfg.Reports.Advertise, Tips: f.st.Tips, Trust: trust,
+		TTL: cfg.Reports.Timeout, Log: cfg.Log})
+	f.metrics.Register(f.replicas)
 	for _, addr := range cfg.Upstreams {
-		u, err := dialUpstream(addr, upCreds, cfg.Tracing)
+		// Upstreams hear this follower's report on every call; peers do
+		// not (they do not count it as below them).
+		u, err := dialUpstream(addr, upCreds, cfg.Tracing, f.replicas.UnaryClientInterceptor())
 		if err != nil {
 			f.closeAll()
 			return nil, err
@@ -120,7 +152,7 @@ func New(cfg Config) (*Follower, error) {
 		f.ups = append(f.ups, u)
 	}
 	for _, addr := range cfg.Peers {
-		u, err := dialUpstream(addr, upCreds, nil)
+		u, err := dialUpstream(addr, upCreds, nil, nil)
 		if err != nil {
 			f.closeAll()
 			return nil, err
@@ -138,6 +170,9 @@ func New(cfg Config) (*Follower, error) {
 		f.closeAll()
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
+	if cfg.Reports.Advertise == "" {
+		f.replicas.SetAddr(f.lis.Addr().String())
+	}
 	if cfg.HTTPListen != "" {
 		if f.hlis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 			f.lis.Close()
@@ -154,7 +189,10 @@ func New(cfg Config) (*Follower, error) {
 		}
 	}
 	// The metrics interceptor outside the limiter, so refused reads count.
-	sopts := append(cfg.Limits.serverOptions(), grpc.ChainUnaryInterceptor(f.metrics.UnaryInterceptor(), newReadLimiter(cfg.Limits).unary))
+	// The report interceptor before the limiter too: a refused call still
+	// says its caller is alive.
+	sopts := append(cfg.Limits.serverOptions(), grpc.ChainUnaryInterceptor(f.metrics.UnaryInterceptor(),
+		f.replicas.UnaryServerInterceptor(), newReadLimiter(cfg.Limits).unary))
 	if serverTLS != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(serverTLS)))
 	}
@@ -247,6 +285,9 @@ func (f *Follower) Addr() string { return f.lis.Addr().String() }
 // Store is the follower's store.
 func (f *Follower) Store() *store.Store { return f.st }
 
+// Replicas is the follower's table of the stores below it.
+func (f *Follower) Replicas() *replicas.Registry { return f.replicas }
+
 // Engine is the running engine (nil before Run).
 func (f *Follower) Engine() *actors.Engine { return f.engine }
 
@@ -287,7 +328,7 @@ func (f *Follower) Start() error {
 	}
 	c, p := f.st.Tips()
 	f.cfg.Log.Info("follower started", "chain", f.st.Genesis().ChainID, "committed", c, "proven", p,
-		"listen", f.Addr(), "tls", f.cfg.TLS.CertFile != "", "upstreams", f.cfg.Upstreams)
+		"listen", f.Addr(), "tls", f.cfg.TLS.CertFile != "", "upstreams", f.cfg.Upstreams, "store_id", f.replicas.ID())
 	return nil
 }
 

@@ -91,7 +91,7 @@ func TestMetricsMove(t *testing.T) {
 			t.Errorf("storesync_fetch_limit %v on a healthy link, want the default window of 64", v)
 		}
 	}
-	c, err := dialUpstream(f.Addr(), nil, nil)
+	c, err := dialUpstream(f.Addr(), nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

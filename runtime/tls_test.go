@@ -231,7 +231,8 @@ func httpGet(addr, path string, cfg *tls.Config) (int, string, error) {
 // TestTLSChainedFollowers: primary -> follower A (plain upstream, TLS
 // listeners requiring client certificates) -> follower B (TLS upstream with a
 // client certificate). B syncs the chain and turns ready (its health poller
-// reaches A over TLS too); A's listeners refuse a client that does not
+// reaches A over TLS too) and counts in A's table of reports by its client
+// certificate alone; A's listeners refuse a client that does not
 // trust A's CA, a plain-text client, and a client without a certificate.
 func TestTLSChainedFollowers(t *testing.T) {
 	pk := newPKI(t)
@@ -251,6 +252,12 @@ func TestTLSChainedFollowers(t *testing.T) {
 	t.Logf("B reached block %d over TLS %s after the primary", target, time.Since(start).Round(time.Millisecond))
 	sameChain(t, p.Store(), b.Store())
 	waitFor(t, 30*time.Second, "B to turn ready (its poller reads A over TLS)", func() bool { return b.Health().Ready })
+	// A lists no followers: B counts because its client certificate,
+	// verified by A's CA, vouches for it.
+	waitFor(t, 10*time.Second, "A's table to count B by its certificate", func() bool {
+		r, ok := rowOf(a.Replicas().Status(), b.Replicas().ID())
+		return ok && r.Verified && strings.HasPrefix(r.Subject, "cert ") && strings.Contains(r.Subject, "CN=")
+	})
 
 	good := credentials.NewTLS(clientTLS(pk.caPool, pk.clientPair))
 	if err := callStatus(a.Addr(), good); err != nil {

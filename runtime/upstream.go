@@ -54,8 +54,9 @@ const (
 )
 
 // dialUpstream connects to a store's read API with creds (from
-// TLS.upstreamCredentials; nil: plain text).
-func dialUpstream(addr string, creds credentials.TransportCredentials, tp trace.TracerProvider) (*grpcUpstream, error) {
+// TLS.upstreamCredentials; nil: plain text); report, if not nil, adds the
+// follower's report to every call.
+func dialUpstream(addr string, creds credentials.TransportCredentials, tp trace.TracerProvider, report grpc.UnaryClientInterceptor) (*grpcUpstream, error) {
 	if creds == nil {
 		creds = insecure.NewCredentials()
 	}
@@ -69,6 +70,9 @@ func dialUpstream(addr string, creds credentials.TransportCredentials, tp trace.
 		// The call's client span, and the trace context sent to the
 		// upstream so that its server span joins the block's trace.
 		opts = append(opts, grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp))))
+	}
+	if report != nil {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(report))
 	}
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {

@@ -1,8 +1,9 @@
 // Command devnet runs a local devnet in one process: a primary producing
 // and proving blocks, follower A following the primary and follower B
 // following A, each on a fresh data directory and its own ports. Once a
-// second it prints every store's committed and proven tips and its lag
-// behind the primary. Ctrl-C stops everything cleanly.
+// second it prints every store's committed and proven tips, its lag behind
+// the primary, and the highest block the primary knows to be durable on
+// both followers (its replicated watermark for two copies). Ctrl-C stops everything cleanly.
 package main
 
 import (
@@ -83,7 +84,9 @@ func run() error {
 	}
 	p, err := primary.New(primary.Config{DataDir: pdir, Listen: "127.0.0.1:7100", InternalListen: "127.0.0.1:7101", HTTPListen: "127.0.0.1:7180",
 		Produce: true, BlockInterval: *interval, Profile: *profile, Seed: 1, ProveDelay: *proveDelay,
-		ProveJitter: *proveDelay / 6, ShutdownGrace: 2 * time.Second, Log: log.With("node", "primary"), Tracing: tracing("storesync-primary")})
+		ProveJitter: *proveDelay / 6, ShutdownGrace: 2 * time.Second, Log: log.With("node", "primary"), Tracing: tracing("storesync-primary"),
+		// Every reporter counts: the devnet's stores are all its own.
+		Followers: []string{"any"}})
 	if err != nil {
 		return err
 	}
@@ -96,7 +99,8 @@ func run() error {
 	follow := func(name, listen, httpListen, upstream string) (*runtime.Follower, error) {
 		return runtime.New(runtime.Config{DataDir: filepath.Join(*dir, name), Genesis: gpath, Upstreams: []string{upstream},
 			Listen: listen, HTTPListen: httpListen, ShutdownGrace: 2 * time.Second,
-			Engine: actors.Config{PollInterval: 100 * time.Millisecond}, Log: log.With("node", name), Tracing: tracing("storesync-" + name)})
+			Engine: actors.Config{PollInterval: 100 * time.Millisecond}, Reports: runtime.Reports{Followers: []string{"any"}},
+			Log: log.With("node", name), Tracing: tracing("storesync-" + name)})
 	}
 	a, err := follow("follower-a", "127.0.0.1:7200", "127.0.0.1:7280", p.PublicAddr())
 	if err != nil {
@@ -116,7 +120,7 @@ func run() error {
 	fmt.Printf("  follower-a  read API %s  http %s  (follows the primary)\n", a.Addr(), a.HTTPAddr())
 	fmt.Printf("  follower-b  read API %s  http %s  (follows follower-a)\n", b.Addr(), b.HTTPAddr())
 	fmt.Println("try: grpcurl -plaintext 127.0.0.1:7300 storesync.v1.Store/Status")
-	fmt.Println("     ./bin/follower status --store http://127.0.0.1:7180 --store http://127.0.0.1:7280 --store http://127.0.0.1:7380")
+	fmt.Println("     ./bin/follower status --store http://127.0.0.1:7180   (the whole tree, from the primary's reports)")
 	fmt.Println("Ctrl-C to stop")
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -132,7 +136,7 @@ func run() error {
 			}
 			return nil
 		case <-tick.C:
-			show(p.Store(), map[string]*store.Store{"follower-a": a.Store(), "follower-b": b.Store()})
+			show(p, map[string]*store.Store{"follower-a": a.Store(), "follower-b": b.Store()})
 		}
 	}
 }
@@ -140,12 +144,19 @@ func run() error {
 // flushers are the tracer providers to flush at exit.
 var flushers []*otel.Tracing
 
-func show(p *store.Store, followers map[string]*store.Store) {
-	pc, pp := p.Tips()
+// show prints the line of the second: every store's tips, and the
+// primary's watermark for two copies (the highest block it has heard is
+// durable on both followers).
+func show(p *primary.Node, followers map[string]*store.Store) {
+	pc, pp := p.Store().Tips()
 	line := fmt.Sprintf("%s  primary %d/%d", time.Now().Format("15:04:05"), pc, pp)
 	for _, name := range []string{"follower-a", "follower-b"} {
 		c, pr := followers[name].Tips()
 		line += fmt.Sprintf("  |  %s %d/%d lag %d", name, c, pr, int64(pc)-int64(c))
 	}
-	fmt.Println(line + "   (committed/proven)")
+	wm := "-"
+	if n, ok := p.Replicas().Watermark(2); ok {
+		wm = fmt.Sprint(n)
+	}
+	fmt.Printf("%s  |  backed up x2 %s   (committed/proven)\n", line, wm)
 }

@@ -45,8 +45,10 @@ func main() {
   follower run --data-dir D --genesis G --upstream ADDR [--upstream ADDR2] [flags]
       Follow the upstream stores and serve reads. follower run --help lists the flags.
   follower status --store HOST:PORT [--store ...] [--min-copies 2] [--json]
-      Every store's tips, lag and readiness (from their HTTP /status), and the
-      replicated watermark: the highest block committed on at least k followers.`)
+      Every store's tips, lag and readiness (from their HTTP /status), the
+      stores below each (from their reports; the primary alone shows the whole
+      tree), and the replicated watermark: the highest block durable on at
+      least k followers.`)
 		os.Exit(2)
 	}
 	cmd := run
@@ -104,6 +106,8 @@ func run(args []string) error {
 	fs.DurationVar(&l.KeepaliveMinTime, "keepalive-min-time", dl.KeepaliveMinTime, "a client pinging more often than this is disconnected")
 	fs.DurationVar(&l.KeepaliveTime, "keepalive-time", dl.KeepaliveTime, "ping a client connection silent for this long; drop it if the ping goes unanswered")
 	fs.DurationVar(&l.IdleTimeout, "conn-idle-timeout", dl.IdleTimeout, "close a client connection without calls for this long")
+	cli.ReportFlags(fs, &cfg.Reports.Followers, &cfg.Reports.Timeout)
+	fs.StringVar(&cfg.Reports.Advertise, "advertise-addr", "", "read API address this follower tells its upstreams it serves on (empty: the bound --listen address)")
 	cli.StoreFlags(fs, &cfg.Store)
 	memLimit := cli.MemoryFlag(fs)
 	restartLimit := fs.Int("restart-limit", d.Restart.Limit, "actor failures tolerated per minute before the follower stops with an error")

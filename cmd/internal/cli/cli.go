@@ -11,12 +11,14 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
 	"storesync/otel"
+	"storesync/replicas"
 	"storesync/store"
 )
 
@@ -124,4 +126,17 @@ func Run(f func(ctx context.Context) error) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return f(ctx)
+}
+
+// ReportFlags registers --follower and --follower-timeout on fs: who counts
+// toward the replicated watermark, and when a store below is forgotten.
+func ReportFlags(fs *flag.FlagSet, followers *[]string, timeout *time.Duration) {
+	fs.Func("follower", "a store below that counts toward the replicated watermark without a client certificate: its store id or the address it serves on; repeatable or comma-separated; \"any\" trusts every reporter (with --client-ca, a verified certificate counts instead)", func(v string) error {
+		if strings.TrimSpace(v) == "" {
+			return fmt.Errorf("empty value")
+		}
+		*followers = append(*followers, v)
+		return nil
+	})
+	fs.DurationVar(timeout, "follower-timeout", replicas.DefaultTTL, "a store below not heard from for this long is dropped from the table and the watermarks")
 }
