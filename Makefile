@@ -35,6 +35,7 @@ fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzIDReads$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./api/
 	$(GO) test -run '^$$' -fuzz '^FuzzSyncNotes$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./api/
 	$(GO) test -run '^$$' -fuzz '^FuzzRequestBytes$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./api/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeReport$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./replicas/
 
 # The fault-injection suite in its long form (100+ crashes, 30 s black
 # holes, ...): figures for RELIABILITY.md. `make test` runs it short.

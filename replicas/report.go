@@ -17,7 +17,7 @@ const (
 	MaxReportBytes = 8 << 10
 	// MaxDepth is the deepest store a summary may name: a chain of
 	// followers longer than this is a loop or a mistake.
-	MaxDepth = 16
+	MaxDepth   = 16
 	maxIDLen   = 64
 	maxAddrLen = 255
 )

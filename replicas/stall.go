@@ -20,9 +20,9 @@ type Stall struct {
 type StallEvent int
 
 const (
-	StallNone    StallEvent = iota
-	StallBegan              // the watermark stood still for After while the tip moved
-	StallEnded              // it moves again
+	StallNone  StallEvent = iota
+	StallBegan            // the watermark stood still for After while the tip moved
+	StallEnded            // it moves again
 )
 
 // Step takes the store's tip and the watermark (ok false: none) at now.

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"storesync/health"
@@ -51,7 +53,7 @@ type Row struct {
 	Clamped   bool      `json:"clamped,omitempty"`
 	Depth     int       `json:"depth"` // 1: reports here directly; the shortest path
 	Heard     time.Time `json:"last_heard"`
-	Verified  bool      `json:"verified"`           // counts toward the watermark
+	Verified  bool      `json:"verified"`          // counts toward the watermark
 	Subject   string    `json:"subject,omitempty"` // what verified the direct reporter on its path
 }
 
@@ -115,7 +117,8 @@ func (t *Table) boundUnverified() {
 // Rows returns every store heard of within the ttl, by depth then id, with
 // tips clamped to this store's own. A store heard of on several paths is
 // one row: from a verified path if it has one, with the latest word of it
-// on those paths, at the shortest depth among them.
+// on those paths, at the shortest depth among them (and that path's
+// parent).
 func (t *Table) Rows(now time.Time, committed, proven uint64) []Row {
 	best := map[string]Row{}
 	offer := func(c Row) {
@@ -127,11 +130,18 @@ func (t *Table) Rows(now time.Time, committed, proven uint64) []Row {
 		case !ok || c.Verified && !b.Verified:
 			best[c.ID] = c
 		case c.Verified == b.Verified:
-			depth := min(b.Depth, c.Depth)
-			if c.Heard.After(b.Heard) {
+			// Tips and address from the latest word, the position in the
+			// tree (depth and parent together) from the shortest path;
+			// ties go to the smaller parent id, so the row does not
+			// depend on the order the reports are walked in.
+			pos := b
+			if c.Depth < b.Depth || c.Depth == b.Depth && c.Parent < b.Parent {
+				pos = c
+			}
+			if c.Heard.After(b.Heard) || c.Heard.Equal(b.Heard) && c.Parent < b.Parent {
 				b = c
 			}
-			b.Depth = depth
+			b.Depth, b.Parent = pos.Depth, pos.Parent
 			best[c.ID] = b
 		}
 	}
@@ -141,7 +151,7 @@ func (t *Table) Rows(now time.Time, committed, proven uint64) []Row {
 			Heard: h.at, Verified: k.verified, Subject: h.subject})
 		for _, e := range r.Below {
 			offer(Row{ID: e.ID, Parent: e.Parent, Addr: e.Addr, Committed: e.Committed, Proven: e.Proven, Depth: e.Depth + 1,
-				Heard: h.at.Add(-time.Duration(e.AgeMS) * time.Millisecond), Verified: k.verified && e.Verified, Subject: h.subject})
+				Heard: h.at.Add(-ageOf(e.AgeMS)), Verified: k.verified && e.Verified, Subject: h.subject})
 		}
 	}
 	rows := make([]Row, 0, len(best))
@@ -159,12 +169,33 @@ func (t *Table) Rows(now time.Time, committed, proven uint64) []Row {
 	return rows
 }
 
+// ageOf is an entry's AgeMS as a duration, saturating instead of
+// wrapping: an age past what a Duration holds (292 years) is very old, not
+// recent or in the future. A negative one (Decode refuses it) is now.
+func ageOf(ms int64) time.Duration {
+	if ms > int64(math.MaxInt64/time.Millisecond) {
+		return math.MaxInt64
+	}
+	return time.Duration(max(ms, 0)) * time.Millisecond
+}
+
+// addCount adds counts of stores, saturating at math.MaxInt: reports may
+// claim any count, and a sum wrapped negative would make this store's own
+// report one that its upstreams refuse.
+func addCount(a, b int) int {
+	b = max(b, 0)
+	if a > math.MaxInt-b {
+		return math.MaxInt
+	}
+	return a + b
+}
+
 // Overflow is how many stores the fresh reports say they left out.
 func (t *Table) Overflow(now time.Time) int {
 	n := 0
 	for _, h := range t.reports {
 		if now.Sub(h.at) <= t.ttl {
-			n += h.r.Overflow
+			n = addCount(n, h.r.Overflow)
 		}
 	}
 	return n
@@ -188,17 +219,19 @@ func Watermark(rows []Row, k int) (uint64, bool) {
 // counted in Overflow.
 func (t *Table) Summary(now time.Time, self Report) Report {
 	rows := t.Rows(now, self.Committed, self.Proven)
-	self.Below, self.Overflow = nil, t.Overflow(now)
-	// The report without entries, the list's `,"below":[]` and room for
-	// the overflow count to grow by a few digits.
-	size := len(Encode(self)) + len(`,"below":[]`)
+	self.Below, self.Overflow = nil, 0
+	// The report without entries or overflow count, the list's
+	// `,"below":[]` and room for the widest count: it is known only at
+	// the end, and may be 0 (left out of the encoding) until then.
+	size := len(Encode(self)) + len(`,"below":[]`) + len(`,"overflow":`) + len(strconv.Itoa(math.MaxInt))
+	self.Overflow = t.Overflow(now)
 	for i, r := range rows {
 		e := Entry{ID: r.ID, Parent: r.Parent, Addr: r.Addr, Committed: r.Committed, Proven: r.Proven, Depth: r.Depth,
 			AgeMS: max(now.Sub(r.Heard).Milliseconds(), 0), Verified: r.Verified}
 		b, _ := json.Marshal(e)
 		n := len(b) + 1 // and its comma
-		if len(self.Below) == MaxEntries || size+n+16 > MaxReportBytes || r.Depth >= MaxDepth {
-			self.Overflow += len(rows) - i
+		if len(self.Below) == MaxEntries || size+n > MaxReportBytes || r.Depth >= MaxDepth {
+			self.Overflow = addCount(self.Overflow, len(rows)-i)
 			break
 		}
 		self.Below = append(self.Below, e)
