@@ -15,6 +15,7 @@ import (
 	"slices"
 
 	"storesync/block"
+	"storesync/internal/atomicfile"
 	"storesync/merkle"
 )
 
@@ -116,21 +117,7 @@ func (g *File) Save(path string) error {
 	if err != nil {
 		return fmt.Errorf("save genesis %s: %w", path, err)
 	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("save genesis %s: %w", path, err)
-	}
-	if _, err = f.Write(append(data, '\n')); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
+	if err := atomicfile.Write(path, append(data, '\n')); err != nil {
 		return fmt.Errorf("save genesis %s: %w", path, err)
 	}
 	return nil
