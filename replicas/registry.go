@@ -36,9 +36,17 @@ const DefaultTTL = 10 * time.Second
 // Copies are the k of the watermarks every store computes.
 var Copies = []int{1, 2, 3}
 
-// reportRefresh is how long a store reuses the report it built while its
+// reportRefresh is how long a store reuses the summary it built while its
 // tips stand still: the ages in it grow stale by at most this much.
 const reportRefresh = 200 * time.Millisecond
+
+// SummaryEvery is how often a connection carries the summary of the stores
+// below; the other calls carry the reporter's own tips alone. A summary of
+// MaxEntries costs its receiver a few hundred microseconds to decode, which
+// on every block fetch of a catch-up (hundreds a second) would load the
+// upstream for nothing: the stores below change tips no faster than they
+// report, and the table need only be within a health interval (1 s).
+const SummaryEvery = 250 * time.Millisecond
 
 // Registry is the Table of one store with what connects it to gRPC: a
 // server interceptor that takes the reports of the stores calling it, a
@@ -53,9 +61,10 @@ type Registry struct {
 	problems map[string]string // last problem logged per calling host
 	rejected map[string]int64  // reports not taken, by reason
 	sent     struct {
-		at   time.Time
-		c, p uint64
-		md   string
+		at    time.Time
+		c, p  uint64
+		full  string // with the summary
+		short string // the tips alone
 	}
 }
 
@@ -75,7 +84,7 @@ func New(cfg Config) *Registry {
 // Config.Addr was left empty).
 func (g *Registry) SetAddr(addr string) {
 	g.mu.Lock()
-	g.addr, g.sent.md = addr, ""
+	g.addr, g.sent.full = addr, ""
 	g.mu.Unlock()
 }
 
@@ -155,27 +164,42 @@ func (g *Registry) problem(host, reason, what string) {
 }
 
 // UnaryClientInterceptor sends this store's report on every call through
-// the connection it is installed on: a follower's connections to its
-// upstreams (not its peers, which do not count it as below them).
+// the connection it is installed on (one interceptor per connection): a
+// follower's connections to its upstreams (not its peers, which do not
+// count it as below them). Every call carries the tips; one every
+// SummaryEvery carries the summary too.
 func (g *Registry) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
+	var mu sync.Mutex
+	var last time.Time // when this connection last carried the summary
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		ctx = metadata.AppendToOutgoingContext(ctx, MetadataKey, g.report(time.Now()))
+		now := time.Now()
+		mu.Lock()
+		full := now.Sub(last) >= SummaryEvery
+		if full {
+			last = now
+		}
+		mu.Unlock()
+		ctx = metadata.AppendToOutgoingContext(ctx, MetadataKey, g.report(now, full))
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
 }
 
-// report returns the encoded report, built again when the tips moved or
-// reportRefresh passed.
-func (g *Registry) report(now time.Time) string {
+// report returns the encoded report, with the summary or the tips alone,
+// built again when the tips moved or reportRefresh passed.
+func (g *Registry) report(now time.Time, full bool) string {
 	c, p := g.cfg.Tips()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.sent.md != "" && g.sent.c == c && g.sent.p == p && now.Sub(g.sent.at) < reportRefresh {
-		return g.sent.md
+	if g.sent.full == "" || g.sent.c != c || g.sent.p != p || now.Sub(g.sent.at) >= reportRefresh {
+		self := Report{ID: g.cfg.ID, Addr: g.addr, Committed: c, Proven: p}
+		g.sent.short = string(Encode(self))
+		g.sent.full = string(Encode(g.table.Summary(now, self)))
+		g.sent.at, g.sent.c, g.sent.p = now, c, p
 	}
-	r := g.table.Summary(now, Report{ID: g.cfg.ID, Addr: g.addr, Committed: c, Proven: p})
-	g.sent.at, g.sent.c, g.sent.p, g.sent.md = now, c, p, string(Encode(r))
-	return g.sent.md
+	if full {
+		return g.sent.full
+	}
+	return g.sent.short
 }
 
 // Status is what /status shows of the stores below.

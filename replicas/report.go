@@ -28,9 +28,12 @@ type Report struct {
 	Addr      string `json:"addr"` // where it serves its read API
 	Committed uint64 `json:"c"`    // durable committed tip
 	Proven    uint64 `json:"p"`    // durable proven tip
-	// Below summarises the stores that report to this one, directly or
-	// not, shallowest first; Overflow counts those left out to keep the
-	// report within its bounds (here or further down).
+	// Summary says the report carries the summary: Below, the stores that
+	// report to this one, directly or not, shallowest first, and Overflow,
+	// those left out to keep the report within its bounds (here or further
+	// down). A report without it (most calls: the summary goes at most
+	// every SummaryEvery on a connection) leaves the last one standing.
+	Summary  bool    `json:"s,omitempty"`
 	Below    []Entry `json:"below,omitempty"`
 	Overflow int     `json:"overflow,omitempty"`
 }
@@ -48,6 +51,10 @@ type Entry struct {
 	AgeMS    int64 `json:"age"`
 	Verified bool  `json:"v,omitempty"` // the reporter counts it (see Trust)
 }
+
+// carriesSummary: the flag, or stores below or left out (which only a
+// summary names).
+func (r Report) carriesSummary() bool { return r.Summary || len(r.Below) > 0 || r.Overflow != 0 }
 
 // ErrBadReport marks a report that does not decode or breaks a bound.
 var ErrBadReport = errors.New("bad follower report")

@@ -31,9 +31,10 @@ type reporterKey struct {
 }
 
 type heard struct {
-	r       Report
-	at      time.Time
-	subject string // who vouched: a certificate subject, "listed", "any" or ""
+	r         Report
+	at        time.Time
+	summaryAt time.Time // when r's summary came (the tips may be newer)
+	subject   string    // who vouched: a certificate subject, "listed", "any" or ""
 }
 
 // MaxUnverified bounds the unverified reporters a table keeps (the oldest
@@ -83,7 +84,12 @@ func (t *Table) Observe(r Report, subject string, now time.Time) error {
 	}
 	t.expire(now)
 	k := reporterKey{id: r.ID, verified: subject != ""}
-	t.reports[k] = heard{r: r, at: now, subject: subject}
+	h := heard{r: r, at: now, summaryAt: now, subject: subject}
+	if prev, ok := t.reports[k]; ok && !r.carriesSummary() {
+		// Tips alone: the last summary stands, with its own time.
+		h.r.Below, h.r.Overflow, h.summaryAt = prev.r.Below, prev.r.Overflow, prev.summaryAt
+	}
+	t.reports[k] = h
 	if !k.verified {
 		t.boundUnverified()
 	}
@@ -151,7 +157,7 @@ func (t *Table) Rows(now time.Time, committed, proven uint64) []Row {
 			Heard: h.at, Verified: k.verified, Subject: h.subject})
 		for _, e := range r.Below {
 			offer(Row{ID: e.ID, Parent: e.Parent, Addr: e.Addr, Committed: e.Committed, Proven: e.Proven, Depth: e.Depth + 1,
-				Heard: h.at.Add(-ageOf(e.AgeMS)), Verified: k.verified && e.Verified, Subject: h.subject})
+				Heard: h.summaryAt.Add(-ageOf(e.AgeMS)), Verified: k.verified && e.Verified, Subject: h.subject})
 		}
 	}
 	rows := make([]Row, 0, len(best))
@@ -219,7 +225,7 @@ func Watermark(rows []Row, k int) (uint64, bool) {
 // counted in Overflow.
 func (t *Table) Summary(now time.Time, self Report) Report {
 	rows := t.Rows(now, self.Committed, self.Proven)
-	self.Below, self.Overflow = nil, 0
+	self.Summary, self.Below, self.Overflow = true, nil, 0
 	// The report without entries or overflow count, the list's
 	// `,"below":[]` and room for the widest count: it is known only at
 	// the end, and may be 0 (left out of the encoding) until then.

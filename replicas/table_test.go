@@ -426,7 +426,7 @@ func TestSummary(t *testing.T) {
 	self := Report{ID: "S", Addr: "s:1", Committed: 50, Proven: 40,
 		Below: []Entry{{ID: "stale", Parent: "S", Depth: 1}}, Overflow: 99} // replaced, not added to
 	got := tb.Summary(now, self)
-	want := Report{ID: "S", Addr: "s:1", Committed: 50, Proven: 40, Overflow: 7, Below: []Entry{
+	want := Report{ID: "S", Addr: "s:1", Committed: 50, Proven: 40, Summary: true, Overflow: 7, Below: []Entry{
 		{ID: "A", Parent: "S", Committed: 50, Proven: 10, Depth: 1, AgeMS: 1000, Verified: false},
 		{ID: "B", Parent: "S", Addr: "b:1", Committed: 30, Proven: 20, Depth: 1, AgeMS: 2000, Verified: true},
 		{ID: "D", Parent: "B", Addr: "d:1", Committed: 25, Proven: 25, Depth: 2, AgeMS: 2700, Verified: true},
