@@ -16,6 +16,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	grpchealth "google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"storesync/api"
 	"storesync/certs"
@@ -54,6 +56,9 @@ type Config struct {
 	// log (0: 2 copies, 30 s).
 	MinCopies      int
 	WatermarkStall time.Duration
+	// Holds bounds the GetBlockByNumber calls the read API holds for the
+	// clients that ask (zero fields: api.DefaultHoldConfig).
+	Holds api.HoldConfig
 	Log            *slog.Logger
 }
 
@@ -71,6 +76,10 @@ type Node struct {
 	httpLis  net.Listener
 	metrics  *otel.Metrics
 	replicas *replicas.Registry
+	holds    *api.Holds
+	// health is the public server's gRPC health service: SERVING while
+	// the node runs, NOT_SERVING from the start of its shutdown.
+	health *grpchealth.Server
 }
 
 // New opens the store and binds both listeners; Run starts the work.
@@ -163,7 +172,12 @@ func New(cfg Config) (*Node, error) {
 		mux.Handle("GET /metrics", n.metrics.Handler())
 		n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
-	popts := append(api.PublicServerOptions(), grpc.ChainUnaryInterceptor(n.metrics.UnaryInterceptor(), n.replicas.UnaryServerInterceptor()))
+	n.holds = api.NewHolds(n.st, cfg.Holds)
+	for _, c := range n.holds.Collectors() {
+		n.metrics.Register(c)
+	}
+	popts := append(api.PublicServerOptions(), grpc.ChainUnaryInterceptor(n.metrics.UnaryInterceptor(), n.replicas.UnaryServerInterceptor(),
+		n.holds.UnaryServerInterceptor()))
 	if tlsCfg != nil {
 		popts = append(popts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
@@ -174,6 +188,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.public = grpc.NewServer(popts...)
 	api.RegisterPublic(n.public, n.st)
+	n.health = grpchealth.NewServer()
+	healthpb.RegisterHealthServer(n.public, n.health)
 	n.internal = grpc.NewServer(api.InternalServerOptions()...)
 	api.RegisterInternal(n.internal, n.st)
 	return n, nil
@@ -289,6 +305,10 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	stopWork()
 	workers.Wait()
+	// NOT_SERVING first, then the held calls answered (empty), then the
+	// servers drained.
+	n.health.Shutdown()
+	n.holds.Release()
 	for _, srv := range []*grpc.Server{n.public, n.internal} {
 		api.StopGracefully(srv, n.cfg.ShutdownGrace)
 	}

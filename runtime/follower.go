@@ -55,6 +55,9 @@ type Config struct {
 	// Engine configures the sync engine. New sets its Store and appends an
 	// upstream per address in Upstreams to any it already has.
 	Engine actors.Config
+	// Holds bounds the GetBlockByNumber calls the read API holds for the
+	// clients that ask (zero fields: api.DefaultHoldConfig).
+	Holds api.HoldConfig
 	// Reports configures what the follower tells its upstreams and what it
 	// takes from the stores below it.
 	Reports Reports
@@ -94,6 +97,7 @@ type Follower struct {
 	serving  bool // what the gRPC health server says; owned by onVerdict
 	poller   *health.Poller
 	replicas *replicas.Registry
+	holds    *api.Holds
 	// isUpstream holds the names of the upstreams (not the peers), whose
 	// tips the poller passes on to the engine. immutable after New.
 	isUpstream map[string]bool
@@ -190,9 +194,14 @@ func New(cfg Config) (*Follower, error) {
 	}
 	// The metrics interceptor outside the limiter, so refused reads count.
 	// The report interceptor before the limiter too: a refused call still
-	// says its caller is alive.
+	// says its caller is alive. Held calls wait before the limiter, in a
+	// pool of their own, so that they take no read slot while they wait.
+	f.holds = api.NewHolds(f.st, cfg.Holds)
+	for _, c := range f.holds.Collectors() {
+		f.metrics.Register(c)
+	}
 	sopts := append(cfg.Limits.serverOptions(), grpc.ChainUnaryInterceptor(f.metrics.UnaryInterceptor(),
-		f.replicas.UnaryServerInterceptor(), newReadLimiter(cfg.Limits).unary))
+		f.replicas.UnaryServerInterceptor(), f.holds.UnaryServerInterceptor(), newReadLimiter(cfg.Limits).unary))
 	if serverTLS != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(serverTLS)))
 	}
@@ -363,8 +372,12 @@ func (f *Follower) Stop() error {
 		errs = append(errs, f.engine.Stop())
 		f.system.Shutdown()
 	}
-	// Tell health checkers first, so balancers stop sending reads here.
+	// Tell health checkers first, so balancers stop sending reads here;
+	// then answer the held calls, empty, rather than cut them.
 	f.health.Shutdown()
+	if f.holds != nil {
+		f.holds.Release()
+	}
 	api.StopGracefully(f.server, f.cfg.ShutdownGrace)
 	if f.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), max(f.cfg.ShutdownGrace, time.Millisecond))

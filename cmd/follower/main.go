@@ -107,6 +107,7 @@ func run(args []string) error {
 	fs.DurationVar(&l.KeepaliveTime, "keepalive-time", dl.KeepaliveTime, "ping a client connection silent for this long; drop it if the ping goes unanswered")
 	fs.DurationVar(&l.IdleTimeout, "conn-idle-timeout", dl.IdleTimeout, "close a client connection without calls for this long")
 	cli.ReportFlags(fs, &cfg.Reports.Followers, &cfg.Reports.Timeout)
+	cli.HoldFlags(fs, &cfg.Holds)
 	fs.StringVar(&cfg.Reports.Advertise, "advertise-addr", "", "read API address this follower tells its upstreams it serves on (empty: the bound --listen address)")
 	cli.StoreFlags(fs, &cfg.Store)
 	memLimit := cli.MemoryFlag(fs)

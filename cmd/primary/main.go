@@ -88,6 +88,7 @@ func runCmd(args []string) error {
 	fs.StringVar(&cfg.TLS.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&cfg.TLS.ClientCAFile, "client-ca", "", "PEM CA bundle: the read API then requires client certificates signed by it")
 	cli.ReportFlags(fs, &cfg.Followers, &cfg.FollowerTimeout)
+	cli.HoldFlags(fs, &cfg.Holds)
 	fs.IntVar(&cfg.MinCopies, "min-copies", primary.DefaultMinCopies, "the replicated watermark watched: blocks durable on at least this many followers")
 	fs.DurationVar(&cfg.WatermarkStall, "watermark-stall", primary.DefaultWatermarkStall, "log when the --min-copies watermark stands still this long while the tip moves")
 	obs := cli.ObservabilityFlags(fs)

@@ -17,6 +17,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"storesync/api"
 	"storesync/otel"
 	"storesync/replicas"
 	"storesync/store"
@@ -139,4 +140,12 @@ func ReportFlags(fs *flag.FlagSet, followers *[]string, timeout *time.Duration) 
 		return nil
 	})
 	fs.DurationVar(timeout, "follower-timeout", replicas.DefaultTTL, "a store below not heard from for this long is dropped from the table and the watermarks")
+}
+
+// HoldFlags registers the bounds of held GetBlockByNumber calls on fs.
+func HoldFlags(fs *flag.FlagSet, h *api.HoldConfig) {
+	d := api.DefaultHoldConfig
+	fs.DurationVar(&h.MaxWait, "max-hold", d.MaxWait, "longest a GetBlockByNumber asking to be held (metadata storesync-hold) waits for its block or proof")
+	fs.IntVar(&h.MaxHeld, "max-held-calls", d.MaxHeld, "calls held at once over all connections; more are answered at once, as if they had not asked")
+	fs.IntVar(&h.MaxPerConn, "max-held-per-conn", d.MaxPerConn, "calls held at once on one client connection")
 }
