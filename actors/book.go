@@ -95,6 +95,8 @@ type standing struct {
 
 	lateSince          time.Time // start of the window counting hedges it lost
 	lateLost, answered int       // hedges lost, answers given, since lateSince
+
+	holdMax time.Duration // its longest hold of a call, from its answers (0: it does not hold)
 }
 
 // NewBook tracks the named upstreams.
@@ -281,7 +283,9 @@ func (b *Book) Done(i int) {
 
 // Answered records an answer of upstream i that took `took`: it is
 // reachable (its backoff ends) and the RTT estimate moves (RFC 6298's
-// smoothing). What it answered is judged apart (Recovered, Problem).
+// smoothing); a negative took (a held call, whose time is its wait)
+// leaves the estimate. What it answered is judged apart (Recovered,
+// Problem).
 func (b *Book) Answered(i int, took time.Duration, now time.Time) {
 	s := b.ups[i]
 	if s.failures > 0 || !s.downUntil.IsZero() {
@@ -289,9 +293,20 @@ func (b *Book) Answered(i int, took time.Duration, now time.Time) {
 		b.version++
 	}
 	s.answered++
-	b.sample(s, took)
-	s.sampledAt = now
+	if took >= 0 {
+		b.sample(s, took)
+		s.sampledAt = now
+	}
 }
+
+// HoldMax is the longest upstream i holds a call, as its last answer said
+// (0: it does not hold, or has not answered yet).
+func (b *Book) HoldMax(i int) time.Duration { return b.ups[i].holdMax }
+
+// SetHoldMax records what an answer of upstream i said of holding: an
+// upstream replaced by an older store, or put behind a proxy that strips
+// metadata, stops being asked to hold at its next answer.
+func (b *Book) SetHoldMax(i int, d time.Duration) { b.ups[i].holdMax = max(d, 0) }
 
 // LostHedge records that a call to upstream i was still running when
 // another upstream answered for it; it reports whether the upstream has now

@@ -33,7 +33,13 @@ type Config struct {
 	ProofMaxWait     time.Duration // cap on the wait between asks for a proof that is late
 	ProofMaxDelay    time.Duration // longest proof delay the schedule learns
 	NoHedge          bool          // never ask a second upstream for a late block
-	Restart          RestartPolicy
+	// HoldWait is how long a caught-up follower asks an upstream that
+	// holds calls (api.HoldKey) to hold its probe for the next block;
+	// NoHold never asks (it polls every PollInterval, as it must with an
+	// upstream that does not hold).
+	HoldWait time.Duration
+	NoHold   bool
+	Restart  RestartPolicy
 
 	Log     *slog.Logger
 	Metrics *otel.Metrics        // nil: none
@@ -55,7 +61,11 @@ var DefaultConfig = Config{
 	// Proofs of the real chain come about 30 s after their blocks; a
 	// stalled prover can take minutes.
 	ProofMaxDelay: 5 * time.Minute,
-	Restart:       DefaultRestartPolicy,
+	// Long against any block interval (a held probe ends with the block
+	// it waits for), short against the fetch timeout's patience and the
+	// server's maximum (30 s by default).
+	HoldWait: 10 * time.Second,
+	Restart:  DefaultRestartPolicy,
 }
 
 // Defaults fills unset fields from DefaultConfig.
@@ -83,6 +93,7 @@ func (c *Config) Defaults() {
 	set(&c.SuspectFor, d.SuspectFor)
 	set(&c.ProofMaxWait, 16*c.PollInterval)
 	set(&c.ProofMaxDelay, d.ProofMaxDelay)
+	set(&c.HoldWait, d.HoldWait)
 	if c.Restart == (RestartPolicy{}) {
 		c.Restart = d.Restart
 	}
@@ -98,7 +109,15 @@ func (c *Config) FetchConfig(upstreams []string, seed uint64) FetchConfig {
 		Window: WindowConfig{MaxBlocks: c.FetchWindow, MaxBytes: c.FetchWindowBytes, Credits: c.Credits,
 			PollInterval: c.PollInterval, RetryInitial: c.RetryInitial, RetryMax: c.RetryMax, Seed: seed},
 		Upstreams: upstreams, FetchTimeout: c.FetchTimeout, SuspectFor: c.SuspectFor, Hedge: !c.NoHedge,
+		HoldWait: holdWait(c),
 	}
+}
+
+func holdWait(c *Config) time.Duration {
+	if c.NoHold {
+		return 0
+	}
+	return c.HoldWait
 }
 
 // ProofConfig is the ProofCore's part of the configuration.

@@ -45,6 +45,9 @@ type FetchConfig struct {
 	FetchTimeout time.Duration
 	SuspectFor   time.Duration
 	Hedge        bool // ask a second upstream for a late block at the head of the line
+	// HoldWait: a probe past the tip to an upstream that holds calls asks
+	// to be held this long (capped by the upstream's maximum); 0: never.
+	HoldWait time.Duration
 }
 
 // proofAsk is a proof ask waiting for an upstream: after a failed or bad
@@ -64,6 +67,7 @@ type call struct {
 	proof    bool // a proof ask for the ProofTracker
 	known    bool // ... of a proof known to exist
 	tries    int  // ... asked this many times before
+	wait     time.Duration // held: the upstream was asked to hold it this long (0: not held)
 }
 
 // Call is an effect: ask upstream Upstream for block N with its proof,
@@ -75,6 +79,10 @@ type Call struct {
 	Timeout  time.Duration
 	Proof    bool // a proof ask: verify the proof against the block committed here
 	Hedge    bool // a second call for a block whose first call is late
+	// HoldBlock asks the upstream to hold the call until block N commits,
+	// for at most Wait (api.HoldKey); Timeout includes the wait.
+	HoldBlock bool
+	Wait      time.Duration
 }
 
 // ProofWant asks the FetchCore to fetch block N for its proof.
@@ -172,6 +180,11 @@ type (
 		Payload   any       // the block (a fetch) or the proof (a proof ask), for the shell
 		Problem   string    // why, for Bad, Failed, TimedOut
 		Took      time.Duration
+		// HoldKnown: the answer said whether its upstream holds calls
+		// (HoldMax, its longest wait; 0: it does not). Unknown for a failed
+		// call, or an Upstream that cannot tell.
+		HoldKnown bool
+		HoldMax   time.Duration
 	}
 	// BlockAcked: the Applier committed up to Tip.
 	BlockAcked struct{ Tip uint64 }
@@ -316,7 +329,14 @@ func (c *FetchCore) launch(n uint64, probe bool, now time.Time) pick {
 	}
 	switch {
 	case ok:
-		return pick{id: c.start(n, i, now, call{probe: probe}, false), started: true}
+		k := call{probe: probe}
+		if probe {
+			// Past the tip, an upstream that holds calls is asked to hold
+			// this one until the block commits: it comes then, not at the
+			// next poll, and no empty answers go back and forth meanwhile.
+			k.wait = min(c.cfg.HoldWait, c.book.HoldMax(i))
+		}
+		return pick{id: c.start(n, i, now, k, false), started: true}
 	case c.book.AllLack(n, now):
 		return pick{pastTip: true}
 	case c.busy(n, now):
@@ -340,7 +360,8 @@ func (c *FetchCore) start(n uint64, i int, now time.Time, k call, hedge bool) ui
 	c.lastID++
 	k.n, k.upstream, k.launched, k.hedge = n, i, now, hedge
 	c.calls[c.lastID] = &k
-	c.ready.Calls = append(c.ready.Calls, Call{ID: c.lastID, N: n, Upstream: i, Timeout: c.cfg.FetchTimeout, Proof: k.proof, Hedge: hedge})
+	c.ready.Calls = append(c.ready.Calls, Call{ID: c.lastID, N: n, Upstream: i, Timeout: c.cfg.FetchTimeout + k.wait, Proof: k.proof, Hedge: hedge,
+		HoldBlock: k.wait > 0, Wait: k.wait})
 	return c.lastID
 }
 
@@ -397,6 +418,13 @@ func (c *FetchCore) hedge(now time.Time) time.Time {
 			continue
 		}
 		first := c.calls[sl.ids[0]]
+		if first.wait > 0 && n >= c.win.edge && !c.book.SomeoneHas(n, first.upstream) {
+			// Held, for a block not known to exist yet: it is meant to
+			// take long. Once the block is known (another upstream served
+			// it, or a tip seen moved the edge past it) an upstream that
+			// still has not answered is as late as any.
+			continue
+		}
 		if id := late(n, first, call{probe: first.probe}); id != 0 {
 			c.win.Hedged(n, id)
 		}
@@ -438,6 +466,9 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 	delete(c.calls, e.ID)
 	u := k.upstream
 	c.book.Done(u)
+	if e.HoldKnown {
+		c.book.SetHoldMax(u, e.HoldMax)
+	}
 	if k.proof {
 		c.proofDone(now, k, e)
 		return
@@ -470,7 +501,7 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 			c.ready.Marks = append(c.ready.Marks, Mark{N: n, What: "retry", Upstream: u, Reason: e.Problem})
 		}
 	case Bad:
-		c.book.Answered(u, e.Took, now) // it answers, badly: the problem stays
+		c.book.Answered(u, c.took(k, e), now) // it answers, badly: the problem stays
 		c.problem(u, n, fmt.Sprintf("served a bad block, marked suspect: %s", e.Problem))
 		c.suspect(u, now, fmt.Sprintf("bad block %d: %s", n, e.Problem))
 		c.avoid[n] = u
@@ -478,8 +509,20 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 			c.ready.Marks = append(c.ready.Marks, Mark{N: n, What: "rejected", Upstream: u, Reason: e.Problem})
 		}
 	case Empty:
-		c.answered(u, n, e.Took, now)
-		c.book.Lacks(u, n, now)
+		// A held call that waited its wait says as much as a poll, and
+		// the next held call goes at once; one answered sooner was not
+		// held (the upstream's pool was full, or it is shutting down):
+		// the next probe waits a poll interval.
+		held := k.wait > 0 && e.Took >= k.wait*9/10
+		c.answered(u, n, c.took(k, e), now)
+		if !held {
+			c.book.Lacks(u, n, now)
+		}
+		defer func() {
+			if held {
+				c.win.ProbeNow(now)
+			}
+		}()
 		// One upstream's empty answer at the edge is the tip (the probe
 		// went to the one most likely to have it), unless another is known
 		// to hold n; so is a hedge's, the first call being late (waiting
@@ -494,9 +537,9 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 		}
 	case Served:
 		if e.BadProof == "" {
-			c.answered(u, n, e.Took, now)
+			c.answered(u, n, c.took(k, e), now)
 		} else {
-			c.book.Answered(u, e.Took, now)
+			c.book.Answered(u, c.took(k, e), now)
 			c.problem(u, n, fmt.Sprintf("served a bad proof with block %d, marked suspect: %s", n, e.BadProof))
 			c.suspect(u, now, fmt.Sprintf("bad proof of block %d: %s", n, e.BadProof))
 		}
@@ -504,7 +547,7 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 			c.book.HasProof(u, n)
 		}
 		c.book.Has(u, n)
-		if e.Took > c.cfg.FetchTimeout/2 && c.book.cut(u, k.launched, now, false) {
+		if k.wait == 0 && e.Took > c.cfg.FetchTimeout/2 && c.book.cut(u, k.launched, now, false) {
 			c.log(false, "calls in flight cut: fetches were slow", u, n, fmt.Sprintf("limit %d", c.book.ups[u].limit))
 		} else {
 			c.book.grow(u)
@@ -515,8 +558,22 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 		if ok {
 			delete(c.avoid, n)
 		}
+		if k.wait > 0 && c.book.HoldMax(u) > 0 {
+			// The block a held probe waited for: hold one for the next.
+			c.win.ProbeNow(now)
+		}
 		c.report(u)
 	}
+}
+
+// took is the round trip a call's answer measures: none for a held call
+// (its time is the wait for the block), which must not teach the Book
+// that its upstream is slow, nor delay the hedges of its other calls.
+func (c *FetchCore) took(k *call, e CallDone) time.Duration {
+	if k.wait > 0 {
+		return -1
+	}
+	return e.Took
 }
 
 func (c *FetchCore) proofDone(now time.Time, k *call, e CallDone) {

@@ -337,9 +337,16 @@ func (f *fetcher) fetch(ctx context.Context, up Upstream, c Call) *fetchResult {
 	d := &r.done
 	start := time.Now()
 	tracer := f.e.journeys.tracer
-	fctx, fspan := tracer.Start(ctx, "fetch", trace.WithAttributes(attribute.String("upstream", up.Name()), attribute.Bool("hedge", c.Hedge)))
+	fctx, fspan := tracer.Start(ctx, "fetch", trace.WithAttributes(attribute.String("upstream", up.Name()), attribute.Bool("hedge", c.Hedge),
+		attribute.Int64("hold_wait_ms", c.Wait.Milliseconds())))
 	cctx, cancel := context.WithTimeout(fctx, c.Timeout)
-	raw, proof, err := up.GetBlock(cctx, c.N, true)
+	var raw, proof []byte
+	var err error
+	if h, ok := up.(Holding); ok {
+		raw, proof, d.HoldMax, d.HoldKnown, err = h.GetBlockHeld(cctx, c.N, true, c.HoldBlock, c.Wait)
+	} else {
+		raw, proof, err = up.GetBlock(cctx, c.N, true)
+	}
 	timedOut := err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 	cancel()
 	if err != nil {

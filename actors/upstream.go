@@ -1,6 +1,9 @@
 package actors
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Upstream is what the engine needs from another store: its read API's
 // GetBlockByNumber. runtime provides the gRPC implementation.
@@ -10,6 +13,17 @@ type Upstream interface {
 	// GetBlock returns block n and, if includeProof and the upstream has it,
 	// its proof. block is nil when n is past the upstream's tip.
 	GetBlock(ctx context.Context, n uint64, includeProof bool) (block, proof []byte, err error)
+}
+
+// Holding is an Upstream that can ask its store to hold a call for a block
+// past the tip until the block commits (the read API's storesync-hold
+// metadata), and can tell from an answer whether the store holds calls.
+type Holding interface {
+	// GetBlockHeld is GetBlock, asking the store to hold the call for up
+	// to wait until block n commits when holdBlock is set. holdMax is the
+	// longest the store holds a call, as its answer says (0: it does not
+	// hold); known is false when no answer came to say.
+	GetBlockHeld(ctx context.Context, n uint64, includeProof, holdBlock bool, wait time.Duration) (block, proof []byte, holdMax time.Duration, known bool, err error)
 }
 
 // Reconnecting is an Upstream that can tell when its connection is back

@@ -192,6 +192,10 @@ func (w *Window) setEdge(n uint64, now time.Time) {
 	}
 }
 
+// ProbeNow lets the next probe past the tip go at once rather than a poll
+// interval after the last: the last was a held call, which waited already.
+func (w *Window) ProbeNow(now time.Time) { w.probeAt = now }
+
 // Hedged records a second call (id) for block n, in flight.
 func (w *Window) Hedged(n, id uint64) {
 	if sl := w.slots[n]; sl != nil && sl.state == inFlight && sl.calls == 1 {

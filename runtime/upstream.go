@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 
 	"storesync/api"
 	"storesync/api/storev1"
@@ -94,6 +96,28 @@ func (u *grpcUpstream) GetBlock(ctx context.Context, n uint64, includeProof bool
 		return nil, nil, nil
 	}
 	return mb.Block, mb.Proof, nil
+}
+
+// GetBlockHeld implements actors.Holding.
+func (u *grpcUpstream) GetBlockHeld(ctx context.Context, n uint64, includeProof, holdBlock bool, wait time.Duration) ([]byte, []byte, time.Duration, bool, error) {
+	if holdBlock {
+		ctx = metadata.AppendToOutgoingContext(ctx, api.HoldKey, api.HoldBlock, api.HoldWaitKey, strconv.FormatInt(max(wait.Milliseconds(), 1), 10))
+	}
+	var header metadata.MD
+	mb, err := u.client.GetBlockByNumber(ctx, &storev1.BlockByNumberRequest{BlockNum: n, IncludeProof: includeProof}, grpc.Header(&header))
+	if err != nil {
+		return nil, nil, 0, false, err
+	}
+	var holdMax time.Duration
+	if v := header.Get(api.HoldMaxKey); len(v) > 0 {
+		if ms, perr := strconv.ParseInt(v[0], 10, 64); perr == nil && ms > 0 {
+			holdMax = time.Duration(ms) * time.Millisecond
+		}
+	}
+	if mb.Block == nil {
+		return nil, nil, holdMax, true, nil
+	}
+	return mb.Block, mb.Proof, holdMax, true, nil
 }
 
 // Reconnected implements actors.Reconnecting. Only the Fetcher's watcher

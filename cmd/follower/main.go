@@ -89,6 +89,8 @@ func run(args []string) error {
 	fs.DurationVar(&e.ProofMaxWait, "proof-max-wait", d.ProofMaxWait, "longest wait between asks for a proof that is late (the wait doubles from --poll-interval; 0: 16 poll intervals)")
 	fs.DurationVar(&e.ProofMaxDelay, "proof-max-delay", d.ProofMaxDelay, "longest delay from a block's timestamp to its proof that the proof schedule learns (a proof is asked for at block time plus the learned delay)")
 	fs.BoolVar(&e.NoHedge, "no-hedge", d.NoHedge, "never ask a second upstream for a block that is late (hedging is on with two or more upstreams)")
+	fs.DurationVar(&e.HoldWait, "hold-wait", d.HoldWait, "once caught up, ask an upstream that holds calls to hold the probe for the next block this long (it answers when the block commits)")
+	fs.BoolVar(&e.NoHold, "no-hold", d.NoHold, "never ask upstreams to hold calls: poll every --poll-interval")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight reads may finish on shutdown")
 	t := &cfg.TLS
 	fs.StringVar(&t.CertFile, "tls-cert", "", "PEM certificate of the read API (and of the HTTP listener with --http-tls); empty: plain text")
