@@ -155,6 +155,18 @@ func (b *Book) bestRTT() time.Duration {
 // rotating by n so that calls spread. A backed-off upstream is not asked.
 // ok is false when none is worth asking now.
 func (b *Book) Pick(n uint64, now time.Time, avoid int) (int, bool) {
+	return b.pick(n, now, avoid, false)
+}
+
+// PickHolding is Pick for a call that would rather wait at an upstream
+// that holds calls (a proof not known to exist yet): such an upstream
+// answers when the proof is applied, any other "not yet", again and again.
+// It comes before a slow one, after one to avoid or suspect.
+func (b *Book) PickHolding(n uint64, now time.Time, avoid int) (int, bool) {
+	return b.pick(n, now, avoid, true)
+}
+
+func (b *Book) pick(n uint64, now time.Time, avoid int, holding bool) (int, bool) {
 	best, bestScore := -1, int64(0)
 	fast := b.bestRTT()
 	for k := range b.ups {
@@ -166,6 +178,9 @@ func (b *Book) Pick(n uint64, now time.Time, avoid int) (int, bool) {
 		score := int64(s.inFlight)
 		if fast > 0 && s.rttSamples > 0 && s.srtt > slowFactor*fast && now.Sub(s.sampledAt) < slowFor {
 			score += 1 << 12
+		}
+		if holding && s.holdMax == 0 {
+			score += 1 << 14
 		}
 		if i == avoid {
 			score += 1 << 16
@@ -208,6 +223,14 @@ func (b *Book) PickProbe(n uint64, now time.Time) (int, bool) {
 func (b *Book) better(s, t *standing, now time.Time) bool {
 	if ss, ts := now.Before(s.suspectUntil), now.Before(t.suspectUntil); ss != ts {
 		return ts
+	}
+	// One that holds calls first: a held probe brings the block at its
+	// commit, a polled one a poll later. Before the tips: those of the
+	// upstreams asked past the tip say only which one was asked last, so
+	// one polled now and then would keep the lead for good. (One that
+	// holds but lags is found out by the hedge once the block is known.)
+	if sh, th := s.holdMax > 0, t.holdMax > 0; sh != th {
+		return sh
 	}
 	if s.tip != t.tip {
 		return s.tip > t.tip
@@ -302,6 +325,16 @@ func (b *Book) Answered(i int, took time.Duration, now time.Time) {
 // HoldMax is the longest upstream i holds a call, as its last answer said
 // (0: it does not hold, or has not answered yet).
 func (b *Book) HoldMax(i int) time.Duration { return b.ups[i].holdMax }
+
+// AnyHolds reports whether some upstream holds calls.
+func (b *Book) AnyHolds() bool {
+	for _, s := range b.ups {
+		if s.holdMax > 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // SetHoldMax records what an answer of upstream i said of holding: an
 // upstream replaced by an older store, or put behind a proxy that strips

@@ -61,10 +61,10 @@ var DefaultConfig = Config{
 	// Proofs of the real chain come about 30 s after their blocks; a
 	// stalled prover can take minutes.
 	ProofMaxDelay: 5 * time.Minute,
-	// Long against any block interval (a held probe ends with the block
-	// it waits for), short against the fetch timeout's patience and the
-	// server's maximum (30 s by default).
-	HoldWait: 10 * time.Second,
+	// Long against any block interval and proof delay (a held call ends
+	// with what it waits for; one that runs out costs a block's bytes
+	// again), and the read API's default maximum.
+	HoldWait: 30 * time.Second,
 	Restart:  DefaultRestartPolicy,
 }
 

@@ -34,6 +34,8 @@ type FetchCore struct {
 	acked    uint64
 	wakeAt   time.Time // the timer the shell has armed (zero: none)
 
+	holding, holdingSent bool // last reported in FetchReady.Holding, and whether any was
+
 	ready FetchReady
 	out   FetchReady // what Ready returned last (kept to spare an allocation per step)
 }
@@ -68,6 +70,11 @@ type call struct {
 	known    bool // ... of a proof known to exist
 	tries    int  // ... asked this many times before
 	wait     time.Duration // held: the upstream was asked to hold it this long (0: not held)
+	// knownAt: when what a held call waits for was first known to exist
+	// (another upstream served the block, a tip seen moved the edge past
+	// it, an answer showed the proof); from then it is judged late like
+	// any call.
+	knownAt time.Time
 }
 
 // Call is an effect: ask upstream Upstream for block N with its proof,
@@ -79,10 +86,11 @@ type Call struct {
 	Timeout  time.Duration
 	Proof    bool // a proof ask: verify the proof against the block committed here
 	Hedge    bool // a second call for a block whose first call is late
-	// HoldBlock asks the upstream to hold the call until block N commits,
-	// for at most Wait (api.HoldKey); Timeout includes the wait.
-	HoldBlock bool
-	Wait      time.Duration
+	// Hold asks the upstream to hold the call, for at most Wait, until
+	// block N commits (HoldBlock) or its proof is applied (HoldProof);
+	// "": no hold. Timeout includes the wait.
+	Hold string
+	Wait time.Duration
 }
 
 // ProofWant asks the FetchCore to fetch block N for its proof.
@@ -112,6 +120,9 @@ type ProofAnswer struct {
 	BadProof string // a proof came and failed verification
 	Size     int    // block bytes fetched again for it
 	Upstream int
+	// UpstreamProven: the upstream's proven tip, as its answer said (0:
+	// unknown).
+	UpstreamProven uint64
 }
 
 // TipReport is an effect: upstream Upstream holds block Tip (higher than
@@ -149,6 +160,9 @@ type FetchReady struct {
 	Logs         []LogLine
 	Marks        []Mark
 	Suspected    []int     // upstreams newly marked suspect
+	// HoldingChanged: whether an upstream holds proof asks changed to
+	// Holding (for the ProofTracker: step ProofHolding).
+	HoldingChanged, Holding bool
 	Stalled      bool      // deliveries unacknowledged for stallAfter: step Resync from the store
 	WakeAt       time.Time // move the timer to this (zero: leave it; a spurious Tick is harmless)
 }
@@ -181,10 +195,12 @@ type (
 		Problem   string    // why, for Bad, Failed, TimedOut
 		Took      time.Duration
 		// HoldKnown: the answer said whether its upstream holds calls
-		// (HoldMax, its longest wait; 0: it does not). Unknown for a failed
-		// call, or an Upstream that cannot tell.
-		HoldKnown bool
-		HoldMax   time.Duration
+		// (HoldMax, its longest wait; 0: it does not) and its proven tip
+		// (UpstreamProven). Unknown for a failed call, or an Upstream that
+		// cannot tell.
+		HoldKnown      bool
+		HoldMax        time.Duration
+		UpstreamProven uint64
 	}
 	// BlockAcked: the Applier committed up to Tip.
 	BlockAcked struct{ Tip uint64 }
@@ -284,6 +300,12 @@ func (c *FetchCore) Ready() *FetchReady {
 }
 
 func (c *FetchCore) step(now time.Time) {
+	// Reported once at the start too: a restarted Fetcher must not leave
+	// the ProofTracker believing in holds that are gone.
+	if h := c.cfg.HoldWait > 0 && c.book.AnyHolds(); h != c.holding || !c.holdingSent {
+		c.holding, c.holdingSent = h, true
+		c.ready.HoldingChanged, c.ready.Holding = true, h
+	}
 	c.ready.Deliveries = c.win.Deliverable(c.ready.Deliveries)
 	if c.win.Outstanding() > 0 && !now.Before(c.lastAck.Add(stallAfter)) {
 		c.ready.Stalled = true
@@ -360,8 +382,14 @@ func (c *FetchCore) start(n uint64, i int, now time.Time, k call, hedge bool) ui
 	c.lastID++
 	k.n, k.upstream, k.launched, k.hedge = n, i, now, hedge
 	c.calls[c.lastID] = &k
-	c.ready.Calls = append(c.ready.Calls, Call{ID: c.lastID, N: n, Upstream: i, Timeout: c.cfg.FetchTimeout + k.wait, Proof: k.proof, Hedge: hedge,
-		HoldBlock: k.wait > 0, Wait: k.wait})
+	cl := Call{ID: c.lastID, N: n, Upstream: i, Timeout: c.cfg.FetchTimeout + k.wait, Proof: k.proof, Hedge: hedge, Wait: k.wait}
+	switch {
+	case k.wait > 0 && k.proof:
+		cl.Hold = HoldProof
+	case k.wait > 0:
+		cl.Hold = HoldBlock
+	}
+	c.ready.Calls = append(c.ready.Calls, cl)
 	return c.lastID
 }
 
@@ -378,7 +406,11 @@ func (c *FetchCore) hedge(now time.Time) time.Time {
 	// late hedges block n's call first if it is late, or returns when it
 	// will be.
 	late := func(n uint64, first *call, k call) uint64 {
-		at := first.launched.Add(c.book.HedgeAfter(first.upstream))
+		since := first.launched
+		if first.wait > 0 {
+			since = first.knownAt
+		}
+		at := since.Add(c.book.HedgeAfter(first.upstream))
 		if now.Before(at) {
 			if next.IsZero() || at.Before(next) {
 				next = at
@@ -393,16 +425,23 @@ func (c *FetchCore) hedge(now time.Time) time.Time {
 			return 0
 		}
 		c.ready.Marks = append(c.ready.Marks, Mark{N: n, What: "hedged", Upstream: i,
-			Reason: fmt.Sprintf("%s had not answered after %s", c.book.Name(first.upstream), now.Sub(first.launched))})
+			Reason: fmt.Sprintf("%s had not answered after %s", c.book.Name(first.upstream), now.Sub(since))})
 		return c.start(n, i, now, k, true)
 	}
 	// Proof asks, in block order (not the map's: the simulator must be
 	// deterministic), then the blocks at the head of the line.
 	var asked []uint64
+	proofTip := c.book.ProofTip()
 	for n, ids := range c.asked {
-		if len(ids) == 1 && !c.hedgedP[n] && c.calls[ids[0]] != nil {
-			asked = append(asked, n)
+		if len(ids) != 1 || c.hedgedP[n] || c.calls[ids[0]] == nil {
+			continue
 		}
+		// A held ask waits for a proof that may not exist yet: its time
+		// says nothing of its upstream, until the proof is known.
+		if k := c.calls[ids[0]]; k.wait > 0 && !c.known(k, n <= proofTip, now) {
+			continue
+		}
+		asked = append(asked, n)
 	}
 	slices.Sort(asked)
 	for _, n := range asked {
@@ -418,11 +457,11 @@ func (c *FetchCore) hedge(now time.Time) time.Time {
 			continue
 		}
 		first := c.calls[sl.ids[0]]
-		if first.wait > 0 && n >= c.win.edge && !c.book.SomeoneHas(n, first.upstream) {
+		if first.wait > 0 && !c.known(first, n < c.win.edge || c.book.SomeoneHas(n, first.upstream), now) {
 			// Held, for a block not known to exist yet: it is meant to
 			// take long. Once the block is known (another upstream served
 			// it, or a tip seen moved the edge past it) an upstream that
-			// still has not answered is as late as any.
+			// does not answer soon after is as late as any.
 			continue
 		}
 		if id := late(n, first, call{probe: first.probe}); id != 0 {
@@ -438,11 +477,21 @@ func (c *FetchCore) placeProofs(now time.Time) {
 	k := 0
 	for ; k < len(c.proofs); k++ {
 		w := c.proofs[k]
-		i, ok := c.book.Pick(w.N, now, w.notFrom)
+		pick := c.book.Pick
+		if !w.Known && c.cfg.HoldWait > 0 {
+			pick = c.book.PickHolding
+		}
+		i, ok := pick(w.N, now, w.notFrom)
 		if !ok {
 			break
 		}
-		c.asked[w.N] = append(c.asked[w.N], c.start(w.N, i, now, call{proof: true, known: w.Known, tries: w.tries}, false))
+		k := call{proof: true, known: w.Known, tries: w.tries}
+		if !w.Known {
+			// Not known to exist yet: an upstream that holds calls answers
+			// when the proof is applied there, not "none yet" now.
+			k.wait = min(c.cfg.HoldWait, c.book.HoldMax(i))
+		}
+		c.asked[w.N] = append(c.asked[w.N], c.start(w.N, i, now, k, false))
 	}
 	c.proofs = append(c.proofs[:0], c.proofs[k:]...)
 }
@@ -468,6 +517,9 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 	c.book.Done(u)
 	if e.HoldKnown {
 		c.book.SetHoldMax(u, e.HoldMax)
+		if e.UpstreamProven > 0 {
+			c.book.HasProof(u, e.UpstreamProven)
+		}
 	}
 	if k.proof {
 		c.proofDone(now, k, e)
@@ -566,6 +618,15 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 	}
 }
 
+// known notes when what held call k waits for is first known to exist,
+// and reports whether it is.
+func (c *FetchCore) known(k *call, exists bool, now time.Time) bool {
+	if exists && k.knownAt.IsZero() {
+		k.knownAt = now
+	}
+	return !k.knownAt.IsZero()
+}
+
 // took is the round trip a call's answer measures: none for a held call
 // (its time is the wait for the block), which must not teach the Book
 // that its upstream is slow, nor delay the hedges of its other calls.
@@ -586,7 +647,18 @@ func (c *FetchCore) proofDone(now time.Time, k *call, e CallDone) {
 		}
 	}
 	c.asked[n] = ids
-	a := ProofAnswer{N: n, Known: k.known, Outcome: e.Outcome, Upstream: u, Size: e.Size, BadProof: e.BadProof}
+	a := ProofAnswer{N: n, Known: k.known, Outcome: e.Outcome, Upstream: u, Size: e.Size, BadProof: e.BadProof, UpstreamProven: e.UpstreamProven}
+	if e.Outcome == Served && k.wait > 0 && !e.Proof && e.BadProof == "" && e.Took >= k.wait*9/10 {
+		// Held its whole wait, and no proof yet: no news, not a miss. It is
+		// asked again at once, as one ask (c.asked keeps the block until
+		// an answer goes to the ProofTracker).
+		c.answered(u, n, -1, now)
+		c.book.Has(u, n)
+		if len(ids) == 0 {
+			c.proofs = append(c.proofs, proofAsk{ProofWant: ProofWant{N: n, Known: k.known}, notFrom: -1, tries: k.tries})
+		}
+		return
+	}
 	unanswered := false // no word on whether the proof exists
 	switch e.Outcome {
 	case Failed, TimedOut:
@@ -594,20 +666,20 @@ func (c *FetchCore) proofDone(now time.Time, k *call, e CallDone) {
 		c.problem(u, n, fmt.Sprintf("GetBlockByNumber failed: %s", e.Problem))
 		unanswered = true
 	case Bad:
-		c.book.Answered(u, e.Took, now)
+		c.book.Answered(u, c.took(k, e), now)
 		c.problem(u, n, fmt.Sprintf("served a bad block, marked suspect: %s", e.Problem))
 		c.suspect(u, now, fmt.Sprintf("bad block %d: %s", n, e.Problem))
 		unanswered = true
 	case Empty:
 		// It lacks a block committed here: a follower behind, or a liar.
-		c.answered(u, n, e.Took, now)
+		c.answered(u, n, c.took(k, e), now)
 		c.book.Lacks(u, n, now)
 		unanswered = true
 	default:
 		if e.BadProof == "" {
-			c.answered(u, n, e.Took, now)
+			c.answered(u, n, c.took(k, e), now)
 		} else {
-			c.book.Answered(u, e.Took, now)
+			c.book.Answered(u, c.took(k, e), now)
 		}
 		c.book.Has(u, n)
 		switch {

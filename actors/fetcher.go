@@ -254,13 +254,16 @@ func (f *fetcher) carryOut(ctx actor.Context, r *FetchReady) {
 			Upstream: f.core.Book().Name(d.Upstream), FetchedAt: b.at, Trace: otel.Inject(f.e.journeys.start(d.N))})
 	}
 	for _, a := range r.ProofAnswers {
-		ans := &messages.ProofAnswer{Number: a.N, Known: a.Known, BadProof: a.BadProof, Size: a.Size,
+		ans := &messages.ProofAnswer{Number: a.N, Known: a.Known, BadProof: a.BadProof, Size: a.Size, UpstreamProven: a.UpstreamProven,
 			Upstream: f.core.Book().Name(a.Upstream), Lacking: a.Outcome == Empty,
 			Failed: a.Outcome == Failed || a.Outcome == TimedOut || a.Outcome == Bad}
 		if a.Proof != nil {
 			ans.Proof = a.Proof.([]byte)
 		}
 		ctx.Send(f.peers.proofTracker, ans)
+	}
+	if r.HoldingChanged {
+		ctx.Send(f.peers.proofTracker, &messages.ProofHolding{On: r.Holding})
 	}
 	for _, t := range r.Tips {
 		name := f.core.Book().Name(t.Upstream)
@@ -343,7 +346,9 @@ func (f *fetcher) fetch(ctx context.Context, up Upstream, c Call) *fetchResult {
 	var raw, proof []byte
 	var err error
 	if h, ok := up.(Holding); ok {
-		raw, proof, d.HoldMax, d.HoldKnown, err = h.GetBlockHeld(cctx, c.N, true, c.HoldBlock, c.Wait)
+		var a HeldAnswer
+		a, err = h.GetBlockHeld(cctx, c.N, true, c.Hold, c.Wait)
+		raw, proof, d.HoldKnown, d.HoldMax, d.UpstreamProven = a.Block, a.Proof, a.Known, a.HoldMax, a.Proven
 	} else {
 		raw, proof, err = up.GetBlock(cctx, c.N, true)
 	}

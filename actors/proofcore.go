@@ -39,6 +39,7 @@ type ProofCore struct {
 	asking    map[uint64]ask // asks in flight, by block
 	known     uint64         // highest block whose proof an upstream has shown
 	applying  bool           // a batch is out; its result is awaited
+	holding   bool           // an upstream holds proof asks: ask at the commit, not on the schedule
 	single    bool           // the last batch failed: apply one at a time
 	missed    uint64         // the block the schedule's misses are about
 	wakeAt    time.Time
@@ -88,6 +89,9 @@ type (
 		N     uint64
 		Proof any
 	}
+	// ProofHolding: whether an upstream holds proof asks until the proof
+	// exists (the FetchCore's Holding effect).
+	ProofHolding struct{ On bool }
 	// AsksLost: the asks in flight will not be answered (the Fetcher,
 	// which placed them, restarted): ask again now rather than after
 	// AskTimeout.
@@ -153,6 +157,8 @@ func (p *ProofCore) Step(now time.Time, ev any) {
 		p.applied(e)
 	case AsksLost:
 		clear(p.asking)
+	case ProofHolding:
+		p.holding = e.On
 	}
 	p.step(now)
 }
@@ -163,6 +169,11 @@ func (p *ProofCore) answer(now time.Time, a ProofAnswer) {
 		return
 	}
 	delete(p.asking, a.N)
+	// The upstream's proven tip: proofs are made in order, so every one
+	// up to it exists and is asked at once, a few at a time (a burst of
+	// proofs arrives in a round trip or two, not one per proof). A lie
+	// costs asks that find nothing, bounded by proofAsksMax.
+	p.known = max(p.known, a.UpstreamProven)
 	bt, hasTime := p.times[a.N]
 	teaches := !a.Known && hasTime
 	switch {
@@ -285,7 +296,10 @@ func (p *ProofCore) step(now time.Time) {
 	if next != 0 {
 		bt, ok := p.times[next]
 		at := now
-		if ok {
+		if ok && (!p.holding || p.missed == next) {
+			// Held, an early ask costs nothing: it is answered when the
+			// proof exists. Unheld, it is a miss: the schedule guesses
+			// (and after a miss, held or not, it spaces the asks).
 			at = p.sched.Next(now, bt)
 		}
 		if at.After(now) {

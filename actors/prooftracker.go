@@ -84,7 +84,7 @@ func (p *proofTracker) event(msg any) any {
 	case *messages.ProofArrived:
 		return ProofCame{N: m.Number, Proof: m.Proof}
 	case *messages.ProofAnswer:
-		a := ProofAnswer{N: m.Number, Known: m.Known, BadProof: m.BadProof, Size: m.Size}
+		a := ProofAnswer{N: m.Number, Known: m.Known, BadProof: m.BadProof, Size: m.Size, UpstreamProven: m.UpstreamProven}
 		switch {
 		case m.Failed:
 			a.Outcome = Failed
@@ -98,6 +98,8 @@ func (p *proofTracker) event(msg any) any {
 			p.cfg.Log.Warn("proof rejected: upstream marked suspect", "block", m.Number, "upstream", m.Upstream, "err", m.BadProof)
 		}
 		return a
+	case *messages.ProofHolding:
+		return ProofHolding{On: m.On}
 	case *messages.AsksLost:
 		return AsksLost{}
 	case proofDue:

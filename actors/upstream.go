@@ -15,15 +15,30 @@ type Upstream interface {
 	GetBlock(ctx context.Context, n uint64, includeProof bool) (block, proof []byte, err error)
 }
 
-// Holding is an Upstream that can ask its store to hold a call for a block
-// past the tip until the block commits (the read API's storesync-hold
-// metadata), and can tell from an answer whether the store holds calls.
+// Holding is an Upstream that can ask its store to hold a call until what
+// it wants exists (the read API's storesync-hold metadata), and can tell
+// from an answer whether the store holds calls and how far it has proofs.
 type Holding interface {
 	// GetBlockHeld is GetBlock, asking the store to hold the call for up
-	// to wait until block n commits when holdBlock is set. holdMax is the
-	// longest the store holds a call, as its answer says (0: it does not
-	// hold); known is false when no answer came to say.
-	GetBlockHeld(ctx context.Context, n uint64, includeProof, holdBlock bool, wait time.Duration) (block, proof []byte, holdMax time.Duration, known bool, err error)
+	// to wait: until block n commits (hold HoldBlock), or until its proof
+	// is applied (HoldProof); "" asks no hold.
+	GetBlockHeld(ctx context.Context, n uint64, includeProof bool, hold string, wait time.Duration) (HeldAnswer, error)
+}
+
+// What a call may ask an upstream to hold it for (the read API's values).
+const (
+	HoldBlock = "block"
+	HoldProof = "proof"
+)
+
+// HeldAnswer is an answer of a Holding upstream.
+type HeldAnswer struct {
+	Block, Proof []byte // Block nil: past the upstream's tip
+	// Known: the answer said whether its store holds calls: HoldMax, its
+	// longest hold (0: it does not), and Proven, its proven tip.
+	Known   bool
+	HoldMax time.Duration
+	Proven  uint64
 }
 
 // Reconnecting is an Upstream that can tell when its connection is back

@@ -36,8 +36,12 @@ const (
 	HoldKey     = "storesync-hold"
 	HoldWaitKey = "storesync-hold-wait"
 	HoldMaxKey  = "storesync-hold-max"
-	HoldBlock   = "block"
-	HoldProof   = "proof"
+	// ProvenKey, in the header of every GetBlockByNumber answer, is the
+	// server's proven tip when it answered: the proofs up to it exist, so a
+	// client behind on proofs can ask for them all at once.
+	ProvenKey = "storesync-proven-tip"
+	HoldBlock = "block"
+	HoldProof = "proof"
 )
 
 // HoldConfig bounds the held calls of one server.
@@ -133,6 +137,10 @@ func (h *Holds) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		if kind != "" {
 			h.hold(ctx, kind, min(wait, h.cfg.MaxWait), r)
 		}
+		// Read before the answer is built from a newer snapshot: a lower
+		// bound of what the answer could say, never more.
+		proven := h.st.Snapshot().Proven
+		_ = grpc.SetHeader(ctx, metadata.Pairs(ProvenKey, strconv.FormatUint(proven, 10)))
 		return handler(ctx, req)
 	}
 }

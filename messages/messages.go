@@ -67,6 +67,13 @@ type ProofArrived struct {
 	Proof  []byte
 }
 
+// ProofHolding tells the ProofTracker whether an upstream holds proof
+// asks (answers when the proof is applied there): then a proof is asked for
+// as soon as its block commits, not on the schedule that guesses when it
+// will exist.
+// Sender: Fetcher (when it changes). Receiver: ProofTracker.
+type ProofHolding struct{ On bool }
+
 // AskProofs asks for blocks to be fetched again for their proofs: the
 // Fetcher owns every upstream's standing, so every call to an upstream is
 // placed by it. Known marks proofs known to exist upstream (a later one was
@@ -93,6 +100,9 @@ type ProofAnswer struct {
 	Failed   bool   // the call failed or the answer was bad
 	Size     int    // block bytes fetched again for it
 	Upstream string
+	// UpstreamProven is the upstream's proven tip as its answer said (0:
+	// it did not say): the proofs up to it exist, and are asked at once.
+	UpstreamProven uint64
 }
 
 // TipHint tells the Fetcher that an upstream says it holds a block: its

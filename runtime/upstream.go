@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 
+	"storesync/actors"
 	"storesync/api"
 	"storesync/api/storev1"
 )
@@ -99,25 +100,28 @@ func (u *grpcUpstream) GetBlock(ctx context.Context, n uint64, includeProof bool
 }
 
 // GetBlockHeld implements actors.Holding.
-func (u *grpcUpstream) GetBlockHeld(ctx context.Context, n uint64, includeProof, holdBlock bool, wait time.Duration) ([]byte, []byte, time.Duration, bool, error) {
-	if holdBlock {
-		ctx = metadata.AppendToOutgoingContext(ctx, api.HoldKey, api.HoldBlock, api.HoldWaitKey, strconv.FormatInt(max(wait.Milliseconds(), 1), 10))
+func (u *grpcUpstream) GetBlockHeld(ctx context.Context, n uint64, includeProof bool, hold string, wait time.Duration) (actors.HeldAnswer, error) {
+	if hold != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, api.HoldKey, hold, api.HoldWaitKey, strconv.FormatInt(max(wait.Milliseconds(), 1), 10))
 	}
 	var header metadata.MD
 	mb, err := u.client.GetBlockByNumber(ctx, &storev1.BlockByNumberRequest{BlockNum: n, IncludeProof: includeProof}, grpc.Header(&header))
 	if err != nil {
-		return nil, nil, 0, false, err
+		return actors.HeldAnswer{}, err
 	}
-	var holdMax time.Duration
+	a := actors.HeldAnswer{Block: mb.Block, Proof: mb.Proof, Known: true}
 	if v := header.Get(api.HoldMaxKey); len(v) > 0 {
 		if ms, perr := strconv.ParseInt(v[0], 10, 64); perr == nil && ms > 0 {
-			holdMax = time.Duration(ms) * time.Millisecond
+			a.HoldMax = time.Duration(ms) * time.Millisecond
 		}
 	}
-	if mb.Block == nil {
-		return nil, nil, holdMax, true, nil
+	if v := header.Get(api.ProvenKey); len(v) > 0 {
+		a.Proven, _ = strconv.ParseUint(v[0], 10, 64)
 	}
-	return mb.Block, mb.Proof, holdMax, true, nil
+	if a.Block == nil {
+		a.Proof = nil
+	}
+	return a, nil
 }
 
 // Reconnected implements actors.Reconnecting. Only the Fetcher's watcher

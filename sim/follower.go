@@ -2,6 +2,7 @@ package sim
 
 import (
 	"math/rand/v2"
+	"sort"
 	"time"
 
 	"storesync/actors"
@@ -32,6 +33,10 @@ type follower struct {
 	proofTimer timer // ... and for the ProofCore
 
 	cancelled map[uint64]bool // calls cancelled before their answer came
+	// waiters are the held calls of followers below waiting for this one
+	// to commit a block or apply a proof; each is run once at the next
+	// change (and waits again if what it wants is still not there).
+	waiters []func()
 
 	tracker  *health.Tracker
 	ready    bool
@@ -118,6 +123,16 @@ func (f *follower) serverHas(of int, n uint64, d time.Duration) (block, proof bo
 	return b, p
 }
 
+// provenOf is store of's proven tip at d.
+func (f *follower) provenOf(of int, d time.Duration) uint64 {
+	if of >= 0 {
+		return f.w.followers[of].proven
+	}
+	// provenAt does not decrease: the last block proven by d.
+	tip := int(f.w.primaryTip(d))
+	return uint64(sort.Search(tip, func(i int) bool { return f.w.provenAt[i+1] > d }))
+}
+
 func (f *follower) tipOf(of int, d time.Duration) uint64 {
 	if of < 0 {
 		return f.w.primaryTip(d)
@@ -145,12 +160,16 @@ func (f *follower) stepFetch(ev any) {
 	}
 	f.armFetch(r.WakeAt)
 	f.applyQ = append(f.applyQ, r.Deliveries...)
+	holding, holdingChanged := r.Holding, r.HoldingChanged
 	var answers []actors.ProofAnswer
 	if len(r.ProofAnswers) > 0 {
 		// Copy: the slices are reused by the next step.
 		answers = append(answers, r.ProofAnswers...)
 	}
 	f.kickApply()
+	if holdingChanged {
+		f.stepProof(actors.ProofHolding{On: holding})
+	}
 	for _, a := range answers {
 		f.stepProof(a)
 	}
@@ -184,6 +203,7 @@ func (f *follower) stepProof(ev any) {
 			}
 			f.proven = max(f.proven, last)
 			f.stepProof(actors.ProofsApplied{First: b.First, Count: len(b.Proofs)})
+			f.changed()
 		})
 	}
 	if !r.WakeAt.IsZero() {
@@ -232,6 +252,7 @@ func (f *follower) applyEffects(r *actors.ApplyReady) {
 		}
 		f.committed = d.N
 		f.commitAt[d.N] = f.w.now
+		defer f.changed()
 		if f.settled() {
 			f.st.blocksSettled++
 		}
@@ -244,6 +265,15 @@ func (f *follower) applyEffects(r *actors.ApplyReady) {
 		f.stepProof(actors.Committed{N: d.N, Time: f.w.wall(f.w.commitAt[d.N])})
 		f.kickApply()
 	})
+}
+
+// changed runs the held calls waiting on this follower.
+func (f *follower) changed() {
+	ws := f.waiters
+	f.waiters = nil
+	for _, w := range ws {
+		w()
+	}
 }
 
 // call simulates one GetBlockByNumber(n, include_proof=true).
@@ -259,15 +289,79 @@ func (f *follower) call(c actors.Call) {
 	if l.Jitter > 0 {
 		rtt += time.Duration(f.rng.Int64N(int64(l.Jitter)))
 	}
+	// The server sees the call half a round trip after it was sent.
+	seen := start + rtt/2
+
+	if c.Hold == "" || l.HoldMax <= 0 || l.down(start) {
+		f.answer(c, l, start, rtt, seen)
+		return
+	}
+	// Held: answered when what it waits for is there, or its wait ends.
+	wait := min(c.Wait, l.HoldMax)
+	there := func(d time.Duration) bool {
+		has, hasProof := f.serverHas(l.Of, c.N, d)
+		if c.Hold == actors.HoldProof {
+			return !has || hasProof // a block it lacks: nothing to wait for
+		}
+		return has
+	}
+	if there(seen) {
+		f.answer(c, l, start, rtt, seen)
+		return
+	}
+	end := seen + wait
+	if l.Of < 0 {
+		// The primary's schedule is known in advance.
+		at := f.w.commitAt[min(c.N, uint64(len(f.w.commitAt)-1))]
+		if c.Hold == actors.HoldProof {
+			at = f.w.provenAt[min(c.N, uint64(len(f.w.provenAt)-1))]
+		}
+		if c.N >= uint64(len(f.w.commitAt)) || at > end {
+			at = end
+		}
+		f.w.at(max(at, seen), func() { f.answer(c, l, start, rtt, f.w.now) })
+		return
+	}
+	up := f.w.followers[l.Of]
+	released := false
+	var wait1 func()
+	wait1 = func() {
+		if released {
+			return
+		}
+		if there(f.w.now) {
+			released = true
+			f.answer(c, l, start, rtt, f.w.now)
+			return
+		}
+		up.waiters = append(up.waiters, wait1)
+	}
+	f.w.at(seen, wait1)
+	f.w.at(end, func() {
+		if !released {
+			released = true
+			f.answer(c, l, start, rtt, f.w.now)
+		}
+	})
+}
+
+// answer simulates the server's answer to call c, made at `at` (when it
+// saw the call, or released it from its hold), arriving half a round trip
+// later (plus the transfer, plus a stall).
+func (f *follower) answer(c actors.Call, l Link, start, rtt, at time.Duration) {
 	down := l.down(start)
 	done := actors.CallDone{ID: c.ID}
-	took := rtt
+	took := at - start + rtt/2
 	switch {
 	case down || f.rng.Float64() < l.ErrorRate:
 		done.Outcome, done.Problem = actors.Failed, "unavailable"
+		took = rtt
 	default:
-		// The server sees the call half a round trip after it was sent.
-		has, hasProof := f.serverHas(l.Of, c.N, start+rtt/2)
+		done.HoldKnown, done.HoldMax = true, l.HoldMax
+		if l.HoldMax > 0 {
+			done.UpstreamProven = f.provenOf(l.Of, at)
+		}
+		has, hasProof := f.serverHas(l.Of, c.N, at)
 		lie := l.LieRate > 0 && f.rng.Float64() < l.LieRate
 		switch {
 		case lie && l.Lie == LieEmpty:

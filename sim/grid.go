@@ -12,6 +12,14 @@ func Honest(name string, of int, rtt time.Duration) Link {
 	return Link{Name: name, Of: of, RTT: rtt, Jitter: rtt / 5, Bandwidth: 100e6}
 }
 
+// Holding is an Honest upstream that holds calls which ask, up to 30 s
+// (the read API's default maximum).
+func Holding(name string, of int, rtt time.Duration) Link {
+	l := Honest(name, of, rtt)
+	l.HoldMax = 30 * time.Second
+	return l
+}
+
 // Stalling answers like Honest but holds one call in `every` for `stall`.
 func Stalling(name string, of int, rtt time.Duration, every int, stall time.Duration) Link {
 	l := Honest(name, of, rtt)
@@ -79,6 +87,40 @@ func Conditions(seed uint64, blocks int) []Condition {
 		c := Base(seed, blocks, time.Second, 6*time.Second)
 		c.Followers = append(c.Followers, FollowerSpec{Upstreams: []Link{Honest("follower-0", 0, 10*time.Millisecond)}})
 		add("chain: primary -> follower 0 -> follower 1", c)
+	}
+	// Upstreams that hold calls: the same proof delays and block
+	// intervals; one that also stalls, beside an honest one; one that
+	// holds beside one that does not; a chain.
+	held := func(c Config) Config {
+		for i := range c.Followers {
+			for j := range c.Followers[i].Upstreams {
+				c.Followers[i].Upstreams[j].HoldMax = 30 * time.Second
+			}
+		}
+		return c
+	}
+	for _, iv := range []time.Duration{250 * time.Millisecond, time.Second, 5 * time.Second} {
+		for _, d := range []time.Duration{0, 6 * time.Second, 30 * time.Second} {
+			add(fmt.Sprintf("held: proofs %s ±25%% behind %s blocks", d, iv), held(Base(seed, blocks, iv, d)))
+		}
+	}
+	{
+		c := held(Base(seed, blocks, time.Second, 6*time.Second))
+		st := Stalling("staller", -1, 10*time.Millisecond, 30, 20*time.Second)
+		st.HoldMax = 30 * time.Second
+		c.Followers[0].Upstreams = append(c.Followers[0].Upstreams, st)
+		add("held: one upstream stalls 1 call in 30 for 20s", c)
+	}
+	{
+		c := held(Base(seed, blocks, time.Second, 6*time.Second))
+		c.Followers[0].Upstreams = append(c.Followers[0].Upstreams, Honest("old", -1, 10*time.Millisecond))
+		add("held: one upstream holds, one does not", c)
+	}
+	{
+		c := Base(seed, blocks, time.Second, 6*time.Second)
+		c.Followers = append(c.Followers, FollowerSpec{Upstreams: []Link{Honest("follower-0", 0, 10*time.Millisecond)}},
+			FollowerSpec{Upstreams: []Link{Honest("follower-1", 1, 10*time.Millisecond)}})
+		add("held: chain: primary -> follower 0 -> follower 1 -> follower 2", held(c))
 	}
 	{
 		c := Base(seed, blocks, time.Second, 30*time.Second)

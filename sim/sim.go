@@ -61,6 +61,11 @@ type Link struct {
 	LieRate   float64 // a call is answered with a lie (of Lie's kind)
 	Lie       Lie
 	Outages   [][2]time.Duration // [from, to) since the start: every call fails
+	// HoldMax: the store holds a call that asks (storesync-hold) until
+	// its block commits or its proof is applied there, up to this long,
+	// and its answers say so and give its proven tip; 0: an older store
+	// (or one behind a proxy that strips metadata), which does neither.
+	HoldMax time.Duration
 }
 
 // Lie is a kind of hostile answer.

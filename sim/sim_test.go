@@ -129,6 +129,53 @@ func TestPropertyOneBadUpstream(t *testing.T) {
 	}
 	each(t, "one upstream", check)
 	each(t, "two honest", check)
+	each(t, "held: one upstream", check)
+}
+
+// TestPropertyHeldCalls: with an upstream that holds calls, a caught-up
+// follower commits each block within the apply, two round trips and 10 ms
+// of the primary (p99), proves each within a few round trips and a batch
+// wait of the primary, and makes about one call per block plus one per
+// proof that did not come with its block, fetching no byte beyond that
+// floor; whatever the poll interval (it polls no more).
+func TestPropertyHeldCalls(t *testing.T) {
+	each(t, "held: proofs ", func(t *testing.T, c Condition, r *Report) {
+		f := r.Followers[0]
+		l := c.Cfg.Followers[0].Upstreams[0]
+		rtt := l.RTT + l.Jitter
+		if !f.Complete {
+			t.Fatalf("not every block and proof applied by the end")
+		}
+		if want := c.Cfg.ApplyTime + 2*rtt + 10*time.Millisecond; f.CommitP99 > want {
+			t.Errorf("commit %s behind the primary (p99), want at most %s (apply + 2 RTT + 10ms)", f.CommitP99, want)
+		}
+		if want := 4*rtt + 50*time.Millisecond; f.ProofLagP99 > want {
+			t.Errorf("proven tip %s behind the primary's (p99), want at most %s", f.ProofLagP99, want)
+		}
+		calls, bytes := 2.05, 2.05
+		if c.Cfg.ProofDelay == 0 {
+			calls, bytes = 1.05, 1.001
+		}
+		if f.CallsPerBlock > calls || f.BytesPerUseful > bytes {
+			t.Errorf("%.2f calls per block and %.3f bytes per useful byte, want at most %.2f and %.3f", f.CallsPerBlock, f.BytesPerUseful, calls, bytes)
+		}
+	})
+}
+
+// TestPropertyHeldChain: down a chain of followers whose upstreams hold
+// calls, each link adds at most one apply and one round trip to the
+// commit latency (p99).
+func TestPropertyHeldChain(t *testing.T) {
+	each(t, "held: chain", func(t *testing.T, c Condition, r *Report) {
+		var prev time.Duration
+		for i, f := range r.Followers {
+			l := c.Cfg.Followers[i].Upstreams[0]
+			if add := f.CommitP99 - prev; add > c.Cfg.ApplyTime+l.RTT+l.Jitter+2*time.Millisecond {
+				t.Errorf("follower %d adds %s to its upstream's commit latency (p99 %s), want at most an apply and a round trip", i, add, f.CommitP99)
+			}
+			prev = f.CommitP99
+		}
+	})
 }
 
 // TestPropertyChainAndCatchUp: a follower of a follower keeps up, and a
@@ -145,6 +192,7 @@ func TestPropertyChainAndCatchUp(t *testing.T) {
 		}
 	}
 	each(t, "chain", check)
+	each(t, "held: chain", check)
 	each(t, "catch-up", check)
 }
 
