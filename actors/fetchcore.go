@@ -64,11 +64,11 @@ type call struct {
 	n        uint64
 	upstream int
 	launched time.Time
-	probe    bool // past the known tip
-	hedge    bool // a second call for a block whose first is late
-	proof    bool // a proof ask for the ProofTracker
-	known    bool // ... of a proof known to exist
-	tries    int  // ... asked this many times before
+	probe    bool          // past the known tip
+	hedge    bool          // a second call for a block whose first is late
+	proof    bool          // a proof ask for the ProofTracker
+	known    bool          // ... of a proof known to exist
+	tries    int           // ... asked this many times before
 	wait     time.Duration // held: the upstream was asked to hold it this long (0: not held)
 	// knownAt: when what a held call waits for was first known to exist
 	// (another upstream served the block, a tip seen moved the edge past
@@ -159,12 +159,12 @@ type FetchReady struct {
 	Tips         []TipReport
 	Logs         []LogLine
 	Marks        []Mark
-	Suspected    []int     // upstreams newly marked suspect
+	Suspected    []int // upstreams newly marked suspect
 	// HoldingChanged: whether an upstream holds proof asks changed to
 	// Holding (for the ProofTracker: step ProofHolding).
 	HoldingChanged, Holding bool
-	Stalled      bool      // deliveries unacknowledged for stallAfter: step Resync from the store
-	WakeAt       time.Time // move the timer to this (zero: leave it; a spurious Tick is harmless)
+	Stalled                 bool      // deliveries unacknowledged for stallAfter: step Resync from the store
+	WakeAt                  time.Time // move the timer to this (zero: leave it; a spurious Tick is harmless)
 }
 
 // NewFetchCore starts delivering from next (the store's tip + 1) at now.

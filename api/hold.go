@@ -103,7 +103,9 @@ func NewHolds(st *store.Store, cfg HoldConfig) *Holds {
 }
 
 // Collectors are the holds' metrics, for the node's registry.
-func (h *Holds) Collectors() []prometheus.Collector { return []prometheus.Collector{h.outcomes, h.gauge} }
+func (h *Holds) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{h.outcomes, h.gauge}
+}
 
 // Held is how many calls are held now.
 func (h *Holds) Held() int {
