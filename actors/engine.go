@@ -191,6 +191,7 @@ type Stats struct {
 	RedundantBytes atomic.Int64 // block bytes received again for a proof, by a hedge that lost, or after a reset
 	Rejected       atomic.Int64 // blocks that failed validation
 	FetchErrors    atomic.Int64 // calls to an upstream that failed or timed out
+	Calls          atomic.Int64 // calls to upstreams (block fetches, probes and proof asks), ended
 	// FetchLimit is how many calls the Fetcher allows in flight now: the
 	// window, or less on a link that was too slow for it (Window.limit).
 	FetchLimit atomic.Int64

@@ -570,8 +570,11 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 		if !held {
 			c.book.Lacks(u, n, now)
 		}
+		// A plain call's answer that says the store holds (the first
+		// ones, before the Book knew): the next probe goes at once, held.
+		next := held || k.wait == 0 && c.cfg.HoldWait > 0 && c.book.HoldMax(u) > 0
 		defer func() {
-			if held {
+			if next {
 				c.win.ProbeNow(now)
 			}
 		}()

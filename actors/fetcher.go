@@ -194,6 +194,7 @@ func (f *fetcher) account(r *fetchResult) CallDone {
 		kind = "error"
 	}
 	m.Fetched(kind, d.Took)
+	st.Calls.Add(1)
 	st.FetchedBytes.Add(int64(d.Size + len(r.proof)))
 	useful := wanted && !f.core.ProofCall(d.ID) && d.Outcome == Served
 	switch {

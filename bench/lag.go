@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,17 +17,22 @@ import (
 	"storesync/store"
 )
 
-// LagRow is the commit-to-commit latency at one round-trip time.
+// LagRow is the commit-to-commit latency at one round-trip time: the
+// engine with an upstream that holds calls (the default), the same at a
+// poll interval ten times as long, the engine polling (--no-hold), the
+// naive loop; the apply's own p99 in the same run; and down a chain of
+// three followers that hold, what each link adds.
 type LagRow struct {
-	RTTms                           int64              `json:"rtt_ms"`
-	Blocks                          int                `json:"blocks"`
-	EngineP50, EngineP90, EngineP99 float64            `json:"-"`
-	EngineMax                       float64            `json:"-"`
-	NaiveP50, NaiveP90, NaiveP99    float64            `json:"-"`
-	NaiveMax                        float64            `json:"-"`
-	Engine                          map[string]float64 `json:"engine_ms"`
-	Naive                           map[string]float64 `json:"naive_ms"`
-	engineSeries, naiveSeries       []float64          // per block, for the plot
+	RTTms                                    int64              `json:"rtt_ms"`
+	Blocks                                   int                `json:"blocks"`
+	ApplyP99                                 float64            `json:"apply_p99_ms"`
+	Engine                                   map[string]float64 `json:"engine_ms"`        // held, poll 200 ms
+	EngineSlow                               map[string]float64 `json:"engine_poll2s_ms"` // held, poll 2 s
+	Polling                                  map[string]float64 `json:"polling_ms"`       // --no-hold
+	Naive                                    map[string]float64 `json:"naive_ms"`
+	ChainAdd                                 []float64          `json:"chain_link_added_p99_ms"` // each link's p99 over the one above
+	CallsPerBlk                              map[string]float64 `json:"calls_per_block"`         // GetBlockByNumber calls per block, health polls apart
+	engineSeries, pollingSeries, naiveSeries []float64          // per block, for the plot
 }
 
 // LagResult: steady state, the primary producing. The top-level keys are
@@ -131,10 +137,11 @@ func (c *commits) provenAt(n uint64) (time.Time, bool) {
 // every block and proof byte received, useful those of the blocks and
 // proofs it applied (the engine's Stats.FetchedBytes and UsefulBytes).
 type naiveFollower struct {
-	st     *store.Store
-	mu     sync.Mutex
-	bytes  int64
-	useful int64
+	st      *store.Store
+	mu      sync.Mutex
+	bytes   int64
+	useful  int64
+	applyMs []float64 // each ApplyBlock's time
 }
 
 func (nf *naiveFollower) count(fetched, useful int) {
@@ -166,7 +173,13 @@ func runNaive(ctx context.Context, st *store.Store, upstream string, pollProofs 
 			got := err == nil && mb.Block != nil
 			if got {
 				useful := 0
-				if _, err := st.ApplyBlockBytes(ctx, mb.Block); err == nil {
+				began := time.Now()
+				_, err := st.ApplyBlockBytes(ctx, mb.Block)
+				took := float64(time.Since(began).Microseconds()) / 1000
+				nf.mu.Lock()
+				nf.applyMs = append(nf.applyMs, took)
+				nf.mu.Unlock()
+				if err == nil {
 					useful = len(mb.Block)
 					if mb.Proof != nil && proven == committed && st.ApplyProof(ctx, committed+1, mb.Proof) == nil {
 						useful += len(mb.Proof)
@@ -208,6 +221,31 @@ func percentile(ms []float64, p float64) float64 {
 	return s[min(len(s)-1, int(p*float64(len(s))))]
 }
 
+// lagFollower is one engine follower of the lag scenario.
+type lagFollower struct {
+	f   *runtime.Follower
+	dir string
+	c   *commits
+}
+
+func startLagFollower(ctx context.Context, genesisPath, upstream string, e actors.Config) (*lagFollower, error) {
+	dir, _ := os.MkdirTemp("", "bench-lag-")
+	f, err := runtime.New(runtime.Config{DataDir: dir, Genesis: genesisPath, Upstreams: []string{upstream},
+		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Engine: e, Log: quiet})
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Start(); err != nil {
+		return nil, err
+	}
+	return &lagFollower{f: f, dir: dir, c: watchCommits(ctx, f.Store())}, nil
+}
+
+func (l *lagFollower) stop() { l.f.Stop(); os.RemoveAll(l.dir) }
+
+// fetchCalls is how many GetBlockByNumber calls the follower's engine made.
+func (l *lagFollower) fetchCalls() int64 { return l.f.Engine().Stats().Calls.Load() }
+
 func lag(quick bool) (*LagResult, error) {
 	interval, run := 500*time.Millisecond, 40*time.Second
 	if quick {
@@ -215,73 +253,170 @@ func lag(quick bool) (*LagResult, error) {
 	}
 	res := &LagResult{}
 	for _, rtt := range []time.Duration{0, 50 * time.Millisecond} {
-		p, err := startProducing(interval, time.Second, 0)
-		if err != nil {
-			return nil, err
-		}
-		l, err := newLink(p.node.PublicAddr(), rtt)
-		if err != nil {
-			return nil, err
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		pc := watchCommits(ctx, p.node.Store())
-		fdir, _ := os.MkdirTemp("", "bench-lag-engine-")
-		f, err := runtime.New(runtime.Config{DataDir: fdir, Genesis: p.genesisPath(), Upstreams: []string{l.addr()},
-			Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Engine: actors.Config{PollInterval: pollInterval}, Log: quiet})
-		if err != nil {
-			return nil, err
-		}
-		if err := f.Start(); err != nil {
-			return nil, err
-		}
-		ec := watchCommits(ctx, f.Store())
-		ndir, _ := os.MkdirTemp("", "bench-lag-naive-")
-		nst, err := store.Open(ndir, f.Store().Genesis())
-		if err != nil {
-			return nil, err
-		}
-		nc := watchCommits(ctx, nst)
-		_, stopNaive, err := runNaive(ctx, nst, l.addr(), false)
-		if err != nil {
-			return nil, err
-		}
-		time.Sleep(run) // the scenario's duration: the primary produces meanwhile
-		tip, _ := p.node.Store().Tips()
-		cancel()
-		stopNaive()
-		f.Stop()
-		nst.Close()
-		l.close()
-		p.stop()
-		os.RemoveAll(fdir)
-		os.RemoveAll(ndir)
-		var em, nm []float64
-		for n := uint64(4); n+1 < tip; n++ { // skip the start-up catch-up and the last block
-			pt, ok := pc.get(n)
-			if !ok {
-				continue
-			}
-			if t, ok := ec.get(n); ok {
-				em = append(em, float64(t.Sub(pt).Microseconds())/1000)
-			}
-			if t, ok := nc.get(n); ok {
-				nm = append(nm, float64(t.Sub(pt).Microseconds())/1000)
+		row := LagRow{RTTms: rtt.Milliseconds(), CallsPerBlk: map[string]float64{}}
+		// Two runs, so that no more stores share the machine's two cores
+		// than a comparison needs: the held engine, the polling engine and
+		// the naive loop side by side; then the chain, with the held
+		// engine at a long poll interval beside it.
+		for phase := range 2 {
+			if err := lagRun(&row, phase, interval, run, rtt); err != nil {
+				return nil, err
 			}
 		}
-		row := LagRow{RTTms: rtt.Milliseconds(), Blocks: len(em),
-			Engine:       map[string]float64{"p50": percentile(em, .5), "p90": percentile(em, .9), "p99": percentile(em, .99), "max": percentile(em, 1)},
-			Naive:        map[string]float64{"p50": percentile(nm, .5), "p90": percentile(nm, .9), "p99": percentile(nm, .99), "max": percentile(nm, 1)},
-			engineSeries: em, naiveSeries: nm}
 		res.Rows = append(res.Rows, row)
 		res.EngineP50ms, res.EngineP99ms, res.NaiveP50ms, res.NaiveP99ms = row.Engine["p50"], row.Engine["p99"], row.Naive["p50"], row.Naive["p99"]
 	}
-	fmt.Printf("\n### lag: primary commit to follower commit (ms), a standard block every %s, poll interval %s\n\n", interval, pollInterval)
-	fmt.Println("| RTT ms | blocks | engine p50 | p90 | p99 | max | naive p50 | p90 | p99 | max |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Printf("\n### lag: primary commit to follower commit (ms), a standard block every %s, poll interval %s (or 2 s)\n\n", interval, pollInterval)
+	fmt.Println("engine: the upstream holds its probe until the block commits; polling: the same engine with --no-hold; target for the engine: p99 at most the apply's p99 (the naive loop's ApplyBlock, same run) + 2 RTT + 10 ms. chain: what each link of primary -> A -> B -> C adds (p99; target: one apply + one RTT), in a second run with the held engine at a 2 s poll interval beside it. calls: GetBlockByNumber per block, health polls apart.")
+	fmt.Println()
+	fmt.Println("| RTT ms | blocks | apply p99 | engine p50 | p99 | max | target | polling p50 | p99 | naive p50 | p99 | engine poll 2s p50 | p99 | chain: A, B over A, C over B (p99) | calls/block: engine / polling / poll 2s |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range res.Rows {
-		fmt.Printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", r.RTTms, r.Blocks,
-			r.Engine["p50"], r.Engine["p90"], r.Engine["p99"], r.Engine["max"], r.Naive["p50"], r.Naive["p90"], r.Naive["p99"], r.Naive["max"])
+		target := r.ApplyP99 + 2*float64(r.RTTms) + 10
+		chain := make([]string, len(r.ChainAdd))
+		for i, c := range r.ChainAdd {
+			chain[i] = fmt.Sprintf("%.0f", c)
+		}
+		fmt.Printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %.2f / %.2f / %.2f |\n", r.RTTms, r.Blocks, r.ApplyP99,
+			r.Engine["p50"], r.Engine["p99"], r.Engine["max"], target, r.Polling["p50"], r.Polling["p99"],
+			r.Naive["p50"], r.Naive["p99"], r.EngineSlow["p50"], r.EngineSlow["p99"], strings.Join(chain, ", "),
+			r.CallsPerBlk["engine"], r.CallsPerBlk["polling"], r.CallsPerBlk["engine, poll 2s"])
 	}
 	return res, nil
+}
+
+// lagRun runs one phase of the lag scenario at one round-trip time and
+// fills its part of row.
+func lagRun(row *LagRow, phase int, interval, run, rtt time.Duration) error {
+	p, err := startProducing(interval, time.Second, 0)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	var links []*link
+	defer func() {
+		for _, l := range links {
+			l.close()
+		}
+	}()
+	newL := func(target string) (string, error) {
+		l, err := newLink(target, rtt)
+		if err != nil {
+			return "", err
+		}
+		links = append(links, l)
+		return l.addr(), nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pc := watchCommits(ctx, p.node.Store())
+	var fs []*lagFollower
+	defer func() {
+		for _, f := range fs {
+			f.stop()
+		}
+	}()
+	start := func(upstream string, e actors.Config) (*lagFollower, error) {
+		addr, err := newL(upstream)
+		if err != nil {
+			return nil, err
+		}
+		f, err := startLagFollower(ctx, p.genesisPath(), addr, e)
+		if err == nil {
+			fs = append(fs, f)
+		}
+		return f, err
+	}
+	counted := map[string]*lagFollower{}
+	var chain []*lagFollower
+	var nf *naiveFollower
+	var nc *commits
+	stopNaive := func() {}
+	if phase == 0 {
+		held, err := start(p.node.PublicAddr(), actors.Config{PollInterval: pollInterval})
+		if err != nil {
+			return err
+		}
+		polling, err := start(p.node.PublicAddr(), actors.Config{PollInterval: pollInterval, NoHold: true})
+		if err != nil {
+			return err
+		}
+		counted["engine"], counted["polling"] = held, polling
+		ndir, _ := os.MkdirTemp("", "bench-lag-naive-")
+		defer os.RemoveAll(ndir)
+		nst, err := store.Open(ndir, held.f.Store().Genesis())
+		if err != nil {
+			return err
+		}
+		defer nst.Close()
+		nc = watchCommits(ctx, nst)
+		naddr, err := newL(p.node.PublicAddr())
+		if err != nil {
+			return err
+		}
+		if nf, stopNaive, err = runNaive(ctx, nst, naddr, false); err != nil {
+			return err
+		}
+	} else {
+		slow, err := start(p.node.PublicAddr(), actors.Config{PollInterval: 10 * pollInterval})
+		if err != nil {
+			return err
+		}
+		counted["engine, poll 2s"] = slow
+		for range 3 {
+			up := p.node.PublicAddr()
+			if len(chain) > 0 {
+				up = chain[len(chain)-1].f.Addr()
+			}
+			f, err := start(up, actors.Config{PollInterval: pollInterval})
+			if err != nil {
+				return err
+			}
+			chain = append(chain, f)
+		}
+	}
+	// Calls per block over the second half, caught up.
+	time.Sleep(run / 2)
+	tip0, _ := p.node.Store().Tips()
+	calls0 := map[string]int64{}
+	for name, f := range counted {
+		calls0[name] = f.fetchCalls()
+	}
+	time.Sleep(run / 2) // the scenario's duration: the primary produces meanwhile
+	tip, _ := p.node.Store().Tips()
+	for name, f := range counted {
+		row.CallsPerBlk[name] = float64(f.fetchCalls()-calls0[name]) / float64(max(tip-tip0, 1))
+	}
+	cancel()
+	stopNaive()
+	series := func(c, base *commits) []float64 {
+		var out []float64
+		for n := uint64(4); n+1 < tip; n++ { // skip the start-up catch-up and the last block
+			bt, ok := base.get(n)
+			if !ok {
+				continue
+			}
+			if t, ok := c.get(n); ok {
+				out = append(out, float64(t.Sub(bt).Microseconds())/1000)
+			}
+		}
+		return out
+	}
+	stats := func(xs []float64) map[string]float64 {
+		return map[string]float64{"p50": percentile(xs, .5), "p90": percentile(xs, .9), "p99": percentile(xs, .99), "max": percentile(xs, 1)}
+	}
+	if phase == 0 {
+		em, pm, nm := series(counted["engine"].c, pc), series(counted["polling"].c, pc), series(nc, pc)
+		row.Blocks, row.ApplyP99 = len(em), percentile(nf.applyMs, .99)
+		row.Engine, row.Polling, row.Naive = stats(em), stats(pm), stats(nm)
+		row.engineSeries, row.pollingSeries, row.naiveSeries = em, pm, nm
+		return nil
+	}
+	row.EngineSlow = stats(series(counted["engine, poll 2s"].c, pc))
+	base := pc
+	for _, f := range chain {
+		row.ChainAdd = append(row.ChainAdd, percentile(series(f.c, base), .99))
+		base = f.c
+	}
+	return nil
 }

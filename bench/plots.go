@@ -62,7 +62,7 @@ func writePlots(dir string, res *Results) error {
 			for i, s := range []struct {
 				name string
 				ys   []float64
-			}{{"engine", row.engineSeries}, {"naive loop", row.naiveSeries}} {
+			}{{"engine (held)", row.engineSeries}, {"engine polling", row.pollingSeries}, {"naive loop", row.naiveSeries}} {
 				xys := make(plotter.XYs, len(s.ys))
 				for k, y := range s.ys {
 					xys[k] = plotter.XY{X: float64(k), Y: y}

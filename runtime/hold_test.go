@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -159,5 +160,76 @@ func TestHoldFallsBackToPolling(t *testing.T) {
 		lags[len(lags)/2].Round(time.Millisecond), lags[len(lags)-1].Round(time.Millisecond), float64(proxy.calls.Load()-callsBefore)/10)
 	if n := proxy.holdSeen.Load(); n != 0 {
 		t.Fatalf("%d calls asked a store that never said it holds to hold them", n)
+	}
+}
+
+// TestHeldFloodDoesNotStarve: thousands of held calls from many
+// connections (bounded: 16 connections of 100 calls, each asking again as
+// soon as it is answered, for 20 blocks' time) fill the follower's hold pool
+// and are answered at once beyond it; meanwhile the follower keeps syncing
+// and a well-behaved client's reads all succeed.
+func TestHeldFloodDoesNotStarve(t *testing.T) {
+	p := testnet.StartPrimary(t, 25*time.Millisecond, nil)
+	f := newFollowerCfg(t, genesisOf(p.Node), testnet.LogOnFailure(t, "flooded follower"), func(c *Config) {
+		c.Holds = api.HoldConfig{MaxWait: 5 * time.Second, MaxHeld: 256, MaxPerConn: 16}
+		c.Limits = Limits{ConcurrentReads: 4, QueuedReads: 64}
+	}, p.PublicAddr())
+	startFollower(t, f)
+	waitFor(t, 30*time.Second, "the follower to sync 20 blocks", func() bool { c, _ := f.Store().Tips(); return c >= 20 })
+
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	var asked atomic.Int64
+	const conns, perConn, maxCalls = 16, 100, 200_000
+	for range conns {
+		c := dialClient(t, f.Addr(), nil)
+		for range perConn {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil && asked.Add(1) <= maxCalls {
+					tip, _ := f.Store().Tips()
+					hctx := metadata.AppendToOutgoingContext(ctx, api.HoldKey, api.HoldBlock, api.HoldWaitKey, "5000")
+					_, _ = c.GetBlockByNumber(hctx, &storev1.BlockByNumberRequest{BlockNum: tip + 1000})
+				}
+			}()
+		}
+	}
+	waitFor(t, 30*time.Second, "the hold pool to fill", func() bool {
+		return value(scrape(t, f.HTTPAddr()), "storesync_held_calls", "") >= 256
+	})
+	good := dialClient(t, f.Addr(), nil)
+	var lat []time.Duration
+	start := time.Now()
+	target, _ := p.Store().Tips()
+	target += 20
+	for {
+		fc, _ := f.Store().Tips()
+		if fc >= target {
+			break
+		}
+		if time.Since(start) > 90*time.Second {
+			t.Fatalf("the follower applied %d of the 20 blocks made during the flood in 90 s", 20-(target-fc))
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		began := time.Now()
+		_, err := good.GetBlockHeaderByNumber(cctx, &storev1.BlockHeaderByNumberRequest{})
+		cancel()
+		if err != nil {
+			t.Fatalf("a well-behaved read failed during the flood: %v", err)
+		}
+		lat = append(lat, time.Since(began))
+	}
+	took := time.Since(start)
+	m := scrape(t, f.HTTPAddr())
+	stop()
+	wg.Wait()
+	slices.Sort(lat)
+	t.Logf("20 blocks applied under a flood of held calls in %s (one made per 25 ms); %d flood calls asked, %v held at the end, %v refused (answered at once)",
+		took.Round(time.Millisecond), min(asked.Load(), maxCalls), value(m, "storesync_held_calls", ""), value(m, "storesync_held_calls_total", "outcome", "refused"))
+	t.Logf("well-behaved client: %d reads, none failed; latency p50 %s max %s", len(lat), lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
+	if held := value(m, "storesync_held_calls", ""); held > 256 {
+		t.Fatalf("%v calls held at once, beyond the pool of 256", held)
 	}
 }
