@@ -567,12 +567,16 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 		// the next probe waits a poll interval.
 		held := k.wait > 0 && e.Took >= k.wait*9/10
 		c.answered(u, n, c.took(k, e), now)
-		if !held {
-			c.book.Lacks(u, n, now)
-		}
 		// A plain call's answer that says the store holds (the first
 		// ones, before the Book knew): the next probe goes at once, held.
-		next := held || k.wait == 0 && c.cfg.HoldWait > 0 && c.book.HoldMax(u) > 0
+		next := held || k.probe && !k.hedge && k.wait == 0 && c.cfg.HoldWait > 0 && c.book.HoldMax(u) > 0
+		if !next {
+			// Marked lacking, the upstream is not probed again for half a
+			// poll interval; one to be probed at once must not be, or the
+			// probe would find nobody to ask and wake the core at once,
+			// again and again.
+			c.book.Lacks(u, n, now)
+		}
 		defer func() {
 			if next {
 				c.win.ProbeNow(now)

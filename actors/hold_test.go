@@ -263,3 +263,26 @@ func TestProofCoreAsksAtCommitWhenHeld(t *testing.T) {
 		t.Fatalf("asked %+v again at once after a miss", got)
 	}
 }
+
+// TestFetchFirstAnswerSaysHolds: a core whose first calls were plain
+// (before any answer said the store holds) finds the tip with them, then
+// asks its probes held, one at a time, without spinning (run fails the test
+// if the core keeps waking itself at one instant).
+func TestFetchFirstAnswerSaysHolds(t *testing.T) {
+	s := newFetchSim(t, holdConfig("a"), 1)
+	s.answer = holdingChain(t0, 0, 10*time.Millisecond, 30*time.Second) // no block ever
+	s.step(Tick{})
+	s.run(s.at(time.Second))
+	var held, plainAfter int
+	for i, c := range s.calls {
+		switch {
+		case c.Hold == HoldBlock:
+			held++
+		case i >= 8:
+			plainAfter++
+		}
+	}
+	if held != 1 || plainAfter != 0 {
+		t.Fatalf("%d held probes, %d plain calls after the window's first 8 (calls %+v); want one held probe", held, plainAfter, s.calls)
+	}
+}
