@@ -426,6 +426,9 @@ func (c *FetchCore) hedge(now time.Time) time.Time {
 		}
 		c.ready.Marks = append(c.ready.Marks, Mark{N: n, What: "hedged", Upstream: i,
 			Reason: fmt.Sprintf("%s had not answered after %s", c.book.Name(first.upstream), now.Sub(since))})
+		if k.wait > 0 {
+			k.wait = min(c.cfg.HoldWait, c.book.HoldMax(i))
+		}
 		return c.start(n, i, now, k, true)
 	}
 	// Proof asks, in block order (not the map's: the simulator must be
@@ -457,14 +460,31 @@ func (c *FetchCore) hedge(now time.Time) time.Time {
 			continue
 		}
 		first := c.calls[sl.ids[0]]
-		if first.wait > 0 && !c.known(first, n < c.win.edge || c.book.SomeoneHas(n, first.upstream), now) {
+		if first.wait > 0 {
 			// Held, for a block not known to exist yet: it is meant to
 			// take long. Once the block is known (another upstream served
-			// it, or a tip seen moved the edge past it) an upstream that
+			// it, a tip seen moved the edge past it, or the chain's own
+			// cadence says it is two intervals overdue) an upstream that
 			// does not answer soon after is as late as any.
-			continue
+			exists := n < c.win.edge || c.book.SomeoneHas(n, first.upstream)
+			if due := first.launched.Add(2 * c.win.interval); c.win.interval > 0 && !exists {
+				if !now.Before(due) {
+					exists = true
+				} else if next.IsZero() || due.Before(next) {
+					next = due
+				}
+			}
+			if !c.known(first, exists, now) {
+				continue
+			}
 		}
-		if id := late(n, first, call{probe: first.probe}); id != 0 {
+		k := call{probe: first.probe}
+		if first.wait > 0 {
+			// The hedge of a held probe is held too, where it can be: the
+			// block may not exist yet after all.
+			k.wait = first.wait
+		}
+		if id := late(n, first, k); id != 0 {
 			c.win.Hedged(n, id)
 		}
 	}

@@ -19,6 +19,14 @@ import (
 // the follower stays within a few blocks of the primary throughout, and
 // ends on its very chain.
 func TestStallingUpstream(t *testing.T) {
+	t.Run("polled", func(t *testing.T) { stallingUpstream(t, false) })
+	// Both upstreams hold calls (the default between stores of this
+	// build), the stalling one stalls some of the held ones too: a held
+	// probe overdue by the chain's cadence is hedged at the primary.
+	t.Run("held", func(t *testing.T) { stallingUpstream(t, true) })
+}
+
+func stallingUpstream(t *testing.T, holds bool) {
 	const (
 		interval = 100 * time.Millisecond
 		sampling = 15 * time.Second
@@ -34,7 +42,15 @@ func TestStallingUpstream(t *testing.T) {
 		minStalls = 3
 	)
 	p := testnet.StartPrimary(t, interval, nil)
-	s := testnet.StartStalling(t, p.PublicAddr(), every, stall)
+	newStaller := testnet.NewStalling
+	if holds {
+		newStaller = testnet.NewStallingHolding
+	}
+	s, err := newStaller(p.PublicAddr(), every, stall)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
 	// The engine's defaults, its 10 s fetch timeout included.
 	f := startFollowerOf(t, t.TempDir(), []string{p.PublicAddr(), s.Addr()}, testnet.GenesisOf(p.Node), actors.Config{})
 	primaryTip := func() uint64 { c, _ := p.Store().Tips(); return c }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"storesync/api"
@@ -31,6 +32,7 @@ type Stalling struct {
 	// immutable after construction
 	every    int64
 	stall    time.Duration
+	holds    bool // forward the hold metadata and the answers' headers (NewStallingHolding)
 	upstream storev1.StoreClient
 	conn     *grpc.ClientConn
 	lis      net.Listener
@@ -67,6 +69,18 @@ func NewStalling(upstream string, every int, stall time.Duration) (*Stalling, er
 	storev1.RegisterStoreServer(s.gs, s)
 	go func() { defer close(s.served); _ = s.gs.Serve(lis) }()
 	return s, nil
+}
+
+// NewStallingHolding is NewStalling for an upstream store that holds calls:
+// the hold a call asks for goes on to the upstream, and the upstream's
+// answer headers (its maximum hold, its proven tip) come back, so that the
+// stalling store holds calls like any store of this build, and stalls some.
+func NewStallingHolding(upstream string, every int, stall time.Duration) (*Stalling, error) {
+	s, err := NewStalling(upstream, every, stall)
+	if s != nil {
+		s.holds = true
+	}
+	return s, err
 }
 
 // StartStalling is NewStalling for a test: it fails the test if the server
@@ -143,7 +157,34 @@ func (s *Stalling) GetBlockByNumber(ctx context.Context, req *storev1.BlockByNum
 			return nil, err
 		}
 	}
-	return s.upstream.GetBlockByNumber(ctx, req)
+	if !s.holds {
+		return s.upstream.GetBlockByNumber(ctx, req)
+	}
+	out := ctx
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		for _, k := range []string{api.HoldKey, api.HoldWaitKey} {
+			for _, v := range md.Get(k) {
+				out = metadata.AppendToOutgoingContext(out, k, v)
+			}
+		}
+	}
+	var header metadata.MD
+	mb, err := s.upstream.GetBlockByNumber(out, req, grpc.Header(&header))
+	if len(header) > 0 {
+		_ = grpc.SetHeader(ctx, filterMD(header, api.HoldMaxKey, api.ProvenKey))
+	}
+	return mb, err
+}
+
+// filterMD keeps the keys of md named.
+func filterMD(md metadata.MD, keys ...string) metadata.MD {
+	out := metadata.MD{}
+	for _, k := range keys {
+		if v := md.Get(k); len(v) > 0 {
+			out.Set(k, v...)
+		}
+	}
+	return out
 }
 
 func (s *Stalling) Status(ctx context.Context, req *storev1.StatusRequest) (*storev1.StatusResponse, error) {
