@@ -18,6 +18,13 @@ const FixtureBlocks = 10
 // holding it, proven up to proven.
 func FixtureStore(t testing.TB, proven uint64) (*workload.Chain, *store.Store) {
 	t.Helper()
+	return FixtureStoreAt(t, FixtureBlocks, proven)
+}
+
+// FixtureStoreAt is FixtureStore with only the chain's first committed
+// blocks applied (the rest are the chain's, to apply later).
+func FixtureStoreAt(t testing.TB, committed int, proven uint64) (*workload.Chain, *store.Store) {
+	t.Helper()
 	p, _ := workload.ProfileByName("small")
 	c, err := workload.BuildChain(21, p, FixtureBlocks, 1000)
 	if err != nil {
@@ -29,7 +36,7 @@ func FixtureStore(t testing.TB, proven uint64) (*workload.Chain, *store.Store) {
 	}
 	t.Cleanup(func() { st.Close() })
 	ctx := context.Background()
-	for i, b := range c.Blocks {
+	for i, b := range c.Blocks[:committed] {
 		if _, err := st.ApplyBlock(ctx, b); err != nil {
 			t.Fatal(err)
 		}

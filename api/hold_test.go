@@ -33,21 +33,7 @@ type holdFixture struct {
 
 func newHoldFixture(t *testing.T, committed int, cfg api.HoldConfig) *holdFixture {
 	t.Helper()
-	p, _ := workload.ProfileByName("small")
-	c, err := workload.BuildChain(21, p, 10, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(t.TempDir(), c.Genesis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	for _, b := range c.Blocks[:committed] {
-		if _, err := st.ApplyBlock(context.Background(), b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c, st := api.FixtureStoreAt(t, committed, 0)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
