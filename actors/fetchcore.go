@@ -426,7 +426,10 @@ func (c *FetchCore) hedge(now time.Time) time.Time {
 		}
 		c.ready.Marks = append(c.ready.Marks, Mark{N: n, What: "hedged", Upstream: i,
 			Reason: fmt.Sprintf("%s had not answered after %s", c.book.Name(first.upstream), now.Sub(since))})
-		if k.wait > 0 {
+		if first.wait > 0 && !k.proof {
+			// The hedge of a held probe is held too where it can be: the
+			// block may not exist yet after all. (A held proof ask is
+			// hedged only once its proof is known to exist.)
 			k.wait = min(c.cfg.HoldWait, c.book.HoldMax(i))
 		}
 		return c.start(n, i, now, k, true)
@@ -478,13 +481,7 @@ func (c *FetchCore) hedge(now time.Time) time.Time {
 				continue
 			}
 		}
-		k := call{probe: first.probe}
-		if first.wait > 0 {
-			// The hedge of a held probe is held too, where it can be: the
-			// block may not exist yet after all.
-			k.wait = first.wait
-		}
-		if id := late(n, first, k); id != 0 {
+		if id := late(n, first, call{probe: first.probe}); id != 0 {
 			c.win.Hedged(n, id)
 		}
 	}

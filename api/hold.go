@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -190,10 +189,7 @@ func (h *Holds) hold(ctx context.Context, kind string, wait time.Duration, r *st
 		h.outcomes.WithLabelValues("not_needed").Inc()
 		return
 	}
-	conn := "?"
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		conn = p.Addr.String()
-	}
+	conn := ConnKey(ctx)
 	if !h.acquire(conn) {
 		h.outcomes.WithLabelValues("refused").Inc()
 		return
@@ -247,7 +243,12 @@ func (h *Holds) release(conn string) {
 	}
 }
 
-// String describes the configuration, for logs.
-func (c HoldConfig) String() string {
-	return fmt.Sprintf("max wait %s, %d calls, %d per connection", c.MaxWait, c.MaxHeld, c.MaxPerConn)
+// ConnKey names the client connection a call came on (its remote address
+// and port), for the bounds kept per connection: the read limiter's and the
+// hold pool's.
+func ConnKey(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return "?"
 }

@@ -59,7 +59,7 @@ type Config struct {
 	// Holds bounds the GetBlockByNumber calls the read API holds for the
 	// clients that ask (zero fields: api.DefaultHoldConfig).
 	Holds api.HoldConfig
-	Log            *slog.Logger
+	Log   *slog.Logger
 }
 
 // Node is a running primary.

@@ -61,10 +61,11 @@ type Registry struct {
 	problems map[string]string // last problem logged per calling host
 	rejected map[string]int64  // reports not taken, by reason
 	sent     struct {
-		at    time.Time
-		c, p  uint64
-		full  string // with the summary
-		short string // the tips alone
+		at             time.Time
+		c, p           uint64 // the tips in full
+		full           string // with the summary
+		short          string // the tips alone
+		shortC, shortP uint64 // the tips in short
 	}
 }
 
@@ -84,7 +85,7 @@ func New(cfg Config) *Registry {
 // Config.Addr was left empty).
 func (g *Registry) SetAddr(addr string) {
 	g.mu.Lock()
-	g.addr, g.sent.full = addr, ""
+	g.addr, g.sent.full, g.sent.short = addr, "", ""
 	g.mu.Unlock()
 }
 
@@ -184,22 +185,27 @@ func (g *Registry) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 	}
 }
 
-// report returns the encoded report, with the summary or the tips alone,
-// built again when the tips moved or reportRefresh passed.
+// report returns the encoded report, with the summary or the tips alone.
+// The tips alone are encoded again when they move (at every block of a
+// catch-up); the summary, which walks the table, only when a call is to
+// carry it and the one built last is stale (the tips moved, or
+// reportRefresh passed: the ages in it).
 func (g *Registry) report(now time.Time, full bool) string {
 	c, p := g.cfg.Tips()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	self := Report{ID: g.cfg.ID, Addr: g.addr, Committed: c, Proven: p}
+	if !full {
+		if g.sent.short == "" || g.sent.shortC != c || g.sent.shortP != p {
+			g.sent.short, g.sent.shortC, g.sent.shortP = string(Encode(self)), c, p
+		}
+		return g.sent.short
+	}
 	if g.sent.full == "" || g.sent.c != c || g.sent.p != p || now.Sub(g.sent.at) >= reportRefresh {
-		self := Report{ID: g.cfg.ID, Addr: g.addr, Committed: c, Proven: p}
-		g.sent.short = string(Encode(self))
 		g.sent.full = string(Encode(g.table.Summary(now, self)))
 		g.sent.at, g.sent.c, g.sent.p = now, c, p
 	}
-	if full {
-		return g.sent.full
-	}
-	return g.sent.short
+	return g.sent.full
 }
 
 // Status is what /status shows of the stores below.

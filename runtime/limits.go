@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"storesync/api"
@@ -141,10 +140,7 @@ func (r *readLimiter) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	if exempt(info.FullMethod) {
 		return handler(ctx, req)
 	}
-	conn := "?"
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		conn = p.Addr.String() // the remote address and port: one per connection
-	}
+	conn := api.ConnKey(ctx)
 	if err := r.acquire(ctx, conn); err != nil {
 		return nil, err
 	}

@@ -89,14 +89,8 @@ func (u *grpcUpstream) Name() string { return u.addr }
 
 // GetBlock implements actors.Upstream.
 func (u *grpcUpstream) GetBlock(ctx context.Context, n uint64, includeProof bool) ([]byte, []byte, error) {
-	mb, err := u.client.GetBlockByNumber(ctx, &storev1.BlockByNumberRequest{BlockNum: n, IncludeProof: includeProof})
-	if err != nil {
-		return nil, nil, err
-	}
-	if mb.Block == nil {
-		return nil, nil, nil
-	}
-	return mb.Block, mb.Proof, nil
+	a, err := u.GetBlockHeld(ctx, n, includeProof, "", 0)
+	return a.Block, a.Proof, err
 }
 
 // GetBlockHeld implements actors.Holding.
