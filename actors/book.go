@@ -148,6 +148,9 @@ func (b *Book) bestRTT() time.Duration {
 	return best
 }
 
+// RTT is upstream i's smoothed round trip (0: not measured yet).
+func (b *Book) RTT(i int) time.Duration { return b.ups[i].srtt }
+
 // Pick chooses the upstream to ask for block n (a fetch, or a proof ask):
 // among those not known to lack it and with room under their limit,
 // healthy before suspect before avoid (the one that just failed or served a

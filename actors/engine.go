@@ -39,7 +39,14 @@ type Config struct {
 	// upstream that does not hold).
 	HoldWait time.Duration
 	NoHold   bool
-	Restart  RestartPolicy
+	// ProofGrace: where the upstream has been seen to prove blocks within
+	// this long of committing them, a held probe asks it to wait this
+	// long after the commit for the proof (api.HoldGraceKey), so block and
+	// proof come in one answer instead of the block's bytes twice; at
+	// most this much lag, and only while it works (ProofGrace). Negative:
+	// never.
+	ProofGrace time.Duration
+	Restart    RestartPolicy
 
 	Log     *slog.Logger
 	Metrics *otel.Metrics        // nil: none
@@ -65,7 +72,11 @@ var DefaultConfig = Config{
 	// with what it waits for; one that runs out costs a block's bytes
 	// again), and the read API's default maximum.
 	HoldWait: 30 * time.Second,
-	Restart:  DefaultRestartPolicy,
+	// A prover that keeps up with the chain applies a block's proof a few
+	// milliseconds after the block; below the hedges' 25 ms floor, so a
+	// grace never looks like a stall.
+	ProofGrace: 20 * time.Millisecond,
+	Restart:    DefaultRestartPolicy,
 }
 
 // Defaults fills unset fields from DefaultConfig.
@@ -94,6 +105,9 @@ func (c *Config) Defaults() {
 	set(&c.ProofMaxWait, 16*c.PollInterval)
 	set(&c.ProofMaxDelay, d.ProofMaxDelay)
 	set(&c.HoldWait, d.HoldWait)
+	if c.ProofGrace == 0 {
+		c.ProofGrace = d.ProofGrace
+	}
 	if c.Restart == (RestartPolicy{}) {
 		c.Restart = d.Restart
 	}
@@ -109,7 +123,7 @@ func (c *Config) FetchConfig(upstreams []string, seed uint64) FetchConfig {
 		Window: WindowConfig{MaxBlocks: c.FetchWindow, MaxBytes: c.FetchWindowBytes, Credits: c.Credits,
 			PollInterval: c.PollInterval, RetryInitial: c.RetryInitial, RetryMax: c.RetryMax, Seed: seed},
 		Upstreams: upstreams, FetchTimeout: c.FetchTimeout, SuspectFor: c.SuspectFor, Hedge: !c.NoHedge,
-		HoldWait: holdWait(c),
+		HoldWait: holdWait(c), ProofGrace: max(c.ProofGrace, 0),
 	}
 }
 

@@ -19,9 +19,10 @@ const stallAfter = 10 * time.Second
 // proof asks too, so that both kinds of call learn from each other.
 // thread-compatible.
 type FetchCore struct {
-	cfg  FetchConfig
-	win  *Window
-	book *Book
+	cfg   FetchConfig
+	win   *Window
+	book  *Book
+	grace *ProofGrace
 
 	calls    map[uint64]*call
 	lastID   uint64
@@ -50,6 +51,9 @@ type FetchConfig struct {
 	// HoldWait: a probe past the tip to an upstream that holds calls asks
 	// to be held this long (capped by the upstream's maximum); 0: never.
 	HoldWait time.Duration
+	// ProofGrace: the longest a held probe asks its upstream to wait,
+	// after the block commits, for its proof (see ProofGrace); 0: never.
+	ProofGrace time.Duration
 }
 
 // proofAsk is a proof ask waiting for an upstream: after a failed or bad
@@ -70,6 +74,7 @@ type call struct {
 	known    bool          // ... of a proof known to exist
 	tries    int           // ... asked this many times before
 	wait     time.Duration // held: the upstream was asked to hold it this long (0: not held)
+	grace    time.Duration // ... and then this long for the block's proof (0: none)
 	// knownAt: when what a held call waits for was first known to exist
 	// (another upstream served the block, a tip seen moved the edge past
 	// it, an answer showed the proof); from then it is judged late like
@@ -91,6 +96,9 @@ type Call struct {
 	// "": no hold. Timeout includes the wait.
 	Hold string
 	Wait time.Duration
+	// Grace: with HoldBlock, once the block commits the upstream waits up
+	// to this long more for its proof (0: it answers at the commit).
+	Grace time.Duration
 }
 
 // ProofWant asks the FetchCore to fetch block N for its proof.
@@ -171,7 +179,7 @@ type FetchReady struct {
 func NewFetchCore(cfg FetchConfig, next uint64, now time.Time) *FetchCore {
 	c := &FetchCore{cfg: cfg, win: NewWindow(cfg.Window, next), calls: map[uint64]*call{},
 		avoid: map[uint64]int{}, reported: make([]uint64, len(cfg.Upstreams)), asked: map[uint64][]uint64{},
-		hedgedP: map[uint64]bool{},
+		hedgedP: map[uint64]bool{}, grace: NewProofGrace(cfg.ProofGrace),
 		lastAck: now, acked: next - 1}
 	c.book = NewBook(cfg.Upstreams, BookConfig{PollInterval: cfg.Window.PollInterval, RetryInitial: cfg.Window.RetryInitial,
 		RetryMax: cfg.Window.RetryMax, SuspectFor: cfg.SuspectFor, FetchTimeout: cfg.FetchTimeout,
@@ -357,6 +365,9 @@ func (c *FetchCore) launch(n uint64, probe bool, now time.Time) pick {
 			// this one until the block commits: it comes then, not at the
 			// next poll, and no empty answers go back and forth meanwhile.
 			k.wait = min(c.cfg.HoldWait, c.book.HoldMax(i))
+			if k.wait > 0 {
+				k.grace = c.grace.For(n)
+			}
 		}
 		return pick{id: c.start(n, i, now, k, false), started: true}
 	case c.book.AllLack(n, now):
@@ -387,7 +398,7 @@ func (c *FetchCore) start(n uint64, i int, now time.Time, k call, hedge bool) ui
 	case k.wait > 0 && k.proof:
 		cl.Hold = HoldProof
 	case k.wait > 0:
-		cl.Hold = HoldBlock
+		cl.Hold, cl.Grace = HoldBlock, k.grace
 	}
 	c.ready.Calls = append(c.ready.Calls, cl)
 	return c.lastID
@@ -634,6 +645,9 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 		if ok {
 			delete(c.avoid, n)
 		}
+		if k.grace > 0 {
+			c.grace.BlockCame(n, e.Proof)
+		}
 		if k.wait > 0 && c.book.HoldMax(u) > 0 {
 			// The block a held probe waited for: hold one for the next.
 			c.win.ProbeNow(now)
@@ -714,6 +728,9 @@ func (c *FetchCore) proofDone(now time.Time, k *call, e CallDone) {
 		case e.Proof:
 			c.book.HasProof(u, n)
 			a.Proof = e.Payload
+			if k.wait > 0 {
+				c.grace.ProofCame(n, e.Took, c.book.RTT(u))
+			}
 		}
 	}
 	if unanswered && len(ids) > 0 {

@@ -342,13 +342,13 @@ func (f *fetcher) fetch(ctx context.Context, up Upstream, c Call) *fetchResult {
 	start := time.Now()
 	tracer := f.e.journeys.tracer
 	fctx, fspan := tracer.Start(ctx, "fetch", trace.WithAttributes(attribute.String("upstream", up.Name()), attribute.Bool("hedge", c.Hedge),
-		attribute.Int64("hold_wait_ms", c.Wait.Milliseconds())))
+		attribute.Int64("hold_wait_ms", c.Wait.Milliseconds()), attribute.Int64("hold_grace_ms", c.Grace.Milliseconds())))
 	cctx, cancel := context.WithTimeout(fctx, c.Timeout)
 	var raw, proof []byte
 	var err error
 	if h, ok := up.(Holding); ok {
 		var a HeldAnswer
-		a, err = h.GetBlockHeld(cctx, c.N, true, c.Hold, c.Wait)
+		a, err = h.GetBlockHeld(cctx, c.N, true, HoldAsk{Kind: c.Hold, Wait: c.Wait, Grace: c.Grace})
 		raw, proof, d.HoldKnown, d.HoldMax, d.UpstreamProven = a.Block, a.Proof, a.Known, a.HoldMax, a.Proven
 	} else {
 		raw, proof, err = up.GetBlock(cctx, c.N, true)

@@ -19,10 +19,17 @@ type Upstream interface {
 // it wants exists (the read API's storesync-hold metadata), and can tell
 // from an answer whether the store holds calls and how far it has proofs.
 type Holding interface {
-	// GetBlockHeld is GetBlock, asking the store to hold the call for up
-	// to wait: until block n commits (hold HoldBlock), or until its proof
-	// is applied (HoldProof); "" asks no hold.
-	GetBlockHeld(ctx context.Context, n uint64, includeProof bool, hold string, wait time.Duration) (HeldAnswer, error)
+	// GetBlockHeld is GetBlock, asking the store to hold the call as hold
+	// says (its zero value asks no hold).
+	GetBlockHeld(ctx context.Context, n uint64, includeProof bool, hold HoldAsk) (HeldAnswer, error)
+}
+
+// HoldAsk is what a call asks its store to hold it for: for up to Wait,
+// until block n commits (Kind HoldBlock; then up to Grace more for its
+// proof), or until its proof is applied (HoldProof). Kind "": no hold.
+type HoldAsk struct {
+	Kind        string
+	Wait, Grace time.Duration
 }
 
 // What a call may ask an upstream to hold it for (the read API's values).

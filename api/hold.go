@@ -23,6 +23,8 @@ import (
 //	storesync-hold: block       the block is past the tip: answer when it commits
 //	storesync-hold: proof       the block is committed, not proven: answer when its proof is
 //	storesync-hold-wait: 5000   at most this many milliseconds (capped by the server's maximum)
+//	storesync-hold-grace: 20    with "block" and include_proof: once the block commits, wait up
+//	                            to this many milliseconds more for its proof (within the wait)
 //
 // The answer is then exactly what the call would return at that moment (an
 // empty MaybeBlock if the wait ended first). Every answer to GetBlockByNumber
@@ -35,6 +37,12 @@ const (
 	HoldKey     = "storesync-hold"
 	HoldWaitKey = "storesync-hold-wait"
 	HoldMaxKey  = "storesync-hold-max"
+	// HoldGraceKey: a store that proves its blocks within moments of
+	// committing them would answer a held "block" call at the commit,
+	// without the proof, and the client would fetch the block's bytes
+	// again for the proof a few milliseconds later; with a grace it gets
+	// both in one answer, for at most the grace's delay.
+	HoldGraceKey = "storesync-hold-grace"
 	// ProvenKey, in the header of every GetBlockByNumber answer, is the
 	// server's proven tip when it answered: the proofs up to it exist, so a
 	// client behind on proofs can ask for them all at once.
@@ -131,12 +139,13 @@ func (h *Holds) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		if !ok {
 			return handler(ctx, req)
 		}
-		kind, wait, err := holdAsked(ctx)
+		ask, err := holdAsked(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if kind != "" {
-			h.hold(ctx, kind, min(wait, h.cfg.MaxWait), r)
+		if ask.kind != "" {
+			ask.wait = min(ask.wait, h.cfg.MaxWait)
+			h.hold(ctx, ask, r)
 		}
 		// Read before the answer is built from a newer snapshot: a lower
 		// bound of what the answer could say, never more.
@@ -146,29 +155,53 @@ func (h *Holds) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	}
 }
 
-// holdAsked reads the hold a call asks for ("" : none).
-func holdAsked(ctx context.Context) (kind string, wait time.Duration, err error) {
+// holdAsk is what a call asks to be held for.
+type holdAsk struct {
+	kind        string // "": no hold
+	wait, grace time.Duration
+}
+
+// holdAsked reads the hold a call asks for.
+func holdAsked(ctx context.Context) (holdAsk, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	kinds := md.Get(HoldKey)
 	if len(kinds) == 0 {
-		return "", 0, nil
+		return holdAsk{}, nil
 	}
-	kind = kinds[0]
-	if kind != HoldBlock && kind != HoldProof {
-		return "", 0, status.Errorf(codes.InvalidArgument, "%s: want %q or %q, got %q", HoldKey, HoldBlock, HoldProof, kind)
+	a := holdAsk{kind: kinds[0]}
+	if a.kind != HoldBlock && a.kind != HoldProof {
+		return holdAsk{}, status.Errorf(codes.InvalidArgument, "%s: want %q or %q, got %q", HoldKey, HoldBlock, HoldProof, a.kind)
 	}
 	waits := md.Get(HoldWaitKey)
 	if len(waits) == 0 {
-		return "", 0, status.Errorf(codes.InvalidArgument, "%s %s without %s (milliseconds)", HoldKey, kind, HoldWaitKey)
+		return holdAsk{}, status.Errorf(codes.InvalidArgument, "%s %s without %s (milliseconds)", HoldKey, a.kind, HoldWaitKey)
 	}
-	ms, err := strconv.ParseInt(waits[0], 10, 64)
-	if err != nil || ms <= 0 {
-		return "", 0, status.Errorf(codes.InvalidArgument, "%s: want a positive number of milliseconds, got %q", HoldWaitKey, waits[0])
+	var err error
+	if a.wait, err = millis(HoldWaitKey, waits[0]); err != nil {
+		return holdAsk{}, err
 	}
-	return kind, time.Duration(min(ms, int64(time.Hour/time.Millisecond))) * time.Millisecond, nil
+	if graces := md.Get(HoldGraceKey); len(graces) > 0 {
+		if a.kind != HoldBlock {
+			return holdAsk{}, status.Errorf(codes.InvalidArgument, "%s is for %s %q, not %q", HoldGraceKey, HoldKey, HoldBlock, a.kind)
+		}
+		if a.grace, err = millis(HoldGraceKey, graces[0]); err != nil {
+			return holdAsk{}, err
+		}
+	}
+	return a, nil
 }
 
-// wanted reports whether the call's answer now would lack what it waits for.
+// millis parses a positive number of milliseconds (at most an hour).
+func millis(key, v string) (time.Duration, error) {
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms <= 0 {
+		return 0, status.Errorf(codes.InvalidArgument, "%s: want a positive number of milliseconds, got %q", key, v)
+	}
+	return time.Duration(min(ms, int64(time.Hour/time.Millisecond))) * time.Millisecond, nil
+}
+
+// wanted reports whether the call's answer now would lack what it waits
+// for: the block, or (asked for the proof, or in a grace) its proof.
 func (h *Holds) wanted(kind string, r *storev1.BlockByNumberRequest) bool {
 	sn := h.st.Snapshot()
 	n := r.GetBlockNum()
@@ -180,11 +213,13 @@ func (h *Holds) wanted(kind string, r *storev1.BlockByNumberRequest) bool {
 
 // hold waits until the store has what the call waits for, the wait ends,
 // the client cancels, or Release. It takes a place in the pool only if it
-// has to wait.
-func (h *Holds) hold(ctx context.Context, kind string, wait time.Duration, r *storev1.BlockByNumberRequest) {
+// has to wait. A grace, once the block has come, waits for its proof as a
+// hold for the proof would, up to the grace (within the wait).
+func (h *Holds) hold(ctx context.Context, a holdAsk, r *storev1.BlockByNumberRequest) {
 	// The channel first, then the check: a commit between the two closes
 	// the channel already taken, so none is missed.
 	changed := h.st.Changed()
+	kind := a.kind
 	if !h.wanted(kind, r) {
 		h.outcomes.WithLabelValues("not_needed").Inc()
 		return
@@ -195,11 +230,15 @@ func (h *Holds) hold(ctx context.Context, kind string, wait time.Duration, r *st
 		return
 	}
 	defer h.release(conn)
-	t := time.NewTimer(wait)
+	t := time.NewTimer(a.wait)
 	defer t.Stop()
+	var grace <-chan time.Time // running once the block came, in a grace
 	for {
 		select {
 		case <-changed:
+		case <-grace:
+			h.outcomes.WithLabelValues("answered").Inc()
+			return
 		case <-t.C:
 			h.outcomes.WithLabelValues("expired").Inc()
 			return
@@ -211,10 +250,18 @@ func (h *Holds) hold(ctx context.Context, kind string, wait time.Duration, r *st
 			return
 		}
 		changed = h.st.Changed()
-		if !h.wanted(kind, r) {
-			h.outcomes.WithLabelValues("answered").Inc()
-			return
+		if h.wanted(kind, r) {
+			continue
 		}
+		if kind == HoldBlock && a.grace > 0 && h.wanted(HoldProof, r) {
+			kind = HoldProof
+			g := time.NewTimer(a.grace)
+			defer g.Stop()
+			grace = g.C
+			continue
+		}
+		h.outcomes.WithLabelValues("answered").Inc()
+		return
 	}
 }
 

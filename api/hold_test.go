@@ -151,6 +151,62 @@ func TestHoldForProof(t *testing.T) {
 	}
 }
 
+// TestHoldGrace: a call held for its block with a grace is not answered
+// at the commit while the block has no proof: it waits for the proof (and
+// comes with it), or for the grace to end (and comes without).
+func TestHoldGrace(t *testing.T) {
+	f := newHoldFixture(t, 5, api.HoldConfig{})
+	c := f.dial(t)
+	graced := func(n uint64, grace time.Duration) <-chan heldAnswer {
+		ctx := metadata.AppendToOutgoingContext(context.Background(), api.HoldGraceKey, strconv.FormatInt(grace.Milliseconds(), 10))
+		return ask(ctx, c, n, api.HoldBlock, 20*time.Second)
+	}
+	held := graced(6, 20*time.Second)
+	waitHeld(t, f.holds, 1)
+	if _, err := f.st.ApplyBlock(context.Background(), f.chain.Blocks[5]); err != nil {
+		t.Fatal(err)
+	}
+	// Committed, unproven: it must still be held. (An observation
+	// window for something that must not happen, not a wait.)
+	for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		select {
+		case a := <-held:
+			t.Fatalf("answered at the commit, within its grace and without the proof: %v, proof %d bytes", a.err, len(a.mb.GetProof()))
+		default:
+		}
+	}
+	var proofs [][]byte
+	for n := uint64(1); n <= 6; n++ {
+		proofs = append(proofs, block.Prove(f.chain.Keys.Prover, n, f.chain.States[n].Commitment).Encode())
+	}
+	if err := f.st.ApplyProofs(context.Background(), 1, proofs[:5]); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.ApplyProof(context.Background(), 6, proofs[5]); err != nil {
+		t.Fatal(err)
+	}
+	a := <-held
+	if a.err != nil || !bytes.Equal(a.mb.Block, f.chain.Blocks[5].Encode()) || !bytes.Equal(a.mb.Proof, proofs[5]) {
+		t.Fatalf("held call with a grace: %v, proof %d bytes; want block 6 with its proof", a.err, len(a.mb.GetProof()))
+	}
+	// The grace ends: the block comes without its proof, no sooner.
+	const grace = 100 * time.Millisecond
+	held = graced(7, grace)
+	waitHeld(t, f.holds, 1)
+	committed := time.Now()
+	if _, err := f.st.ApplyBlock(context.Background(), f.chain.Blocks[6]); err != nil {
+		t.Fatal(err)
+	}
+	a = <-held
+	if a.err != nil || a.mb.Block == nil || a.mb.Proof != nil {
+		t.Fatalf("grace ended: %v, block %d bytes, proof %d bytes; want block 7 without a proof", a.err, len(a.mb.GetBlock()), len(a.mb.GetProof()))
+	}
+	if since := time.Since(committed); since < grace {
+		t.Fatalf("answered %s after the commit, before its %s grace ended", since, grace)
+	}
+	waitHeld(t, f.holds, 0)
+}
+
 // TestHoldEnds: a held call ends, empty, when its wait (capped by the
 // server's) runs out, when its client cancels, and at Release (shutdown),
 // after which no call is held.
@@ -225,6 +281,8 @@ func TestHoldBadMetadata(t *testing.T) {
 		{[]string{api.HoldKey, api.HoldBlock}, "without " + api.HoldWaitKey},
 		{[]string{api.HoldKey, api.HoldBlock, api.HoldWaitKey, "-5"}, `got "-5"`},
 		{[]string{api.HoldKey, api.HoldProof, api.HoldWaitKey, "soon"}, `got "soon"`},
+		{[]string{api.HoldKey, api.HoldBlock, api.HoldWaitKey, "100", api.HoldGraceKey, "0"}, api.HoldGraceKey + `: want a positive number of milliseconds, got "0"`},
+		{[]string{api.HoldKey, api.HoldProof, api.HoldWaitKey, "100", api.HoldGraceKey, "10"}, api.HoldGraceKey + ` is for`},
 	} {
 		ctx := metadata.AppendToOutgoingContext(context.Background(), tc.md...)
 		_, err := c.GetBlockByNumber(ctx, &storev1.BlockByNumberRequest{BlockNum: 6})

@@ -89,14 +89,17 @@ func (u *grpcUpstream) Name() string { return u.addr }
 
 // GetBlock implements actors.Upstream.
 func (u *grpcUpstream) GetBlock(ctx context.Context, n uint64, includeProof bool) ([]byte, []byte, error) {
-	a, err := u.GetBlockHeld(ctx, n, includeProof, "", 0)
+	a, err := u.GetBlockHeld(ctx, n, includeProof, actors.HoldAsk{})
 	return a.Block, a.Proof, err
 }
 
 // GetBlockHeld implements actors.Holding.
-func (u *grpcUpstream) GetBlockHeld(ctx context.Context, n uint64, includeProof bool, hold string, wait time.Duration) (actors.HeldAnswer, error) {
-	if hold != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, api.HoldKey, hold, api.HoldWaitKey, strconv.FormatInt(max(wait.Milliseconds(), 1), 10))
+func (u *grpcUpstream) GetBlockHeld(ctx context.Context, n uint64, includeProof bool, hold actors.HoldAsk) (actors.HeldAnswer, error) {
+	if hold.Kind != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, api.HoldKey, hold.Kind, api.HoldWaitKey, strconv.FormatInt(max(hold.Wait.Milliseconds(), 1), 10))
+		if hold.Grace > 0 {
+			ctx = metadata.AppendToOutgoingContext(ctx, api.HoldGraceKey, strconv.FormatInt(max(hold.Grace.Milliseconds(), 1), 10))
+		}
 	}
 	var header metadata.MD
 	mb, err := u.client.GetBlockByNumber(ctx, &storev1.BlockByNumberRequest{BlockNum: n, IncludeProof: includeProof}, grpc.Header(&header))

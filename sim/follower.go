@@ -57,6 +57,12 @@ type block struct {
 type stats struct {
 	fetchedBytes, useful int64
 	redundant            int64
+	// lateBytes: the bytes of each block whose first copy came without
+	// its proof (the proof was not made yet): the API's floor is the
+	// useful bytes plus these, one more fetch of the block per late proof.
+	lateBytes  int64
+	lateProofs int
+	firstCopy  map[uint64]bool
 	calls                []int // per link, after Settle
 	callsAll             []int // per link, whole run
 	healthCalls          int
@@ -78,6 +84,7 @@ func newFollower(w *world, id int, spec FollowerSpec) *follower {
 	f.st.callsAll = make([]int, len(f.links))
 	f.st.suspect = make([]int, len(f.links))
 	f.st.timeouts = make([]int, len(f.links))
+	f.st.firstCopy = map[uint64]bool{}
 	return f
 }
 
@@ -296,7 +303,9 @@ func (f *follower) call(c actors.Call) {
 		f.answer(c, l, start, rtt, seen)
 		return
 	}
-	// Held: answered when what it waits for is there, or its wait ends.
+	// Held: answered when what it waits for is there, or its wait ends;
+	// with a grace, once the block is there, when its proof is too or the
+	// grace ends.
 	wait := min(c.Wait, l.HoldMax)
 	there := func(d time.Duration) bool {
 		has, hasProof := f.serverHas(l.Of, c.N, d)
@@ -315,6 +324,8 @@ func (f *follower) call(c actors.Call) {
 		at := f.w.commitAt[min(c.N, uint64(len(f.w.commitAt)-1))]
 		if c.Hold == actors.HoldProof {
 			at = f.w.provenAt[min(c.N, uint64(len(f.w.provenAt)-1))]
+		} else if c.Grace > 0 && c.N < uint64(len(f.w.provenAt)) {
+			at = max(at, min(f.w.provenAt[c.N], at+c.Grace))
 		}
 		if c.N >= uint64(len(f.w.commitAt)) || at > end {
 			at = end
@@ -324,25 +335,32 @@ func (f *follower) call(c actors.Call) {
 	}
 	up := f.w.followers[l.Of]
 	released := false
+	release := func() {
+		if !released {
+			released = true
+			f.answer(c, l, start, rtt, f.w.now)
+		}
+	}
+	graced := false
 	var wait1 func()
 	wait1 = func() {
 		if released {
 			return
 		}
 		if there(f.w.now) {
-			released = true
-			f.answer(c, l, start, rtt, f.w.now)
-			return
+			if _, hasProof := f.serverHas(l.Of, c.N, f.w.now); c.Grace <= 0 || hasProof {
+				release()
+				return
+			}
+			if !graced {
+				graced = true
+				f.w.at(min(f.w.now+c.Grace, end), release)
+			}
 		}
 		up.waiters = append(up.waiters, wait1)
 	}
 	f.w.at(seen, wait1)
-	f.w.at(end, func() {
-		if !released {
-			released = true
-			f.answer(c, l, start, rtt, f.w.now)
-		}
-	})
+	f.w.at(end, release)
 }
 
 // answer simulates the server's answer to call c, made at `at` (when it
@@ -408,6 +426,13 @@ func (f *follower) answer(c actors.Call, l Link, start, rtt, at time.Duration) {
 		f.st.fetchedBytes += int64(done.Size)
 		if done.Proof {
 			f.st.fetchedBytes += int64(f.w.cfg.ProofSize)
+		}
+		if !c.Proof && done.Outcome == actors.Served && !f.st.firstCopy[c.N] {
+			f.st.firstCopy[c.N] = true
+			if !done.Proof {
+				f.st.lateBytes += int64(done.Size)
+				f.st.lateProofs++
+			}
 		}
 		if done.Outcome == actors.TimedOut {
 			f.st.timeouts[c.Upstream]++

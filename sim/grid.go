@@ -32,6 +32,7 @@ func Stalling(name string, of int, rtt time.Duration, every int, stall time.Dura
 // catch-up of 20 blocks.
 func Base(seed uint64, blocks int, interval, delay time.Duration) Config {
 	return Config{Seed: seed, Blocks: blocks, Prefix: 20, BlockInterval: interval, ProofDelay: delay, ProofJitter: delay / 4,
+		ProveWork: 3 * time.Millisecond,
 		Followers: []FollowerSpec{{Upstreams: []Link{Honest("primary", -1, 10*time.Millisecond)}}},
 		Settle:    10 * time.Second}
 }
@@ -104,6 +105,9 @@ func Conditions(seed uint64, blocks int) []Condition {
 			add(fmt.Sprintf("held: proofs %s ±25%% behind %s blocks", d, iv), held(Base(seed, blocks, iv, d)))
 		}
 	}
+	// Proofs made just past the grace a held probe waits for them: the
+	// grace must turn itself off, not add its lag to every block.
+	add("held: proofs 40ms ±25% behind 1s blocks", held(Base(seed, blocks, time.Second, 40*time.Millisecond)))
 	{
 		c := held(Base(seed, blocks, time.Second, 6*time.Second))
 		st := Stalling("staller", -1, 10*time.Millisecond, 30, 20*time.Second)

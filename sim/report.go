@@ -28,6 +28,11 @@ type FollowerReport struct {
 	// over the useful bytes (each block once, each proof once).
 	Fetched, Useful int64
 	BytesPerUseful  float64
+	// LateProofs: blocks whose first copy came without their proof (it
+	// was not made yet), each fetched once more for it; BytesPerFloor is
+	// Fetched over that floor (the useful bytes plus those blocks').
+	LateProofs    int
+	BytesPerFloor float64
 	// CallsPerBlock: calls to every upstream together after Settle, per
 	// block made meanwhile; HealthCalls counted apart.
 	CallsPerBlock float64
@@ -71,6 +76,8 @@ func (w *world) report() *Report {
 			Hedges: f.st.hedges, Rejected: f.st.rejected}
 		fr.Complete = f.committed == uint64(last) && f.proven == uint64(last)
 		fr.BytesPerUseful = float64(fr.Fetched) / float64(useful)
+		fr.LateProofs = f.st.lateProofs
+		fr.BytesPerFloor = float64(fr.Fetched) / float64(useful+f.st.lateBytes)
 		lag := f.lagSamples()
 		fr.LagP50, fr.LagP99 = percentile(lag, 0.5), percentile(lag, 0.99)
 		within := 0
@@ -125,17 +132,17 @@ type Row struct {
 
 // Header and Line print a grid as a Markdown table.
 func WriteTable(out io.Writer, rows []Row) {
-	fmt.Fprintln(out, "| condition | lag p50 | lag p99 | lag max | within max-lag | commit p99 | proof lag p99 | fetched/useful | calls/block | flips | suspect | timeouts | hedges | complete |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(out, "| condition | lag p50 | lag p99 | lag max | within max-lag | commit p99 | proof lag p99 | fetched/useful | late proofs | fetched/floor | calls/block | flips | suspect | timeouts | hedges | complete |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		for i, f := range r.Rep.Followers {
 			name := r.Name
 			if len(r.Rep.Followers) > 1 {
 				name = fmt.Sprintf("%s (follower %d)", r.Name, i)
 			}
-			fmt.Fprintf(out, "| %s | %.0f | %.0f | %.0f | %.1f%% | %s | %s | %.2f | %.2f | %d | %s | %s | %d | %v |\n",
+			fmt.Fprintf(out, "| %s | %.0f | %.0f | %.0f | %.1f%% | %s | %s | %.2f | %d | %.3f | %.2f | %d | %s | %s | %d | %v |\n",
 				name, f.LagP50, f.LagP99, f.LagMax, 100*f.WithinMaxLag, f.CommitP99.Round(time.Millisecond),
-				f.ProofLagP99.Round(10*time.Millisecond), f.BytesPerUseful, f.CallsPerBlock, f.Flips,
+				f.ProofLagP99.Round(10*time.Millisecond), f.BytesPerUseful, f.LateProofs, f.BytesPerFloor, f.CallsPerBlock, f.Flips,
 				ints(f.Suspected), ints(f.Timeouts), f.Hedges, f.Complete)
 		}
 	}

@@ -23,6 +23,10 @@ type Config struct {
 	// ProofJitter (uniform), strictly in order.
 	ProofDelay  time.Duration
 	ProofJitter time.Duration
+	// ProveWork: a proof is applied at least this long after its block
+	// commits (the prover's own work: even with no delay, a held call
+	// answered at the commit comes without the proof).
+	ProveWork time.Duration
 	// Followers, each with its upstreams (Upstream.Of: -1 the primary, k
 	// follower k: a chain).
 	Followers []FollowerSpec
@@ -194,7 +198,7 @@ func newWorld(cfg Config) *world {
 		if cfg.ProofJitter > 0 {
 			d += time.Duration(w.rng.Int64N(int64(2*cfg.ProofJitter))) - cfg.ProofJitter
 		}
-		w.provenAt[n] = max(w.provenAt[n-1], w.commitAt[n]+d)
+		w.provenAt[n] = max(w.provenAt[n-1], w.commitAt[n]+max(d, cfg.ProveWork))
 	}
 	w.end = w.commitAt[total-1]
 	return w

@@ -91,6 +91,7 @@ func run(args []string) error {
 	fs.BoolVar(&e.NoHedge, "no-hedge", d.NoHedge, "never ask a second upstream for a block that is late (hedging is on with two or more upstreams)")
 	fs.DurationVar(&e.HoldWait, "hold-wait", d.HoldWait, "once caught up, ask an upstream that holds calls to hold the probe for the next block this long (it answers when the block commits)")
 	fs.BoolVar(&e.NoHold, "no-hold", d.NoHold, "never ask upstreams to hold calls: poll every --poll-interval")
+	fs.DurationVar(&e.ProofGrace, "proof-grace", d.ProofGrace, "where an upstream proves blocks this soon after committing them, a held probe asks it to wait this long after the commit for the proof, so both come in one answer (at most this much lag; turned off while blocks come without proofs; 0: never)")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight reads may finish on shutdown")
 	t := &cfg.TLS
 	fs.StringVar(&t.CertFile, "tls-cert", "", "PEM certificate of the read API (and of the HTTP listener with --http-tls); empty: plain text")
@@ -125,6 +126,9 @@ func run(args []string) error {
 		return fmt.Errorf("--max-streams-per-conn: want 1 to %d, got %d", 1<<31, *streams)
 	}
 	l.StreamsPerConn = uint32(*streams)
+	if e.ProofGrace == 0 {
+		e.ProofGrace = -1 // asked off (the engine's zero is its default)
+	}
 	e.Restart = d.Restart
 	e.Restart.Limit = *restartLimit
 	var flush func()
