@@ -60,18 +60,18 @@ type stats struct {
 	// lateBytes: the bytes of each block whose first copy came without
 	// its proof (the proof was not made yet): the API's floor is the
 	// useful bytes plus these, one more fetch of the block per late proof.
-	lateBytes  int64
-	lateProofs int
-	firstCopy  map[uint64]bool
-	calls                []int // per link, after Settle
-	callsAll             []int // per link, whole run
-	healthCalls          int
-	blocksSettled        int
-	suspect              []int // times each link was newly marked suspect
-	hedges               int
-	timeouts             []int
-	rejected             int
-	flips                int
+	lateBytes     int64
+	lateProofs    int
+	firstCopy     map[uint64]bool
+	calls         []int // per link, after Settle
+	callsAll      []int // per link, whole run
+	healthCalls   int
+	blocksSettled int
+	suspect       []int // times each link was newly marked suspect
+	hedges        int
+	timeouts      []int
+	rejected      int
+	flips         int
 }
 
 func newFollower(w *world, id int, spec FollowerSpec) *follower {
