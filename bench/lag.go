@@ -81,8 +81,11 @@ func (p *producing) stop() { p.cancel(); <-p.done; os.RemoveAll(p.dir) }
 
 func (p *producing) genesisPath() string { return filepath.Join(p.dir, primary.GenesisFile) }
 
-// commits records when each block was first seen committed in a store,
-// and when it was first seen proven (the proven tip reaching it).
+// commits records when each block was committed in a store, and when it
+// was proven there (the proven tip reaching it): the instants the store
+// published them (Snapshot.CommittedAt, ProvenAt), not when this watcher
+// woke, which on a loaded machine can be a scheduler slice later. Blocks
+// committed between two wakes get the later one's time.
 type commits struct {
 	mu     sync.Mutex
 	at     map[uint64]time.Time
@@ -95,14 +98,14 @@ func watchCommits(ctx context.Context, st *store.Store) *commits {
 		var seen, seenProven uint64
 		for {
 			ch := st.Changed()
-			tip, proven := st.Tips()
-			now := time.Now()
+			sn := st.Snapshot()
+			tip, proven := sn.Committed(), sn.Proven
 			c.mu.Lock()
 			for n := seen + 1; n <= tip; n++ {
-				c.at[n] = now
+				c.at[n] = sn.CommittedAt
 			}
 			for n := seenProven + 1; n <= proven; n++ {
-				c.proven[n] = now
+				c.proven[n] = sn.ProvenAt
 			}
 			c.mu.Unlock()
 			seen, seenProven = max(seen, tip), max(seenProven, proven)

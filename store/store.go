@@ -79,6 +79,11 @@ type Snapshot struct {
 	Proven   uint64
 	tipLoc   loc // where the committed tip's block lies in its file
 	proofLoc loc // where the proven tip's proof lies in its file (if any)
+	// CommittedAt and ProvenAt: when this store first published its
+	// committed tip and its proven tip, so readers could see them (zero:
+	// at Open). The instant a block or proof became readable here, with no
+	// waker's scheduling delay in it.
+	CommittedAt, ProvenAt time.Time
 }
 
 // Committed returns the committed tip.
@@ -582,6 +587,16 @@ func (s *Store) Dir() string { return s.dir }
 // publish makes sn the view readers see and wakes everyone waiting on
 // Changed. CONTRACT: s.mu must be locked (or Open still running).
 func (s *Store) publish(sn *Snapshot) {
+	if old := s.snap.Load(); old != nil {
+		now := time.Now()
+		sn.CommittedAt, sn.ProvenAt = old.CommittedAt, old.ProvenAt
+		if sn.Committed() != old.Committed() {
+			sn.CommittedAt = now
+		}
+		if sn.Proven != old.Proven {
+			sn.ProvenAt = now
+		}
+	}
 	s.snap.Store(sn)
 	next := make(chan struct{})
 	if old := s.changed.Swap(&next); old != nil {
