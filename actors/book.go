@@ -158,7 +158,7 @@ func (b *Book) RTT(i int) time.Duration { return b.ups[i].srtt }
 // rotating by n so that calls spread. A backed-off upstream is not asked.
 // ok is false when none is worth asking now.
 func (b *Book) Pick(n uint64, now time.Time, avoid int) (int, bool) {
-	return b.pick(n, now, avoid, false)
+	return b.pick(n, now, avoid, false, false)
 }
 
 // PickHolding is Pick for a call that would rather wait at an upstream
@@ -166,16 +166,28 @@ func (b *Book) Pick(n uint64, now time.Time, avoid int) (int, bool) {
 // answers when the proof is applied, any other "not yet", again and again.
 // It comes before a slow one, after one to avoid or suspect.
 func (b *Book) PickHolding(n uint64, now time.Time, avoid int) (int, bool) {
-	return b.pick(n, now, avoid, true)
+	return b.pick(n, now, avoid, true, false)
 }
 
-func (b *Book) pick(n uint64, now time.Time, avoid int, holding bool) (int, bool) {
+// PickOther is Pick for a hedge: any upstream but `not` (the one whose
+// call is late), a suspect one included. Suspicion orders who is asked
+// first; a hedge has only the others to ask, and an answer it brings is
+// checked like any.
+func (b *Book) PickOther(n uint64, now time.Time, not int) (int, bool) {
+	return b.pick(n, now, not, false, true)
+}
+
+// pick: avoid is asked only when no other can be (never, if never).
+func (b *Book) pick(n uint64, now time.Time, avoid int, holding, never bool) (int, bool) {
 	best, bestScore := -1, int64(0)
 	fast := b.bestRTT()
 	for k := range b.ups {
 		i := (int(n%uint64(len(b.ups))) + k) % len(b.ups)
 		s := b.ups[i]
 		if s.lacksRecently(n, now, b.cfg.PollInterval) || s.inFlight >= s.limit || now.Before(s.downUntil) {
+			continue
+		}
+		if i == avoid && never {
 			continue
 		}
 		score := int64(s.inFlight)

@@ -428,11 +428,8 @@ func (c *FetchCore) hedge(now time.Time) time.Time {
 			}
 			return 0
 		}
-		i, ok := c.book.Pick(n, now, first.upstream)
-		if ok && i == first.upstream {
-			c.book.Done(i)
-		}
-		if !ok || i == first.upstream {
+		i, ok := c.book.PickOther(n, now, first.upstream)
+		if !ok {
 			return 0
 		}
 		c.ready.Marks = append(c.ready.Marks, Mark{N: n, What: "hedged", Upstream: i,

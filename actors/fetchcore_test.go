@@ -900,3 +900,45 @@ func TestFetchCoreHedgePastTheTip(t *testing.T) {
 		t.Fatalf("%d calls in the last second, want a probe per poll interval (%d)", probes, want)
 	}
 }
+
+// TestFetchCoreHedgesAtASuspect: the only other upstream is suspect (it
+// lost a few hedges while its connection warmed up, say); a stalled call
+// at the head of the line is still hedged there: suspicion orders who is
+// asked first, and waiting out the stall would cost the whole timeout.
+func TestFetchCoreHedgesAtASuspect(t *testing.T) {
+	cfg := testFetchConfig("a", "b")
+	cfg.Window.MaxBlocks, cfg.Window.Credits = 4, 4
+	s := newFetchSim(t, cfg, 1)
+	s.autoAck = true
+	s.c.Book().Suspect(1, s.now, "test: late")
+	// Every call goes to a, the one in good standing; block 5's stalls.
+	s.answer = func(c Call, at time.Time) (CallDone, time.Duration, bool) {
+		if c.N == 5 && c.Upstream == 0 {
+			return CallDone{}, 0, false
+		}
+		return chain(longAgo, time.Millisecond, 10*time.Millisecond)(c, at)
+	}
+	s.step(Tick{})
+	s.run(s.at(time.Second))
+	var first, hedge Call
+	for _, c := range s.calls {
+		switch {
+		case c.N == 5 && !c.Hedge:
+			first = c
+		case c.N == 5:
+			hedge = c
+		}
+	}
+	if first.N != 5 || first.Upstream != 0 {
+		t.Fatalf("block 5's first call %+v, want one to a (b is suspect)", first)
+	}
+	if !hedge.Hedge || hedge.Upstream != 1 {
+		t.Fatalf("block 5's stalled call was not hedged at the suspect b: hedge %+v, calls %+v", hedge, s.calls)
+	}
+	if got := delivered(s.delivered); len(got) < 5 || got[4] != 5 {
+		t.Fatalf("delivered %v, want block 5 through the hedge", got)
+	}
+	if at := s.callAt[hedge.ID].Sub(s.callAt[first.ID]); at > cfg.FetchTimeout/2 {
+		t.Fatalf("hedged %s after the first call, want within half the fetch timeout", at)
+	}
+}
