@@ -231,3 +231,57 @@ func hasSeries(fams map[string]*dto.MetricFamily, name, label, val string) bool 
 	}
 	return false
 }
+
+// TestReportsFreshWhileHeld: a caught-up follower whose every block call
+// is held at the primary (a block every 2 s, each probe waiting for the
+// next commit there) still has each durable tip it reaches in the
+// primary's table long before the next block: the held probe for block
+// n+1 left before n was committed here and carries the old tips, so the
+// word comes by the health poller's calls.
+func TestReportsFreshWhileHeld(t *testing.T) {
+	const interval = 2 * time.Second
+	dir, id := newID(t)
+	p := testnet.StartPrimary(t, interval, func(c *primary.Config) { c.Followers = []string{id} })
+	f, _ := reportingFollower(t, dir, testnet.GenesisOf(p.Node), nil, 10*time.Second, p.PublicAddr())
+	tips := func() (uint64, uint64) { return f.Store().Tips() }
+	waitFor(t, 30*time.Second, "the follower to catch up and prove", func() bool {
+		pc, pp := p.Store().Tips()
+		c, pr := tips()
+		return pc >= 2 && c == pc && pr == pp
+	})
+	held0 := value(scrape(t, p.HTTPAddr()), "storesync_held_calls_total", "outcome", "answered")
+	var worst time.Duration
+	for range 4 {
+		c0, _ := tips()
+		// The next block, committed and proven here.
+		waitFor(t, 4*interval, "the follower to commit and prove the next block", func() bool {
+			c, pr := tips()
+			return c > c0 && pr == c
+		})
+		c, pr := tips()
+		snap := f.Store().Snapshot()
+		at := snap.ProvenAt
+		heard := false
+		waitFor(t, 2*interval, "the primary to hear of the follower's tips", func() bool {
+			r, ok := rowOf(p.Replicas().Status(), id)
+			if ok && r.Committed >= c && r.Proven >= pr {
+				heard = true
+				return true
+			}
+			return false
+		})
+		worst = max(worst, time.Since(at))
+		// Heard before the primary made the next block: not carried by the
+		// next block call (held until that block), which would be a whole
+		// block interval late.
+		if pc, _ := p.Store().Tips(); heard && pc > c {
+			t.Fatalf("the primary heard of block %d only after making block %d", c, pc)
+		}
+	}
+	held := value(scrape(t, p.HTTPAddr()), "storesync_held_calls_total", "outcome", "answered") - held0
+	t.Logf("the follower's tips, proven, reached the primary's table within %s of their commit (health interval %s, block interval %s); %v held calls answered meanwhile",
+		worst.Round(time.Millisecond), reportsEvery, interval, held)
+	if held == 0 {
+		t.Fatal("no call was held at the primary: the test exercised polling, not held calls")
+	}
+}
