@@ -30,8 +30,11 @@ type LagRow struct {
 	EngineSlow                               map[string]float64 `json:"engine_poll2s_ms"` // held, poll 2 s
 	Polling                                  map[string]float64 `json:"polling_ms"`       // --no-hold
 	Naive                                    map[string]float64 `json:"naive_ms"`
-	ChainAdd                                 []float64          `json:"chain_link_added_p99_ms"` // each link's p99 over the one above
-	CallsPerBlk                              map[string]float64 `json:"calls_per_block"`         // GetBlockByNumber calls per block, health polls apart
+	ChainAdd                                 []float64          `json:"chain_link_added_p99_ms"`      // each link's p99 over the one above
+	ChainApply                               []float64          `json:"chain_link_apply_p99_ms"`      // each link's own ApplyBlock, p99
+	ChainOver                                []float64          `json:"chain_link_over_apply_p99_ms"` // each link's time over the one above, less its own apply of the same block, p99
+	ChainBlocks                              int                `json:"chain_blocks"`
+	CallsPerBlk                              map[string]float64 `json:"calls_per_block"` // GetBlockByNumber calls per block, health polls apart
 	engineSeries, pollingSeries, naiveSeries []float64          // per block, for the plot
 }
 
@@ -90,10 +93,11 @@ type commits struct {
 	mu     sync.Mutex
 	at     map[uint64]time.Time
 	proven map[uint64]time.Time
+	apply  map[uint64]time.Duration // the block's ApplyBlock here (Snapshot.ApplyStart to CommittedAt), for tips seen one by one
 }
 
 func watchCommits(ctx context.Context, st *store.Store) *commits {
-	c := &commits{at: map[uint64]time.Time{}, proven: map[uint64]time.Time{}}
+	c := &commits{at: map[uint64]time.Time{}, proven: map[uint64]time.Time{}, apply: map[uint64]time.Duration{}}
 	go func() {
 		var seen, seenProven uint64
 		for {
@@ -103,6 +107,9 @@ func watchCommits(ctx context.Context, st *store.Store) *commits {
 			c.mu.Lock()
 			for n := seen + 1; n <= tip; n++ {
 				c.at[n] = sn.CommittedAt
+			}
+			if tip > seen && !sn.ApplyStart.IsZero() {
+				c.apply[tip] = sn.CommittedAt.Sub(sn.ApplyStart)
 			}
 			for n := seenProven + 1; n <= proven; n++ {
 				c.proven[n] = sn.ProvenAt
@@ -124,6 +131,14 @@ func (c *commits) get(n uint64) (time.Time, bool) {
 	defer c.mu.Unlock()
 	t, ok := c.at[n]
 	return t, ok
+}
+
+// applied is how long block n's ApplyBlock took here, if known.
+func (c *commits) applied(n uint64) (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.apply[n]
+	return d, ok
 }
 
 // provenAt is when block n was first seen proven.
@@ -262,7 +277,11 @@ func lag(quick bool) (*LagResult, error) {
 		// the naive loop side by side; then the chain, with the held
 		// engine at a long poll interval beside it.
 		for phase := range 2 {
-			if err := lagRun(&row, phase, interval, run, rtt); err != nil {
+			d := run
+			if phase == 1 && !quick {
+				d = 3 * run // the chain's p99 over some 240 blocks, not its maximum
+			}
+			if err := lagRun(&row, phase, interval, d, rtt); err != nil {
 				return nil, err
 			}
 		}
@@ -270,19 +289,22 @@ func lag(quick bool) (*LagResult, error) {
 		res.EngineP50ms, res.EngineP99ms, res.NaiveP50ms, res.NaiveP99ms = row.Engine["p50"], row.Engine["p99"], row.Naive["p50"], row.Naive["p99"]
 	}
 	fmt.Printf("\n### lag: primary commit to follower commit (ms), a standard block every %s, poll interval %s (or 2 s)\n\n", interval, pollInterval)
-	fmt.Println("engine: the upstream holds its probe until the block commits; polling: the same engine with --no-hold; target for the engine: p99 at most the apply's p99 (the naive loop's ApplyBlock, same run) + 2 RTT + 10 ms. chain: what each link of primary -> A -> B -> C adds (p99; target: one apply + one RTT), in a second run with the held engine at a 2 s poll interval beside it. calls: GetBlockByNumber per block, health polls apart.")
+	fmt.Println("engine: the upstream holds its probe until the block commits; polling: the same engine with --no-hold; target for the engine: p99 at most the apply's p99 (the naive loop's ApplyBlock, same run) + 2 RTT + 10 ms. chain: what each link of primary -> A -> B -> C adds (p99; target: one apply + one RTT), in a second, longer run with the held engine at a 2 s poll interval beside it; with each link's own apply (p99) and, block by block, what the link took beyond its own apply of the block (p99). calls: GetBlockByNumber per block, health polls apart.")
 	fmt.Println()
-	fmt.Println("| RTT ms | blocks | apply p99 | engine p50 | p99 | max | target | polling p50 | p99 | naive p50 | p99 | engine poll 2s p50 | p99 | chain: A, B over A, C over B (p99) | calls/block: engine / polling / poll 2s |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| RTT ms | blocks | apply p99 | engine p50 | p99 | max | target | polling p50 | p99 | naive p50 | p99 | engine poll 2s p50 | p99 | chain blocks | chain: A, B over A, C over B (p99) | their own apply p99 | beyond their own apply p99 | calls/block: engine / polling / poll 2s |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range res.Rows {
 		target := r.ApplyP99 + 2*float64(r.RTTms) + 10
-		chain := make([]string, len(r.ChainAdd))
-		for i, c := range r.ChainAdd {
-			chain[i] = fmt.Sprintf("%.0f", c)
+		join := func(xs []float64) string {
+			out := make([]string, len(xs))
+			for i, x := range xs {
+				out[i] = fmt.Sprintf("%.0f", x)
+			}
+			return strings.Join(out, ", ")
 		}
-		fmt.Printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %.2f / %.2f / %.2f |\n", r.RTTms, r.Blocks, r.ApplyP99,
+		fmt.Printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %d | %s | %s | %s | %.2f / %.2f / %.2f |\n", r.RTTms, r.Blocks, r.ApplyP99,
 			r.Engine["p50"], r.Engine["p99"], r.Engine["max"], target, r.Polling["p50"], r.Polling["p99"],
-			r.Naive["p50"], r.Naive["p99"], r.EngineSlow["p50"], r.EngineSlow["p99"], strings.Join(chain, ", "),
+			r.Naive["p50"], r.Naive["p99"], r.EngineSlow["p50"], r.EngineSlow["p99"], r.ChainBlocks, join(r.ChainAdd), join(r.ChainApply), join(r.ChainOver),
 			r.CallsPerBlk["engine"], r.CallsPerBlk["polling"], r.CallsPerBlk["engine, poll 2s"])
 	}
 	return res, nil
@@ -418,7 +440,24 @@ func lagRun(row *LagRow, phase int, interval, run, rtt time.Duration) error {
 	row.EngineSlow = stats(series(counted["engine, poll 2s"].c, pc))
 	base := pc
 	for _, f := range chain {
-		row.ChainAdd = append(row.ChainAdd, percentile(series(f.c, base), .99))
+		added := series(f.c, base)
+		row.ChainAdd = append(row.ChainAdd, percentile(added, .99))
+		row.ChainBlocks = len(added)
+		// Block by block, what the link took beyond applying the block
+		// itself: the wake, the round trip, the fetch and the checks, and
+		// any wait for a core the other stores were using.
+		var own, over []float64
+		for n := uint64(4); n+1 < tip; n++ {
+			bt, ok1 := base.get(n)
+			t, ok2 := f.c.get(n)
+			a, ok3 := f.c.applied(n)
+			if ok1 && ok2 && ok3 {
+				own = append(own, float64(a.Microseconds())/1000)
+				over = append(over, float64((t.Sub(bt)-a).Microseconds())/1000)
+			}
+		}
+		row.ChainApply = append(row.ChainApply, percentile(own, .99))
+		row.ChainOver = append(row.ChainOver, percentile(over, .99))
 		base = f.c
 	}
 	return nil

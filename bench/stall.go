@@ -17,7 +17,10 @@ import (
 type StallRow struct {
 	Name    string `json:"name"`
 	Hedging bool   `json:"hedging"`
-	Samples int    `json:"samples"`
+	// StallerHolds: the stalling store holds the calls that ask (as every
+	// store of this build does), and stalls some of the held ones.
+	StallerHolds bool `json:"staller_holds"`
+	Samples      int  `json:"samples"`
 	// Lag: the primary's committed tip minus the follower's, sampled.
 	LagP50       uint64  `json:"lag_p50_blocks"`
 	LagP99       uint64  `json:"lag_p99_blocks"`
@@ -45,19 +48,25 @@ type StallRow struct {
 
 // StallResult: a follower of a producing primary with two upstreams, the
 // primary and a store in front of it that holds one GetBlockByNumber call
-// in Every for StallS seconds; with the engine's hedging off, then on.
+// in Every for StallS seconds, and holds the calls that ask like any store
+// of this build (stalling some of those); with the engine's hedging off,
+// then on, then on beside a stalling store that does not hold calls. The
+// primary is PrimaryRTT ms away, the stalling store on loopback: the
+// follower asks the nearer one first.
 type StallResult struct {
 	IntervalMs int64      `json:"block_interval_ms"`
 	RunS       float64    `json:"run_s"`
 	Every      int        `json:"every"`
 	StallS     float64    `json:"stall_s"`
+	PrimaryRTT int64      `json:"primary_rtt_ms"`
 	MaxLag     uint64     `json:"max_lag"`
 	Rows       []StallRow `json:"rows"`
 }
 
 const (
-	stallEvery = 30
-	stallFor   = 20 * time.Second
+	stallEvery      = 30
+	stallFor        = 20 * time.Second
+	stallPrimaryRTT = 20 * time.Millisecond
 )
 
 func stallScenario(quick bool) (*StallResult, error) {
@@ -66,17 +75,17 @@ func stallScenario(quick bool) (*StallResult, error) {
 		run = 30 * time.Second
 	}
 	res := &StallResult{IntervalMs: interval.Milliseconds(), RunS: run.Seconds(), Every: stallEvery, StallS: stallFor.Seconds(),
-		MaxLag: health.DefaultConfig.MaxLag}
-	for _, hedge := range []bool{false, true} {
-		row, err := stallAt(interval, run, hedge)
+		MaxLag: health.DefaultConfig.MaxLag, PrimaryRTT: stallPrimaryRTT.Milliseconds()}
+	for _, k := range []struct{ hedge, holds bool }{{false, true}, {true, true}, {true, false}} {
+		row, err := stallAt(interval, run, k.hedge, k.holds)
 		if err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(os.Stderr, "stall %s: lag max %d, within max-lag %.1f%%, commit p99 %.0f ms\n", row.Name, row.LagMax, 100*row.WithinMaxLag, row.CommitP99ms)
 		res.Rows = append(res.Rows, *row)
 	}
-	fmt.Printf("\n### stall: a follower of the primary and of a store in front of it holding 1 call in %d for %s (fetch timeout %s), a standard block every %s, %s\n\n",
-		stallEvery, stallFor, actors.DefaultConfig.FetchTimeout, interval, run)
+	fmt.Printf("\n### stall: a follower of the primary (which holds calls, %s away) and of a store in front of it (on loopback) holding 1 call in %d for %s (fetch timeout %s), a standard block every %s, %s\n\n",
+		stallPrimaryRTT, stallEvery, stallFor, actors.DefaultConfig.FetchTimeout, interval, run)
 	fmt.Printf("| engine | samples | lag p50 | p99 | max | within max-lag %d | not-ready flips | not ready | commit p50 ms | p99 | max | stalling calls | stalled | fetch errors | fetched/useful |\n", res.MaxLag)
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range res.Rows {
@@ -88,23 +97,35 @@ func stallScenario(quick bool) (*StallResult, error) {
 }
 
 // stallAt runs one follower for run, sampling it every 100 ms.
-func stallAt(interval, run time.Duration, hedge bool) (*StallRow, error) {
+func stallAt(interval, run time.Duration, hedge, holds bool) (*StallRow, error) {
 	p, err := startProducing(interval, time.Second, 200*time.Millisecond)
 	if err != nil {
 		return nil, err
 	}
 	defer p.stop()
-	s, err := testnet.NewStalling(p.node.PublicAddr(), stallEvery, stallFor)
+	newStaller := testnet.NewStalling
+	if holds {
+		newStaller = testnet.NewStallingHolding
+	}
+	s, err := newStaller(p.node.PublicAddr(), stallEvery, stallFor)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
+	// The primary is farther than the stalling store: the follower asks
+	// the nearer one first, as it would a nearby follower, and its stalls
+	// come at the head of the line.
+	far, err := newLink(p.node.PublicAddr(), stallPrimaryRTT)
+	if err != nil {
+		return nil, err
+	}
+	defer far.close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pc := watchCommits(ctx, p.node.Store())
 	fdir, _ := os.MkdirTemp("", "bench-stall-")
 	defer os.RemoveAll(fdir)
-	f, err := runtime.New(runtime.Config{DataDir: fdir, Genesis: p.genesisPath(), Upstreams: []string{p.node.PublicAddr(), s.Addr()},
+	f, err := runtime.New(runtime.Config{DataDir: fdir, Genesis: p.genesisPath(), Upstreams: []string{far.addr(), s.Addr()},
 		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Engine: actors.Config{PollInterval: pollInterval, NoHedge: !hedge}, Log: quiet})
 	if err != nil {
 		return nil, err
@@ -135,9 +156,12 @@ func stallAt(interval, run time.Duration, hedge bool) (*StallRow, error) {
 	}
 	start := time.Now()
 	from := primaryTip() + 1 // the first block whose commit latency counts
-	row := &StallRow{Name: "engine", Hedging: hedge}
-	if !hedge {
+	row := &StallRow{Name: "engine", Hedging: hedge, StallerHolds: holds}
+	switch {
+	case !hedge:
 		row.Name = "engine, hedging off"
+	case !holds:
+		row.Name = "engine, the stalling store does not hold calls"
 	}
 	var everReady, ready bool
 	var readySamples, notReady int

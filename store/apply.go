@@ -101,11 +101,12 @@ func (s *Store) ApplyBlock(ctx context.Context, b *block.Block) (Report, error) 
 	rep.State = time.Since(t)
 
 	s.publish(&Snapshot{
-		st:       s,
-		State:    &st,
-		Proven:   cur.Proven,
-		tipLoc:   l,
-		proofLoc: cur.proofLoc,
+		st:         s,
+		State:      &st,
+		Proven:     cur.Proven,
+		tipLoc:     l,
+		proofLoc:   cur.proofLoc,
+		ApplyStart: rep.Start,
 	})
 	return rep, nil
 }

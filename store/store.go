@@ -84,6 +84,10 @@ type Snapshot struct {
 	// at Open). The instant a block or proof became readable here, with no
 	// waker's scheduling delay in it.
 	CommittedAt, ProvenAt time.Time
+	// ApplyStart: when the ApplyBlock call that made the committed tip
+	// began (zero: at Open); CommittedAt minus it is that block's whole
+	// apply here, the wait for the writer's lock included.
+	ApplyStart time.Time
 }
 
 // Committed returns the committed tip.
@@ -592,6 +596,8 @@ func (s *Store) publish(sn *Snapshot) {
 		sn.CommittedAt, sn.ProvenAt = old.CommittedAt, old.ProvenAt
 		if sn.Committed() != old.Committed() {
 			sn.CommittedAt = now
+		} else {
+			sn.ApplyStart = old.ApplyStart
 		}
 		if sn.Proven != old.Proven {
 			sn.ProvenAt = now

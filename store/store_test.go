@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -424,5 +425,32 @@ func TestApplyProofsBatch(t *testing.T) {
 		if err != nil || !bytes.Equal(got, prove(n)) {
 			t.Fatalf("proof %d after reopen: %v", n, err)
 		}
+	}
+}
+
+// TestPublishTimes: a snapshot says when its tips were published and when
+// the ApplyBlock that made its committed tip began; a proof publishes a
+// new proven time and keeps the committed tip's times.
+func TestPublishTimes(t *testing.T) {
+	c := testChain(t, "small", 3)
+	s := openStore(t, t.TempDir(), c)
+	defer s.Close()
+	if sn := s.Snapshot(); !sn.ApplyStart.IsZero() || !sn.CommittedAt.IsZero() {
+		t.Fatalf("at Open: apply start %v, committed at %v, want both zero", sn.ApplyStart, sn.CommittedAt)
+	}
+	before := time.Now()
+	applyAll(t, s, c.Blocks[:1])
+	after := time.Now()
+	sn := s.Snapshot()
+	if sn.ApplyStart.Before(before) || sn.ApplyStart.After(sn.CommittedAt) || sn.CommittedAt.After(after) {
+		t.Fatalf("call at %v..%v: apply start %v, committed at %v", before, after, sn.ApplyStart, sn.CommittedAt)
+	}
+	if err := s.ApplyProof(context.Background(), 1, block.Prove(c.Keys.Prover, 1, c.States[1].Commitment).Encode()); err != nil {
+		t.Fatal(err)
+	}
+	pn := s.Snapshot()
+	if !pn.ApplyStart.Equal(sn.ApplyStart) || !pn.CommittedAt.Equal(sn.CommittedAt) || pn.ProvenAt.Before(sn.CommittedAt) {
+		t.Fatalf("after the proof: apply start %v (was %v), committed at %v (was %v), proven at %v",
+			pn.ApplyStart, sn.ApplyStart, pn.CommittedAt, sn.CommittedAt, pn.ProvenAt)
 	}
 }
