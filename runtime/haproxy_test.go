@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"storesync/api/storev1"
+	"storesync/health"
 )
 
 // cutProxy forwards TCP to a target until cut: then it drops every
@@ -130,16 +131,20 @@ func TestHAProxy(t *testing.T) {
 		}
 		t.Skip("haproxy not installed (apt-get install haproxy)")
 	}
-	// Blocks slow enough that a healthy follower stays within max-lag even on
-	// a loaded machine; the stalled one falls 3 blocks behind in 300 ms.
+	// Readiness loose enough that a healthy follower stays ready through
+	// the hiccups of a loaded machine (under -race, beside other packages'
+	// tests, both healthy followers were once out at the same time, at
+	// max-lag 2 and with checks that had only their 100 ms interval to
+	// answer); the stalled one falls 6 blocks behind in 600 ms.
+	steady := health.Config{MaxLag: 5, StaleAfter: time.Second, Fall: 2, Rise: 2}
 	p, stopPrimary := startStoppablePrimary(t, 100*time.Millisecond)
 	link := newCutProxy(t, p.PublicAddr())
 	fs := []*Follower{
-		healthFollower(t, genesisOf(p), []string{p.PublicAddr()}, nil),
-		healthFollower(t, genesisOf(p), []string{p.PublicAddr()}, nil),
+		healthFollowerWith(t, steady, genesisOf(p), []string{p.PublicAddr()}, nil),
+		healthFollowerWith(t, steady, genesisOf(p), []string{p.PublicAddr()}, nil),
 		// The stalled one gets blocks through the link, and hears the
 		// primary's tip directly, so its lag shows.
-		healthFollower(t, genesisOf(p), []string{link.addr()}, []string{p.PublicAddr()}),
+		healthFollowerWith(t, steady, genesisOf(p), []string{link.addr()}, []string{p.PublicAddr()}),
 	}
 	_, file, _, _ := goruntime.Caller(0)
 	cfg := filepath.Join(filepath.Dir(filepath.Dir(file)), "deploy", "haproxy.cfg")

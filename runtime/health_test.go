@@ -32,9 +32,15 @@ var quickHealth = health.Config{MaxLag: 2, StaleAfter: 400 * time.Millisecond, F
 
 func healthFollower(t *testing.T, genesisPath string, upstreams, peers []string) *Follower {
 	t.Helper()
+	return healthFollowerWith(t, quickHealth, genesisPath, upstreams, peers)
+}
+
+// healthFollowerWith is healthFollower with readiness rules of its own.
+func healthFollowerWith(t *testing.T, hc health.Config, genesisPath string, upstreams, peers []string) *Follower {
+	t.Helper()
 	f, err := New(Config{
 		DataDir: t.TempDir(), Genesis: genesisPath, Upstreams: upstreams, Peers: peers, Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
-		ShutdownGrace: time.Second, Health: quickHealth, HealthEvery: 50 * time.Millisecond,
+		ShutdownGrace: time.Second, Health: hc, HealthEvery: 50 * time.Millisecond,
 		Engine: actors.Config{PollInterval: 20 * time.Millisecond, RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
 		Log:    quiet(),
 	})
