@@ -23,17 +23,20 @@ import (
 // naive loop; the apply's own p99 in the same run; and down a chain of
 // three followers that hold, what each link adds.
 type LagRow struct {
-	RTTms                                    int64              `json:"rtt_ms"`
-	Blocks                                   int                `json:"blocks"`
-	ApplyP99                                 float64            `json:"apply_p99_ms"`
-	Engine                                   map[string]float64 `json:"engine_ms"`        // held, poll 200 ms
-	EngineSlow                               map[string]float64 `json:"engine_poll2s_ms"` // held, poll 2 s
-	Polling                                  map[string]float64 `json:"polling_ms"`       // --no-hold
-	Naive                                    map[string]float64 `json:"naive_ms"`
-	ChainAdd                                 []float64          `json:"chain_link_added_p99_ms"`      // each link's p99 over the one above
-	ChainApply                               []float64          `json:"chain_link_apply_p99_ms"`      // each link's own ApplyBlock, p99
-	ChainOver                                []float64          `json:"chain_link_over_apply_p99_ms"` // each link's time over the one above, less its own apply of the same block, p99
-	ChainBlocks                              int                `json:"chain_blocks"`
+	RTTms       int64              `json:"rtt_ms"`
+	Blocks      int                `json:"blocks"`
+	ApplyP99    float64            `json:"apply_p99_ms"`
+	Engine      map[string]float64 `json:"engine_ms"`        // held, poll 200 ms
+	EngineSlow  map[string]float64 `json:"engine_poll2s_ms"` // held, poll 2 s
+	Polling     map[string]float64 `json:"polling_ms"`       // --no-hold
+	Naive       map[string]float64 `json:"naive_ms"`
+	ChainAdd    []float64          `json:"chain_link_added_p99_ms"`      // each link's p99 over the one above
+	ChainApply  []float64          `json:"chain_link_apply_p99_ms"`      // each link's own ApplyBlock, p99
+	ChainOver   []float64          `json:"chain_link_over_apply_p99_ms"` // each link's time over the one above, less its own apply of the same block, p99
+	ChainBlocks int                `json:"chain_blocks"`
+	// One link alone: a follower of the primary with no other store on
+	// the machine, p99 of the same three figures (link, own apply, beyond).
+	Alone                                    []float64          `json:"one_link_alone_p99_ms"`
 	CallsPerBlk                              map[string]float64 `json:"calls_per_block"` // GetBlockByNumber calls per block, health polls apart
 	engineSeries, pollingSeries, naiveSeries []float64          // per block, for the plot
 }
@@ -272,13 +275,14 @@ func lag(quick bool) (*LagResult, error) {
 	res := &LagResult{}
 	for _, rtt := range []time.Duration{0, 50 * time.Millisecond} {
 		row := LagRow{RTTms: rtt.Milliseconds(), CallsPerBlk: map[string]float64{}}
-		// Two runs, so that no more stores share the machine's two cores
+		// Three runs, so that no more stores share the machine's two cores
 		// than a comparison needs: the held engine, the polling engine and
 		// the naive loop side by side; then the chain, with the held
-		// engine at a long poll interval beside it.
-		for phase := range 2 {
+		// engine at a long poll interval beside it; then one link alone,
+		// as a deployment has it (each store on cores of its own).
+		for phase := range 3 {
 			d := run
-			if phase == 1 && !quick {
+			if phase > 0 && !quick {
 				d = 3 * run // the chain's p99 over some 240 blocks, not its maximum
 			}
 			if err := lagRun(&row, phase, interval, d, rtt); err != nil {
@@ -289,10 +293,10 @@ func lag(quick bool) (*LagResult, error) {
 		res.EngineP50ms, res.EngineP99ms, res.NaiveP50ms, res.NaiveP99ms = row.Engine["p50"], row.Engine["p99"], row.Naive["p50"], row.Naive["p99"]
 	}
 	fmt.Printf("\n### lag: primary commit to follower commit (ms), a standard block every %s, poll interval %s (or 2 s)\n\n", interval, pollInterval)
-	fmt.Println("engine: the upstream holds its probe until the block commits; polling: the same engine with --no-hold; target for the engine: p99 at most the apply's p99 (the naive loop's ApplyBlock, same run) + 2 RTT + 10 ms. chain: what each link of primary -> A -> B -> C adds (p99; target: one apply + one RTT), in a second, longer run with the held engine at a 2 s poll interval beside it; with each link's own apply (p99) and, block by block, what the link took beyond its own apply of the block (p99). calls: GetBlockByNumber per block, health polls apart.")
+	fmt.Println("engine: the upstream holds its probe until the block commits; polling: the same engine with --no-hold; target for the engine: p99 at most the apply's p99 (the naive loop's ApplyBlock, same run) + 2 RTT + 10 ms. chain: what each link of primary -> A -> B -> C adds (p99; target: one apply + one RTT), in a second, longer run with the held engine at a 2 s poll interval beside it; with each link's own apply (p99) and, block by block, what the link took beyond its own apply of the block (p99); one link alone: a third run, one follower of the primary and no other store on the machine. calls: GetBlockByNumber per block, health polls apart.")
 	fmt.Println()
-	fmt.Println("| RTT ms | blocks | apply p99 | engine p50 | p99 | max | target | polling p50 | p99 | naive p50 | p99 | engine poll 2s p50 | p99 | chain blocks | chain: A, B over A, C over B (p99) | their own apply p99 | beyond their own apply p99 | calls/block: engine / polling / poll 2s |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| RTT ms | blocks | apply p99 | engine p50 | p99 | max | target | polling p50 | p99 | naive p50 | p99 | engine poll 2s p50 | p99 | chain blocks | chain: A, B over A, C over B (p99) | their own apply p99 | beyond their own apply p99 | one link alone: link / own apply / beyond (p99) | calls/block: engine / polling / poll 2s |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range res.Rows {
 		target := r.ApplyP99 + 2*float64(r.RTTms) + 10
 		join := func(xs []float64) string {
@@ -302,9 +306,9 @@ func lag(quick bool) (*LagResult, error) {
 			}
 			return strings.Join(out, ", ")
 		}
-		fmt.Printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %d | %s | %s | %s | %.2f / %.2f / %.2f |\n", r.RTTms, r.Blocks, r.ApplyP99,
+		fmt.Printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %d | %s | %s | %s | %s | %.2f / %.2f / %.2f |\n", r.RTTms, r.Blocks, r.ApplyP99,
 			r.Engine["p50"], r.Engine["p99"], r.Engine["max"], target, r.Polling["p50"], r.Polling["p99"],
-			r.Naive["p50"], r.Naive["p99"], r.EngineSlow["p50"], r.EngineSlow["p99"], r.ChainBlocks, join(r.ChainAdd), join(r.ChainApply), join(r.ChainOver),
+			r.Naive["p50"], r.Naive["p99"], r.EngineSlow["p50"], r.EngineSlow["p99"], r.ChainBlocks, join(r.ChainAdd), join(r.ChainApply), join(r.ChainOver), strings.ReplaceAll(join(r.Alone), ", ", " / "),
 			r.CallsPerBlk["engine"], r.CallsPerBlk["polling"], r.CallsPerBlk["engine, poll 2s"])
 	}
 	return res, nil
@@ -382,6 +386,12 @@ func lagRun(row *LagRow, phase int, interval, run, rtt time.Duration) error {
 		if nf, stopNaive, err = runNaive(ctx, nst, naddr, false); err != nil {
 			return err
 		}
+	} else if phase == 2 {
+		f, err := start(p.node.PublicAddr(), actors.Config{PollInterval: pollInterval})
+		if err != nil {
+			return err
+		}
+		chain = append(chain, f)
 	} else {
 		slow, err := start(p.node.PublicAddr(), actors.Config{PollInterval: 10 * pollInterval})
 		if err != nil {
@@ -437,12 +447,12 @@ func lagRun(row *LagRow, phase int, interval, run, rtt time.Duration) error {
 		row.engineSeries, row.pollingSeries, row.naiveSeries = em, pm, nm
 		return nil
 	}
-	row.EngineSlow = stats(series(counted["engine, poll 2s"].c, pc))
+	if phase == 1 {
+		row.EngineSlow = stats(series(counted["engine, poll 2s"].c, pc))
+	}
 	base := pc
 	for _, f := range chain {
 		added := series(f.c, base)
-		row.ChainAdd = append(row.ChainAdd, percentile(added, .99))
-		row.ChainBlocks = len(added)
 		// Block by block, what the link took beyond applying the block
 		// itself: the wake, the round trip, the fetch and the checks, and
 		// any wait for a core the other stores were using.
@@ -456,6 +466,12 @@ func lagRun(row *LagRow, phase int, interval, run, rtt time.Duration) error {
 				over = append(over, float64((t.Sub(bt)-a).Microseconds())/1000)
 			}
 		}
+		if phase == 2 {
+			row.Alone = []float64{percentile(added, .99), percentile(own, .99), percentile(over, .99)}
+			break
+		}
+		row.ChainAdd = append(row.ChainAdd, percentile(added, .99))
+		row.ChainBlocks = len(added)
 		row.ChainApply = append(row.ChainApply, percentile(own, .99))
 		row.ChainOver = append(row.ChainOver, percentile(over, .99))
 		base = f.c

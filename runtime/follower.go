@@ -81,6 +81,8 @@ type Reports struct {
 
 // Follower is a follower store with its engine and read API.
 type Follower struct {
+	stopOnce sync.Once // Stop's work, done once; stopErr its result
+	stopErr  error
 	cfg      Config
 	st       *store.Store
 	ups      []*grpcUpstream
@@ -361,8 +363,14 @@ func (f *Follower) Run(ctx context.Context) error {
 	return runErr
 }
 
-// Stop shuts everything down in order.
+// Stop shuts everything down in order. Idempotent: a second call waits for
+// the first and returns its error.
 func (f *Follower) Stop() error {
+	f.stopOnce.Do(func() { f.stopErr = f.shutdown() })
+	return f.stopErr
+}
+
+func (f *Follower) shutdown() error {
 	var errs []error
 	if f.stop != nil {
 		f.stop()

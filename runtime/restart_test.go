@@ -27,6 +27,10 @@ func TestRestartResumesFromOwnTip(t *testing.T) {
 	if err := f.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	// Stopping again is harmless (it once panicked in the actor system).
+	if err := f.Stop(); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
 	// The second run reports every block it commits, in order, to the
 	// Fetcher (a bare acknowledgement of a duplicate has no Block): they
 	// must start right after the tip it reopened at and follow one another
