@@ -23,21 +23,19 @@ import (
 // naive loop; the apply's own p99 in the same run; and down a chain of
 // three followers that hold, what each link adds.
 type LagRow struct {
-	RTTms       int64              `json:"rtt_ms"`
-	Blocks      int                `json:"blocks"`
-	ApplyP99    float64            `json:"apply_p99_ms"`
-	Engine      map[string]float64 `json:"engine_ms"`        // held, poll 200 ms
-	EngineSlow  map[string]float64 `json:"engine_poll2s_ms"` // held, poll 2 s
-	Polling     map[string]float64 `json:"polling_ms"`       // --no-hold
-	Naive       map[string]float64 `json:"naive_ms"`
-	ChainAdd    []float64          `json:"chain_link_added_p99_ms"`      // each link's p99 over the one above
-	ChainApply  []float64          `json:"chain_link_apply_p99_ms"`      // each link's own ApplyBlock, p99
-	ChainOver   []float64          `json:"chain_link_over_apply_p99_ms"` // each link's time over the one above, less its own apply of the same block, p99
-	ChainBlocks int                `json:"chain_blocks"`
-	// One link alone: a follower of the primary with no other store on
-	// the machine, p99 of the same three figures (link, own apply, beyond).
-	Alone                                    []float64          `json:"one_link_alone_p99_ms"`
-	CallsPerBlk                              map[string]float64 `json:"calls_per_block"` // GetBlockByNumber calls per block, health polls apart
+	RTTms                                    int64              `json:"rtt_ms"`
+	Blocks                                   int                `json:"blocks"`
+	ApplyP99                                 float64            `json:"apply_p99_ms"`
+	Engine                                   map[string]float64 `json:"engine_ms"`        // held, poll 200 ms
+	EngineSlow                               map[string]float64 `json:"engine_poll2s_ms"` // held, poll 2 s
+	Polling                                  map[string]float64 `json:"polling_ms"`       // --no-hold
+	Naive                                    map[string]float64 `json:"naive_ms"`
+	ChainAdd                                 []float64          `json:"chain_link_added_p99_ms"`      // each link's p99 over the one above
+	ChainApply                               []float64          `json:"chain_link_apply_p99_ms"`      // each link's own ApplyBlock, p99
+	ChainOver                                []float64          `json:"chain_link_over_apply_p99_ms"` // each link's time over the one above, less its own apply of the same block, p99
+	ChainBlocks                              int                `json:"chain_blocks"`
+	Alone                                    []float64          `json:"one_link_alone_p99_ms"` // one follower of the primary, no other store on the machine: link, own apply, beyond it (p99)
+	CallsPerBlk                              map[string]float64 `json:"calls_per_block"`       // GetBlockByNumber calls per block, health polls apart
 	engineSeries, pollingSeries, naiveSeries []float64          // per block, for the plot
 }
 
@@ -299,16 +297,16 @@ func lag(quick bool) (*LagResult, error) {
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range res.Rows {
 		target := r.ApplyP99 + 2*float64(r.RTTms) + 10
-		join := func(xs []float64) string {
+		join := func(xs []float64, sep string) string {
 			out := make([]string, len(xs))
 			for i, x := range xs {
 				out[i] = fmt.Sprintf("%.0f", x)
 			}
-			return strings.Join(out, ", ")
+			return strings.Join(out, sep)
 		}
 		fmt.Printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %d | %s | %s | %s | %s | %.2f / %.2f / %.2f |\n", r.RTTms, r.Blocks, r.ApplyP99,
 			r.Engine["p50"], r.Engine["p99"], r.Engine["max"], target, r.Polling["p50"], r.Polling["p99"],
-			r.Naive["p50"], r.Naive["p99"], r.EngineSlow["p50"], r.EngineSlow["p99"], r.ChainBlocks, join(r.ChainAdd), join(r.ChainApply), join(r.ChainOver), strings.ReplaceAll(join(r.Alone), ", ", " / "),
+			r.Naive["p50"], r.Naive["p99"], r.EngineSlow["p50"], r.EngineSlow["p99"], r.ChainBlocks, join(r.ChainAdd, ", "), join(r.ChainApply, ", "), join(r.ChainOver, ", "), join(r.Alone, " / "),
 			r.CallsPerBlk["engine"], r.CallsPerBlk["polling"], r.CallsPerBlk["engine, poll 2s"])
 	}
 	return res, nil
@@ -452,16 +450,19 @@ func lagRun(row *LagRow, phase int, interval, run, rtt time.Duration) error {
 	}
 	base := pc
 	for _, f := range chain {
-		added := series(f.c, base)
-		// Block by block, what the link took beyond applying the block
-		// itself: the wake, the round trip, the fetch and the checks, and
-		// any wait for a core the other stores were using.
-		var own, over []float64
+		// Block by block: the link's time over the store above, and of
+		// that, what it took beyond applying the block itself (the wake,
+		// the round trip, the fetch and the checks, and any wait for a core
+		// the other stores were using).
+		var added, own, over []float64
 		for n := uint64(4); n+1 < tip; n++ {
 			bt, ok1 := base.get(n)
 			t, ok2 := f.c.get(n)
-			a, ok3 := f.c.applied(n)
-			if ok1 && ok2 && ok3 {
+			if !ok1 || !ok2 {
+				continue
+			}
+			added = append(added, float64(t.Sub(bt).Microseconds())/1000)
+			if a, ok := f.c.applied(n); ok {
 				own = append(own, float64(a.Microseconds())/1000)
 				over = append(over, float64((t.Sub(bt)-a).Microseconds())/1000)
 			}
