@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"encoding/csv"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -135,9 +136,12 @@ func TestHAProxy(t *testing.T) {
 	// the hiccups of a loaded machine (under -race, beside other packages'
 	// tests, both healthy followers were once out at the same time, at
 	// max-lag 2 and with checks that had only their 100 ms interval to
-	// answer); the stalled one falls 6 blocks behind in 600 ms.
+	// answer); the stalled one falls 6 blocks behind in 1.2 s. Blocks come
+	// every 200 ms, not faster, so that a follower that fell behind catches
+	// up even where each of its applies waits on a disk other tests keep
+	// busy: catching up needs applies faster than the primary makes blocks.
 	steady := health.Config{MaxLag: 5, StaleAfter: time.Second, Fall: 2, Rise: 2}
-	p, stopPrimary := startStoppablePrimary(t, 100*time.Millisecond)
+	p, stopPrimary := startStoppablePrimary(t, 200*time.Millisecond)
 	link := newCutProxy(t, p.PublicAddr())
 	fs := []*Follower{
 		healthFollowerWith(t, steady, genesisOf(p), []string{p.PublicAddr()}, nil),
@@ -198,8 +202,27 @@ func TestHAProxy(t *testing.T) {
 		t.Fatalf("read through HAProxy: %v\n%s", err, logs.String())
 	}
 
+	// On a timeout, say what HAProxy and each follower saw: the last CI
+	// failure of this test said only which wait ran out.
+	wait := func(what string, within time.Duration, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for !cond() {
+			if time.Now().After(deadline) {
+				var b strings.Builder
+				for i, f := range fs {
+					s := f.Status()
+					fmt.Fprintf(&b, "f%d: committed %d ready %v lag %d known %v chain tip %d from %q: %s; upstreams %v problems %v notes %v\n",
+						i+1, s.Committed, s.Ready, s.Lag, s.LagKnown, s.ChainTip, s.ChainTipSrc, s.Reason, s.Upstreams, s.Problems, s.UpstreamNotes)
+				}
+				t.Fatalf("timed out after %s waiting for %s; HAProxy: %v; primary at %d\n%s%s", within, what, haproxyStates(t, sock), p.Store().Snapshot().Committed(), b.String(), logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
 	link.setCut(true)
-	waitFor(t, 30*time.Second, "HAProxy to mark the stalled follower DOWN", func() bool {
+	wait("HAProxy to mark the stalled follower DOWN", 30*time.Second, func() bool {
 		s := haproxyStates(t, sock)
 		return s["f3"] == "DOWN" && s["f1"] == "UP" && s["f2"] == "UP"
 	})
@@ -209,10 +232,10 @@ func TestHAProxy(t *testing.T) {
 		}
 	}
 	link.setCut(false)
-	waitFor(t, 30*time.Second, "the stalled follower to come back UP after catching up", allUp)
+	wait("the stalled follower to come back UP after catching up", time.Minute, allUp)
 
 	stopPrimary()
-	waitFor(t, 30*time.Second, "all three DOWN once none can tell its lag", func() bool {
+	wait("all three DOWN once none can tell its lag", 30*time.Second, func() bool {
 		s := haproxyStates(t, sock)
 		return s["f1"] == "DOWN" && s["f2"] == "DOWN" && s["f3"] == "DOWN"
 	})

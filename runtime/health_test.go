@@ -24,6 +24,7 @@ import (
 	"storesync/api/storev1"
 	"storesync/block"
 	"storesync/health"
+	"storesync/internal/testnet"
 )
 
 // quickHealth makes readiness tests fast: polls every 50 ms, stale after
@@ -42,7 +43,7 @@ func healthFollowerWith(t *testing.T, hc health.Config, genesisPath string, upst
 		DataDir: t.TempDir(), Genesis: genesisPath, Upstreams: upstreams, Peers: peers, Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
 		ShutdownGrace: time.Second, Health: hc, HealthEvery: 50 * time.Millisecond,
 		Engine: actors.Config{PollInterval: 20 * time.Millisecond, RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
-		Log:    quiet(),
+		Log:    testnet.LogOnFailure(t, "follower of "+strings.Join(upstreams, ",")),
 	})
 	if err != nil {
 		t.Fatal(err)
