@@ -33,6 +33,7 @@ type NodeReader interface {
 type NodeSource struct {
 	r     NodeReader
 	cache *otter.Cache[uint64, *branch]
+	pin   uint8 // split depth from which branches are no longer pinned (see ref)
 }
 
 // nodeWeight approximates the heap bytes a decoded node holds, in the
@@ -50,10 +51,36 @@ func nodeWeight(_ uint64, b *branch) uint32 {
 	return w
 }
 
+// DefaultPinLevels is how many levels of each tree stay decoded in memory
+// once read, unless a source is told otherwise; MaxPinLevels bounds it.
+const (
+	DefaultPinLevels = 20
+	MaxPinLevels     = 24
+)
+
+// PinnedBytes bounds the heap the pinned levels of one tree can take: at
+// most 2^levels - 1 branches, each with its children and its reference.
+func PinnedBytes(levels int) int64 {
+	return (int64(1)<<clampPin(levels) - 1) * pinnedNodeBytes
+}
+
+// pinnedNodeBytes: a branch (112), its children (a leaf 64 or a reference
+// 32, two of them) and the reference that holds it (32), in the runtime's
+// size classes.
+const pinnedNodeBytes = 112 + 2*64 + 32
+
+func clampPin(levels int) int {
+	if levels <= 0 {
+		return DefaultPinLevels
+	}
+	return min(levels, MaxPinLevels)
+}
+
 // NewNodeSource returns a source reading through r with a cache of decoded
-// nodes of about cacheBytes.
-func NewNodeSource(r NodeReader, cacheBytes int64) *NodeSource {
-	return &NodeSource{r: r, cache: otter.Must(&otter.Options[uint64, *branch]{
+// nodes of about cacheBytes, under the top pinLevels levels of each tree,
+// which stay decoded in memory once read (0: DefaultPinLevels).
+func NewNodeSource(r NodeReader, cacheBytes int64, pinLevels int) *NodeSource {
+	return &NodeSource{r: r, pin: uint8(clampPin(pinLevels)), cache: otter.Must(&otter.Options[uint64, *branch]{
 		MaximumWeight: uint64(max(cacheBytes, 1<<20)),
 		Weigher:       nodeWeight,
 	})}
@@ -66,12 +93,13 @@ func (s *NodeSource) Purge() { s.cache.InvalidateAll() }
 // CachedBytes returns the weight of the cache's entries, about their heap bytes.
 func (s *NodeSource) CachedBytes() uint64 { return s.cache.WeightedSize() }
 
-// ref is a persisted branch. Near the root (split depth below pinDepth) it
-// keeps its decoded branch: those few nodes are on nearly every path, and
-// holding them costs a bounded amount (at most 2^pinDepth per tree, about
-// 12 MB). Deeper ones are loaded through the source's cache at each use, so
-// a tree holds on the heap only those and the nodes an unpersisted Update
-// made.
+// ref is a persisted branch. Near the root (split depth below its source's
+// pin depth) it keeps its decoded branch: those nodes are on nearly every
+// path, and holding them costs a bounded amount (at most 2^pin per tree, see
+// PinnedBytes), where reading them through the cache would cost each
+// lookup a read per level below what the cache holds. Deeper ones are
+// loaded through the source's cache at each use, so a tree holds on the
+// heap only those and the nodes an unpersisted Update made.
 type ref struct {
 	id  uint64
 	src *NodeSource
@@ -79,10 +107,6 @@ type ref struct {
 	// race to set the same immutable value); nil: load through src.
 	b atomic.Pointer[branch]
 }
-
-// pinDepth is the split depth from which persisted branches are no longer
-// pinned in memory.
-const pinDepth = 16
 
 func (*ref) isNode() {}
 
@@ -108,7 +132,7 @@ func (r *ref) load() *branch {
 	if err != nil {
 		panic(loadError{fmt.Errorf("tree node %d: %w", r.id, err)})
 	}
-	if b.bit < pinDepth {
+	if b.bit < r.src.pin {
 		r.b.Store(b)
 	} else {
 		r.src.cache.Set(r.id, b)
@@ -258,7 +282,7 @@ func (t *SMT) Persist(src *NodeSource, alloc func() uint64, put func(id uint64, 
 			panic(loadError{fmt.Errorf("write tree node %d: %w", id, err)})
 		}
 		r := &ref{id: id, src: src}
-		if d.bit < pinDepth {
+		if d.bit < src.pin {
 			r.b.Store(d)
 		}
 		return r
@@ -317,20 +341,26 @@ func (t *SMT) TryWalk(fn func(k, v Hash) bool) (err error) {
 	return nil
 }
 
-// LoadTop reads the branches of t that stay pinned (split depth below
-// pinDepth) from the store, so that the lookups and updates after it find
-// them in memory rather than each paying a read on first use; stop is asked
-// before each node and ends the walk early when it says so. Bounded: at
-// most 2^pinDepth branches, and one level below them through the cache.
+// LoadTop reads the branches of t that stay pinned (split depth below its
+// source's pin depth) from the store, so that the lookups and updates after
+// it find them in memory rather than each paying a read on first use; stop
+// is asked before each node and ends the walk early when it says so.
+// Bounded: at most 2^pin branches. A tree not read from a store has nothing
+// to load.
 func (t *SMT) LoadTop(stop func() bool) (err error) {
 	defer catch(&err)
+	r, ok := t.root.(*ref)
+	if !ok {
+		return nil
+	}
+	pin := r.src.pin
 	var walk func(n node) bool
 	walk = func(n node) bool {
 		if stop() {
 			return false
 		}
 		b, ok := resolve(n).(*branch)
-		if !ok || b.bit >= pinDepth {
+		if !ok || b.bit >= pin {
 			return true
 		}
 		return walk(b.kids[0]) && walk(b.kids[1])

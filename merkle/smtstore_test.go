@@ -90,7 +90,7 @@ func TestSMTPersistMatchesMemory(t *testing.T) {
 		pool := genPool(t)
 		store := newMapNodes()
 		// A tiny cache, so that most loads read the store.
-		src := NewNodeSource(store, 0)
+		src := NewNodeSource(store, 0, 0)
 		mem, disk := NewSMT(), NewSMT()
 		const retain = 3
 		type version struct {
@@ -142,7 +142,7 @@ func TestSMTPersistMatchesMemory(t *testing.T) {
 			}
 			if rapid.Bool().Draw(t, "reload") {
 				// A fresh source: nothing cached.
-				src = NewNodeSource(store, 0)
+				src = NewNodeSource(store, 0, 0)
 				if disk, err = LoadSMT(p, src); err != nil {
 					t.Fatalf("step %d: load: %v", step, err)
 				}
@@ -203,7 +203,7 @@ func sameTree(t interface{ Fatalf(string, ...any) }, disk, mem *SMT, keys []Hash
 // in either half comes back as an error rather than a crash.
 func TestSMTPersistLargeBatches(t *testing.T) {
 	store := newMapNodes()
-	src := NewNodeSource(store, 2<<20)
+	src := NewNodeSource(store, 2<<20, 0)
 	mem, disk := NewSMT(), NewSMT()
 	for v := range 6 {
 		kvs := randomKVs(v, 3000)
@@ -229,7 +229,7 @@ func TestSMTPersistLargeBatches(t *testing.T) {
 	if src.CachedBytes() > 2<<20 {
 		t.Fatalf("cache holds %d bytes, bound is %d", src.CachedBytes(), 2<<20)
 	}
-	cold := NewNodeSource(store, 0)
+	cold := NewNodeSource(store, 0, 0)
 	p := func() PersistedSMT {
 		_, p, _, err := disk.Persist(src, store.alloc, store.put)
 		if err != nil {
@@ -259,7 +259,7 @@ func TestSMTPersistLargeBatches(t *testing.T) {
 // error naming the node, not a crash.
 func TestSMTBadNodeRecord(t *testing.T) {
 	store := newMapNodes()
-	src := NewNodeSource(store, 0)
+	src := NewNodeSource(store, 0, 0)
 	tree := BuildSMT(randomKVs(1, 50))
 	_, p, _, err := tree.Persist(src, store.alloc, store.put)
 	if err != nil {
@@ -268,7 +268,7 @@ func TestSMTBadNodeRecord(t *testing.T) {
 	for id, rec := range store.recs {
 		store.recs[id] = rec[:len(rec)-3]
 	}
-	loaded, err := LoadSMT(p, NewNodeSource(store, 0))
+	loaded, err := LoadSMT(p, NewNodeSource(store, 0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,13 +277,13 @@ func TestSMTBadNodeRecord(t *testing.T) {
 	}
 }
 
-// TestSMTLoadTop: after LoadTop, every branch above pinDepth is in memory:
-// lookups of a tree small enough to be all pinned read nothing more, even
-// with the store failing; a stop ends the walk early; a failed read is
-// returned.
+// TestSMTLoadTop: after LoadTop, every branch above the source's pin depth
+// is in memory: lookups of a tree small enough to be all pinned read nothing
+// more, even with the store failing, while a source pinning fewer levels
+// still reads; a stop ends the walk early; a failed read is returned.
 func TestSMTLoadTop(t *testing.T) {
 	store := newMapNodes()
-	src := NewNodeSource(store, 1<<20)
+	src := NewNodeSource(store, 1<<20, 0)
 	kvs := randomKVs(1, 2000) // about 11 levels: all pinned
 	tree, _, _, err := NewSMT().Update(kvs).Persist(src, store.alloc, store.put)
 	if err != nil {
@@ -294,7 +294,7 @@ func TestSMTLoadTop(t *testing.T) {
 		t.Fatal(err)
 	}
 	load := func() *SMT {
-		tr, err := LoadSMT(p, NewNodeSource(store, 0))
+		tr, err := LoadSMT(p, NewNodeSource(store, 0, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -314,6 +314,13 @@ func TestSMTLoadTop(t *testing.T) {
 	if err := full.LoadTop(func() bool { return false }); err != nil {
 		t.Fatal(err)
 	}
+	shallow, err := LoadSMT(p, NewNodeSource(store, 0, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := shallow.LoadTop(func() bool { return false }); err != nil {
+		t.Fatal(err)
+	}
 	store.mu.Lock()
 	store.fails = true
 	store.mu.Unlock()
@@ -322,7 +329,30 @@ func TestSMTLoadTop(t *testing.T) {
 			t.Fatalf("get %s after LoadTop over a failing store: %s %v %v", kv.Key.Short(), v.Short(), ok, err)
 		}
 	}
+	readFailed := 0
+	for _, kv := range kvs {
+		if _, _, err := shallow.TryGet(kv.Key); errors.Is(err, errReadFailed) {
+			readFailed++
+		}
+	}
+	if readFailed == 0 {
+		t.Fatal("a source pinning 4 levels of an 11-level tree read nothing below them")
+	}
 	if err := load().LoadTop(func() bool { return false }); !errors.Is(err, errReadFailed) {
 		t.Fatalf("LoadTop over a failing store: %v, want the read error", err)
+	}
+}
+
+// TestPinnedBytes: the bound on the pinned levels' heap doubles with each
+// level, and a level count out of range is brought within it.
+func TestPinnedBytes(t *testing.T) {
+	if PinnedBytes(0) != PinnedBytes(DefaultPinLevels) {
+		t.Fatalf("0 levels: %d, want the default's %d", PinnedBytes(0), PinnedBytes(DefaultPinLevels))
+	}
+	if PinnedBytes(MaxPinLevels+8) != PinnedBytes(MaxPinLevels) {
+		t.Fatal("levels past the maximum not held to it")
+	}
+	if a, b := PinnedBytes(10), PinnedBytes(11); b != 2*a+pinnedNodeBytes {
+		t.Fatalf("11 levels %d, 10 levels %d: want one level's doubling", b, a)
 	}
 }

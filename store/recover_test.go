@@ -226,7 +226,14 @@ func TestOldSnapshotsAndPruning(t *testing.T) {
 	t.Cleanup(func() { stateRetainBlocks, stateRetainAge = oldBlocks, oldAge })
 	stateRetainBlocks, stateRetainAge = 4, 0
 
-	s := openStore(t, t.TempDir(), c)
+	// Few levels pinned, so that a purged cache sends the old snapshot's
+	// reads to the disk: a tree this small is pinned whole by default.
+	o := DefaultOptions
+	o.PinnedLevels = 4
+	s, err := OpenWith(t.TempDir(), c.Genesis, o)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer s.Close()
 	applyAll(t, s, c.Blocks[:3])
 	old := s.Snapshot()

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"storesync/api"
+	"storesync/merkle"
 	"storesync/otel"
 	"storesync/replicas"
 	"storesync/store"
@@ -44,7 +45,17 @@ func StoreFlags(fs *flag.FlagSet, o *store.Options) {
 			return nil
 		})
 	}
-	mib(&o.NodeCacheBytes, "node-cache", d.NodeCacheBytes, "decoded account and nullifier tree nodes kept in memory")
+	mib(&o.NodeCacheBytes, "node-cache", d.NodeCacheBytes, "decoded account and nullifier tree nodes kept in memory below the pinned levels")
+	o.PinnedLevels = d.PinnedLevels
+	fs.Func("pinned-levels", fmt.Sprintf("levels at the top of each tree that stay decoded in memory once read, at most 2^n nodes a tree, about %d MiB a tree at the default (default %d, at most %d)",
+		merkle.PinnedBytes(d.PinnedLevels)>>20, d.PinnedLevels, merkle.MaxPinLevels), func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > merkle.MaxPinLevels {
+			return fmt.Errorf("want a number of levels from 1 to %d, got %q", merkle.MaxPinLevels, v)
+		}
+		o.PinnedLevels = n
+		return nil
+	})
 	mib(&o.StateCacheBytes, "state-cache", d.StateCacheBytes, "block cache of the state database (tree nodes, note index)")
 	mib(&o.SQLiteCacheBytes, "sqlite-cache", d.SQLiteCacheBytes, "SQLite page cache, shared out among its connections")
 }
@@ -56,7 +67,7 @@ const maxMemoryLimitMiB = 1 << 40
 // SetMemoryLimit once the flags are parsed.
 func MemoryFlag(fs *flag.FlagSet) *int64 {
 	var mib int64
-	fs.Func("memory-limit", "Go heap limit, MiB: the collector works harder near it (0, the default: twice --node-cache plus the fetch window plus 256; -1: none, or GOMEMLIMIT)", func(v string) error {
+	fs.Func("memory-limit", "Go heap limit, MiB: the collector works harder near it (0, the default: twice --node-cache and both trees' pinned levels at their bound, plus the fetch window plus 256; -1: none, or GOMEMLIMIT)", func(v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < -1 || n > maxMemoryLimitMiB {
 			return fmt.Errorf("want a number of MiB up to %d, 0 (derived from the caches) or -1 (none), got %q", maxMemoryLimitMiB, v)

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"testing"
 
+	"storesync/merkle"
 	"storesync/store"
 )
 
@@ -54,8 +55,35 @@ func TestMemoryLimit(t *testing.T) {
 	if got := SetMemoryLimit(0, o, 0); got != 0 {
 		t.Errorf("with GOMEMLIMIT set, the derived limit %d replaced it", got)
 	}
-	if want := int64(2*100<<20 + 32<<20 + memoryOverheadForTest); store.MemoryLimit(o, 32<<20) != want {
-		t.Errorf("derived limit %d, want twice the node cache plus the window plus 256 MiB (%d)", store.MemoryLimit(o, 32<<20), want)
+	if want := 2*(100<<20+2*merkle.PinnedBytes(merkle.DefaultPinLevels)) + 32<<20 + memoryOverheadForTest; store.MemoryLimit(o, 32<<20) != want {
+		t.Errorf("derived limit %d, want twice the node cache and both trees' pinned levels plus the window plus 256 MiB (%d)", store.MemoryLimit(o, 32<<20), want)
+	}
+	o.PinnedLevels = 12
+	if want := 2*(100<<20+2*merkle.PinnedBytes(12)) + memoryOverheadForTest; store.MemoryLimit(o, 0) != want {
+		t.Errorf("derived limit with 12 pinned levels %d, want %d", store.MemoryLimit(o, 0), want)
+	}
+}
+
+// TestPinnedLevelsFlag: --pinned-levels defaults to the store's default,
+// takes a level count from 1 to the maximum, and refuses anything else.
+func TestPinnedLevelsFlag(t *testing.T) {
+	parse := func(args ...string) (store.Options, error) {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		var o store.Options
+		StoreFlags(fs, &o)
+		return o, fs.Parse(args)
+	}
+	if o, err := parse(); err != nil || o.PinnedLevels != merkle.DefaultPinLevels {
+		t.Fatalf("default: %d, %v; want %d", o.PinnedLevels, err, merkle.DefaultPinLevels)
+	}
+	if o, err := parse("--pinned-levels", "18"); err != nil || o.PinnedLevels != 18 {
+		t.Fatalf("--pinned-levels 18: %d, %v", o.PinnedLevels, err)
+	}
+	for _, bad := range []string{"0", "-1", "25", "many"} {
+		if _, err := parse("--pinned-levels", bad); err == nil {
+			t.Errorf("--pinned-levels %s accepted", bad)
+		}
 	}
 }
 
