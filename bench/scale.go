@@ -211,20 +211,25 @@ type ScaleMeasure struct {
 	// KilledIntoMs is how long after the last block it reported the
 	// grandchild was killed; KillTip and KillRecovered are the tip it had
 	// reported then and the tip Open found.
-	KilledIntoMs  float64      `json:"killed_into_ms"`
-	KillTip       uint64       `json:"kill_reported_tip"`
-	KillRecovered uint64       `json:"kill_recovered_tip"`
-	RSSOpenMB     float64      `json:"rss_open_mb"` // VmRSS after runtime.GC
-	HeapOpenMB    float64      `json:"heap_open_mb"`
-	RSSBlocksMB   float64      `json:"rss_blocks_mb"`
-	HeapBlocksMB  float64      `json:"heap_blocks_mb"`
-	CacheBeforeMB float64      `json:"page_cache_before_open_mb"` // of the store's files
-	CacheOpenMB   float64      `json:"page_cache_open_mb"`
-	CacheBlocksMB float64      `json:"page_cache_blocks_mb"`
-	Large         ScaleApply   `json:"large,omitzero"` // none for a chain length
-	Standard      ScaleApply   `json:"standard,omitzero"`
-	AddedKeys     uint64       `json:"added_keys"`
-	Reads         []ScaleReads `json:"reads"`
+	KilledIntoMs  float64 `json:"killed_into_ms"`
+	KillTip       uint64  `json:"kill_reported_tip"`
+	KillRecovered uint64  `json:"kill_recovered_tip"`
+	RSSOpenMB     float64 `json:"rss_open_mb"` // VmRSS after runtime.GC
+	HeapOpenMB    float64 `json:"heap_open_mb"`
+	RSSBlocksMB   float64 `json:"rss_blocks_mb"`
+	HeapBlocksMB  float64 `json:"heap_blocks_mb"`
+	CacheBeforeMB float64 `json:"page_cache_before_open_mb"` // of the store's files
+	CacheOpenMB   float64 `json:"page_cache_open_mb"`
+	CacheBlocksMB float64 `json:"page_cache_blocks_mb"`
+	// SettleS: how long the state database's compactions took to settle
+	// before the timed work; DebtLeftMB what they had left when the wait
+	// ended.
+	SettleS    float64      `json:"settle_s"`
+	DebtLeftMB float64      `json:"debt_left_mb"`
+	Large      ScaleApply   `json:"large,omitzero"` // none for a chain length
+	Standard   ScaleApply   `json:"standard,omitzero"`
+	AddedKeys  uint64       `json:"added_keys"`
+	Reads      []ScaleReads `json:"reads"`
 }
 
 // ScaleApply is the mean cost of applying blocks of one profile, by the
@@ -1062,6 +1067,12 @@ func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The state database's compactions left from growing the state are the
+	// cache's history, not this size's cost: a store serving for a while
+	// has worked them off. Wait for them (bounded), so that the timed work
+	// competes only with the compactions its own writes cause; before the
+	// page cache is warmed, as they replace the files it would hold.
+	m.SettleS, m.DebtLeftMB = settleCompactions(st, scaleSettleMax)
 	// Reads and applies with the page cache warm, as on a store serving
 	// for a while (the state fits in this machine's memory several times).
 	if err := warmPageCache(cfg.Dir); err != nil {
@@ -1125,9 +1136,34 @@ func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
 	if cfg.Large > 0 || cfg.Standard > 0 {
 		applied = fmt.Sprintf("; %d large blocks %.1f ms, %d standard %.1f ms", m.Large.Blocks, m.Large.TotalMs, m.Standard.Blocks, m.Standard.TotalMs)
 	}
-	fmt.Fprintf(os.Stderr, "scale child: open %.2fs, RSS %.0f MB%s; reopen %.2fs clean, %.2fs after SIGKILL %.0f ms into block %d\n",
-		m.OpenS, m.RSSOpenMB, applied, m.ReopenCleanS, m.ReopenKillS, m.KilledIntoMs, m.KillTip+1)
+	fmt.Fprintf(os.Stderr, "scale child: open %.2fs, RSS %.0f MB; compactions settled in %.1fs (%.0f MB of debt left)%s; reopen %.2fs clean, %.2fs after SIGKILL %.0f ms into block %d\n",
+		m.OpenS, m.RSSOpenMB, m.SettleS, m.DebtLeftMB, applied, m.ReopenCleanS, m.ReopenKillS, m.KilledIntoMs, m.KillTip+1)
 	return m, nil
+}
+
+// scaleSettleMax bounds the wait for the state database's compactions
+// before the timed work.
+const (
+	scaleSettleMax   = 2 * time.Minute
+	scaleSettleQuiet = 2 * time.Second
+)
+
+// settleCompactions waits until st's state database has run no compaction
+// for scaleSettleQuiet, or for max, and returns how long it waited and the
+// debt Pebble still estimated then (MB; it need not reach 0 for the LSM to
+// be at rest: below its thresholds nothing is scheduled).
+func settleCompactions(st *store.Store, max time.Duration) (seconds, debtMB float64) {
+	start, quietSince := time.Now(), time.Now()
+	for {
+		debt, running := st.Compacting()
+		if running > 0 {
+			quietSince = time.Now()
+		}
+		if time.Since(quietSince) >= scaleSettleQuiet || time.Since(start) >= max {
+			return time.Since(start).Seconds(), float64(debt) / (1 << 20)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // scaleTimed is how many of the blocks applied on top of a state are

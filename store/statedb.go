@@ -163,13 +163,14 @@ const memoryOverhead = 256 << 20
 
 // MemoryLimit is the Go heap limit that keeps a process holding a store
 // with these caches, and a fetch window of windowBytes, within what they
-// are configured to: twice the node cache and the pinned levels of both
-// trees at their bound (the collector's headroom) plus the window plus a
-// fixed overhead. The state and SQLite caches are outside the Go heap and
-// come on top; so does the OS page cache.
+// are configured to: twice the node cache (the collector's headroom for
+// what its evictions leave behind), the pinned levels of both trees at
+// their bound (they are replaced a path at a time, not churned), the window
+// and a fixed overhead. The state and SQLite caches are outside the Go heap
+// and come on top; so does the OS page cache.
 func MemoryLimit(o Options, windowBytes int64) int64 {
 	o = o.withDefaults()
-	return 2*(o.NodeCacheBytes+2*merkle.PinnedBytes(o.PinnedLevels)) + max(windowBytes, 0) + memoryOverhead
+	return 2*o.NodeCacheBytes + 2*merkle.PinnedBytes(o.PinnedLevels) + max(windowBytes, 0) + memoryOverhead
 }
 
 func (o Options) withDefaults() Options {
@@ -651,4 +652,12 @@ func (s *stateDB) close() error {
 		return nil
 	}
 	return errors.Join(err, cerr)
+}
+
+// Compacting reports the state database's compaction debt (bytes it
+// estimates it must compact to bring the LSM's shape back) and how many
+// compactions run now. thread-safe.
+func (s *Store) Compacting() (debtBytes uint64, running int64) {
+	m := s.state.db.Metrics()
+	return m.Compact.EstimatedDebt, m.Compact.NumInProgress
 }

@@ -67,7 +67,7 @@ const maxMemoryLimitMiB = 1 << 40
 // SetMemoryLimit once the flags are parsed.
 func MemoryFlag(fs *flag.FlagSet) *int64 {
 	var mib int64
-	fs.Func("memory-limit", "Go heap limit, MiB: the collector works harder near it (0, the default: twice --node-cache and both trees' pinned levels at their bound, plus the fetch window plus 256; -1: none, or GOMEMLIMIT)", func(v string) error {
+	fs.Func("memory-limit", "Go heap limit, MiB: the collector works harder near it (0, the default: twice --node-cache, plus both trees' pinned levels at their bound, the fetch window and 256; -1: none, or GOMEMLIMIT)", func(v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < -1 || n > maxMemoryLimitMiB {
 			return fmt.Errorf("want a number of MiB up to %d, 0 (derived from the caches) or -1 (none), got %q", maxMemoryLimitMiB, v)

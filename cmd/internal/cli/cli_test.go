@@ -55,11 +55,11 @@ func TestMemoryLimit(t *testing.T) {
 	if got := SetMemoryLimit(0, o, 0); got != 0 {
 		t.Errorf("with GOMEMLIMIT set, the derived limit %d replaced it", got)
 	}
-	if want := 2*(100<<20+2*merkle.PinnedBytes(merkle.DefaultPinLevels)) + 32<<20 + memoryOverheadForTest; store.MemoryLimit(o, 32<<20) != want {
-		t.Errorf("derived limit %d, want twice the node cache and both trees' pinned levels plus the window plus 256 MiB (%d)", store.MemoryLimit(o, 32<<20), want)
+	if want := 2*100<<20 + 2*merkle.PinnedBytes(merkle.DefaultPinLevels) + 32<<20 + memoryOverheadForTest; store.MemoryLimit(o, 32<<20) != want {
+		t.Errorf("derived limit %d, want twice the node cache, both trees' pinned levels, the window and 256 MiB (%d)", store.MemoryLimit(o, 32<<20), want)
 	}
 	o.PinnedLevels = 12
-	if want := 2*(100<<20+2*merkle.PinnedBytes(12)) + memoryOverheadForTest; store.MemoryLimit(o, 0) != want {
+	if want := 2*100<<20 + 2*merkle.PinnedBytes(12) + memoryOverheadForTest; store.MemoryLimit(o, 0) != want {
 		t.Errorf("derived limit with 12 pinned levels %d, want %d", store.MemoryLimit(o, 0), want)
 	}
 }
