@@ -117,7 +117,7 @@ func OpenWith(dir string, g *genesis.File, o Options) (*Store, error) {
 // preload reads the pinned tops of the opened trees in the background: a
 // restarted store would otherwise pay a state database read on first use
 // of each of those nodes, on nearly every path of its first blocks (up to
-// 2^16 a tree). A failed read is not reported here: the walk stops, and
+// 2^PinnedLevels a tree). A failed read is not reported here: the walk stops, and
 // the read fails again where it has a caller.
 func (s *Store) preload() {
 	defer close(s.preloaded)
