@@ -48,7 +48,7 @@ func StoreFlags(fs *flag.FlagSet, o *store.Options) {
 	mib(&o.NodeCacheBytes, "node-cache", d.NodeCacheBytes, "decoded account and nullifier tree nodes kept in memory below the pinned levels")
 	o.PinnedLevels = d.PinnedLevels
 	fs.Func("pinned-levels", fmt.Sprintf("levels at the top of each tree that stay decoded in memory once read, at most 2^n nodes a tree, about %d MiB a tree at the default (default %d, at most %d)",
-		merkle.PinnedBytes(d.PinnedLevels)>>20, d.PinnedLevels, merkle.MaxPinLevels), func(v string) error {
+		(merkle.PinnedBytes(d.PinnedLevels)+1<<20-1)>>20, d.PinnedLevels, merkle.MaxPinLevels), func(v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > merkle.MaxPinLevels {
 			return fmt.Errorf("want a number of levels from 1 to %d, got %q", merkle.MaxPinLevels, v)
