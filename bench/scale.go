@@ -1142,7 +1142,8 @@ func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
 }
 
 // scaleSettleMax bounds the wait for the state database's compactions
-// before the timed work.
+// before the timed work; scaleSettleQuiet is how long none must run for
+// them to count as settled.
 const (
 	scaleSettleMax   = 2 * time.Minute
 	scaleSettleQuiet = 2 * time.Second
