@@ -341,26 +341,27 @@ func (t *SMT) TryWalk(fn func(k, v Hash) bool) (err error) {
 	return nil
 }
 
-// LoadTop reads the branches of t that stay pinned (split depth below its
-// source's pin depth) from the store, so that the lookups and updates after
-// it find them in memory rather than each paying a read on first use; stop
-// is asked before each node and ends the walk early when it says so.
-// Bounded: at most 2^pin branches. A tree not read from a store has nothing
-// to load.
+// LoadTop reads the branches of t that stay pinned (split depth below the
+// pin depth of the source each is read from) from the store, so that the
+// lookups and updates after it find them in memory rather than each paying
+// a read on first use; stop is asked before each node and ends the walk
+// early when it says so. Bounded: at most 2^pin branches.
 func (t *SMT) LoadTop(stop func() bool) (err error) {
 	defer catch(&err)
-	r, ok := t.root.(*ref)
-	if !ok {
-		return nil
-	}
-	pin := r.src.pin
 	var walk func(n node) bool
 	walk = func(n node) bool {
 		if stop() {
 			return false
 		}
-		b, ok := resolve(n).(*branch)
-		if !ok || b.bit >= pin {
+		var b *branch
+		switch x := n.(type) {
+		case *branch: // made by an Update not persisted yet: in memory
+			b = x
+		case *ref:
+			if b = x.load(); b.bit >= x.src.pin {
+				return true
+			}
+		default:
 			return true
 		}
 		return walk(b.kids[0]) && walk(b.kids[1])

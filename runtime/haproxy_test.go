@@ -22,6 +22,7 @@ import (
 
 	"storesync/api/storev1"
 	"storesync/health"
+	"storesync/internal/testnet"
 )
 
 // cutProxy forwards TCP to a target until cut: then it drops every
@@ -178,13 +179,23 @@ func TestHAProxy(t *testing.T) {
 		s := haproxyStates(t, sock)
 		return s["f1"] == "UP" && s["f2"] == "UP" && s["f3"] == "UP"
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !allUp() {
-		if time.Now().After(deadline) {
-			t.Fatalf("HAProxy never saw all three UP: %v\n%s", haproxyStates(t, sock), logs.String())
+	// On a timeout, say what HAProxy and each follower saw: a CI failure
+	// of this test once said only which wait ran out.
+	explain := func() string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "HAProxy: %v; primary at %d\n", haproxyStates(t, sock), p.Store().Snapshot().Committed())
+		for i, f := range fs {
+			s := f.Status()
+			fmt.Fprintf(&b, "f%d: committed %d ready %v lag %d known %v chain tip %d from %q: %s; upstreams %v problems %v notes %v\n",
+				i+1, s.Committed, s.Ready, s.Lag, s.LagKnown, s.ChainTip, s.ChainTipSrc, s.Reason, s.Upstreams, s.Problems, s.UpstreamNotes)
 		}
-		time.Sleep(10 * time.Millisecond)
+		return b.String() + logs.String()
 	}
+	wait := func(what string, within time.Duration, cond func() bool) {
+		t.Helper()
+		testnet.WaitForExplained(t, within, what, cond, explain)
+	}
+	wait("HAProxy to see all three UP", 30*time.Second, allUp)
 
 	conn, err := grpc.NewClient(bindAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -200,25 +211,6 @@ func TestHAProxy(t *testing.T) {
 	}
 	if err := read(); err != nil {
 		t.Fatalf("read through HAProxy: %v\n%s", err, logs.String())
-	}
-
-	// On a timeout, say what HAProxy and each follower saw: the last CI
-	// failure of this test said only which wait ran out.
-	wait := func(what string, within time.Duration, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(within)
-		for !cond() {
-			if time.Now().After(deadline) {
-				var b strings.Builder
-				for i, f := range fs {
-					s := f.Status()
-					fmt.Fprintf(&b, "f%d: committed %d ready %v lag %d known %v chain tip %d from %q: %s; upstreams %v problems %v notes %v\n",
-						i+1, s.Committed, s.Ready, s.Lag, s.LagKnown, s.ChainTip, s.ChainTipSrc, s.Reason, s.Upstreams, s.Problems, s.UpstreamNotes)
-				}
-				t.Fatalf("timed out after %s waiting for %s; HAProxy: %v; primary at %d\n%s%s", within, what, haproxyStates(t, sock), p.Store().Snapshot().Committed(), b.String(), logs.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
 	}
 
 	link.setCut(true)

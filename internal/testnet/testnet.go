@@ -113,9 +113,19 @@ func GenesisOf(p *primary.Node) string {
 // WaitFor polls cond until it holds, and fails the test after within.
 func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
+	WaitForExplained(t, within, what, cond, nil)
+}
+
+// WaitForExplained is WaitFor whose failure also prints what explain
+// returns then: the state of the parts the condition was waiting on.
+func WaitForExplained(t testing.TB, within time.Duration, what string, cond func() bool, explain func() string) {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
+			if explain != nil {
+				t.Fatalf("timed out after %s waiting for %s\n%s", within, what, explain())
+			}
 			t.Fatalf("timed out after %s waiting for %s", within, what)
 		}
 		time.Sleep(5 * time.Millisecond)
