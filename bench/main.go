@@ -47,6 +47,7 @@ func main() {
 	scaleSizes := flag.String("scale-sizes", "", "the state sizes (keys) the scale scenario measures (default "+scaleDefaultSizes+"; --quick: 1e5)")
 	flag.StringVar(&scaleBlocksFlag, "scale-blocks", "", "the chain lengths (blocks of a small-profile chain) the scale scenario also measures, e.g. 1e3,1e5 (default none; --quick: "+scaleQuickBlocks+")")
 	flag.StringVar(&scaleProfileDir, "scale-profile", "", "write CPU profiles of each size's reads and applies to this directory (<keys>-reads.pprof, <keys>-apply.pprof)")
+	flag.IntVar(&scaleRecordLevels, "scale-record-levels", 0, "the tree levels one stored record spans in every store the scale scenario opens or builds (default: the store's); give it its own --scale-cache, as the states are built with it")
 	scaleCache := flag.String("scale-cache", "", "where the scale scenario keeps its states between runs (default: the user cache dir's storesync/scale)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: go run ./bench [catchup|lag|proofs|stall|isolation|memory|all] [--quick] [--json FILE] [--plots DIR]")
@@ -73,6 +74,7 @@ func main() {
 	if flag.NArg() > 0 {
 		scenario = flag.Arg(0)
 	}
+	useRecordLevels(scaleRecordLevels)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {

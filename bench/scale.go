@@ -326,7 +326,7 @@ func scaleRun(quick bool, sizesFlag, blocksFlag, cacheFlag, plotsDir string) (*S
 		}
 		fmt.Fprintf(os.Stderr, "scale %g: %d blocks, %d keys, %.0f MB; copied to %s in %s\n",
 			size, n, row.Keys, float64(row.DiskBytes)/1e6, scratch, time.Since(t).Round(time.Millisecond))
-		cfg := scaleChildConfig{Dir: scratch, Chain: scaleLargeChain, Large: largeN, Standard: standardN, ReadFor: scaleReadFor}
+		cfg := scaleChildConfig{Dir: scratch, Chain: scaleLargeChain, Large: largeN, Standard: standardN, ReadFor: scaleReadFor, RecordLevels: scaleRecordLevels}
 		if scaleProfileDir != "" {
 			if err := os.MkdirAll(scaleProfileDir, 0o755); err != nil {
 				return nil, err
@@ -392,7 +392,7 @@ func scaleBlocks(dir string, lengths []uint64) ([]ScaleBlocksRow, error) {
 		}
 		fmt.Fprintf(os.Stderr, "scale blocks %d: %d keys, %.0f MB; copied to %s in %s\n",
 			n, row.Keys, float64(row.DiskBytes)/1e6, scratch, time.Since(t).Round(time.Millisecond))
-		m, err := runScaleChild(scaleChildConfig{Dir: scratch, Chain: scaleSmallChain, Reads: scaleBlocksReadMethods, ReadFor: scaleReadFor})
+		m, err := runScaleChild(scaleChildConfig{Dir: scratch, Chain: scaleSmallChain, Reads: scaleBlocksReadMethods, ReadFor: scaleReadFor, RecordLevels: scaleRecordLevels})
 		if rerr := os.RemoveAll(scratch); err == nil {
 			err = rerr
 		}
@@ -908,6 +908,21 @@ type scaleChildConfig struct {
 	// Profile, when set, is the path prefix of the CPU profiles of the
 	// reads and the applies.
 	Profile string `json:"profile,omitempty"`
+	// RecordLevels is the store's record span (--scale-record-levels); 0:
+	// the store's default.
+	RecordLevels int `json:"record_levels,omitempty"`
+}
+
+// scaleRecordLevels is --scale-record-levels (main binds it): the record
+// span of every store the scenario opens, states it builds included.
+var scaleRecordLevels int
+
+// useRecordLevels makes the stores this process opens span n levels a
+// record (0: the store's default).
+func useRecordLevels(n int) {
+	if n > 0 {
+		store.DefaultOptions.RecordLevels = n
+	}
 }
 
 // scaleProfileDir is --scale-profile (main binds it).
@@ -977,6 +992,7 @@ func scaleChild(args []string) bool {
 	case scaleChildArg:
 		var cfg scaleChildConfig
 		if err = json.Unmarshal([]byte(args[1]), &cfg); err == nil {
+			useRecordLevels(cfg.RecordLevels)
 			var m *ScaleMeasure
 			if m, err = scaleMeasure(cfg); err == nil {
 				err = json.NewEncoder(os.Stdout).Encode(m)
@@ -990,6 +1006,7 @@ func scaleChild(args []string) bool {
 	case scalePrepareArg:
 		var cfg scaleChildConfig
 		if err = json.Unmarshal([]byte(args[1]), &cfg); err == nil {
+			useRecordLevels(cfg.RecordLevels)
 			var g *genesis.File
 			var keys workload.Keys
 			if g, keys, err = cfg.Chain.genesis(); err == nil {

@@ -18,10 +18,13 @@ import (
 // decoded in a cache bounded in bytes: memory is set by that bound, not by
 // the tree's size.
 //
-// A stored branch holds its children's hashes (as every branch does) and
-// references to them: a leaf child inline, a branch child by id. A leaf is
-// therefore never a record of its own, and a lookup of any key reads one
-// record per branch on its path, most of them from the cache.
+// A record holds a branch and the branches below it down to the end of its
+// band of levels (see NodeSource.SetRecordLevels; a band of one level is a
+// record per branch), each with its children's hashes (as every branch
+// has): a leaf child inline, a branch child in the same band inline, one
+// deeper by the id of its own record. A leaf is therefore never a record of
+// its own, and a lookup of any key reads one record per band on its path,
+// most of them from the cache.
 
 // NodeReader reads the record of a persisted node. It must be safe for
 // concurrent use.
@@ -34,21 +37,63 @@ type NodeSource struct {
 	r     NodeReader
 	cache *otter.Cache[uint64, *branch]
 	pin   uint8 // split depth from which branches are no longer pinned (see ref)
+	band  uint8 // levels a record spans (see recordLimit); 1: a record per branch
 }
 
-// nodeWeight approximates the heap bytes a decoded node holds, in the
-// runtime's size classes: the branch (112), its leaf (64) or reference (32)
-// children, and the cache's own entry (about 96).
-func nodeWeight(_ uint64, b *branch) uint32 {
-	w := uint32(112 + 96)
+// nodeWeight approximates the heap bytes a decoded record holds, in the
+// runtime's size classes: the cache's own entry (about 96), and for each
+// branch of the record 112 and its leaf (64) or reference (32) children.
+func nodeWeight(_ uint64, b *branch) uint32 { return 96 + branchWeight(b) }
+
+func branchWeight(b *branch) uint32 {
+	w := uint32(112)
 	for _, k := range b.kids {
-		if _, ok := k.(*leaf); ok {
+		switch x := k.(type) {
+		case *leaf:
 			w += 64
-		} else {
+		case *branch:
+			w += branchWeight(x)
+		default:
 			w += 32
 		}
 	}
 	return w
+}
+
+// DefaultRecordLevels is how many levels of a tree one stored record spans
+// unless a source is told otherwise; MaxRecordLevels bounds it (a record
+// holds at most 2^levels - 1 branches). At 10^7 keys, 4 levels a record
+// write 7,299 records a large block where one a branch wrote 25,862, and
+// the tree below the pinned levels is one or two records deep; more levels
+// rewrite more unchanged branches with each key (a full band of 8 levels
+// is 255 branches, about 18 KB).
+const (
+	DefaultRecordLevels = 4
+	MaxRecordLevels     = 8
+)
+
+// SetRecordLevels makes the records that Persist writes through s span
+// levels levels of the tree (1: one record per branch; 0: the default).
+// Records of any span are read back alike, so it can change between runs
+// of a store. Call it before the source is used.
+func (s *NodeSource) SetRecordLevels(levels int) {
+	if levels <= 0 {
+		levels = DefaultRecordLevels
+	}
+	s.band = uint8(min(levels, MaxRecordLevels))
+}
+
+// recordLimit returns the split depth below which the branches under one
+// rooted at depth bit go in its record. Records cover bands of s.band
+// levels, counted from the root down to the pin depth and from there on,
+// so that a pinned record holds pinned branches only and PinnedBytes stays
+// a bound.
+func (s *NodeSource) recordLimit(bit uint8) int {
+	b, band, pin := int(bit), int(max(s.band, 1)), int(s.pin)
+	if b < pin {
+		return min(b-b%band+band, pin)
+	}
+	return pin + ((b-pin)/band+1)*band
 }
 
 // DefaultPinLevels is how many levels of each tree stay decoded in memory
@@ -80,7 +125,7 @@ func clampPin(levels int) int {
 // nodes of about cacheBytes, under the top pinLevels levels of each tree,
 // which stay decoded in memory once read (0: DefaultPinLevels).
 func NewNodeSource(r NodeReader, cacheBytes int64, pinLevels int) *NodeSource {
-	return &NodeSource{r: r, pin: uint8(clampPin(pinLevels)), cache: otter.Must(&otter.Options[uint64, *branch]{
+	return &NodeSource{r: r, pin: uint8(clampPin(pinLevels)), band: DefaultRecordLevels, cache: otter.Must(&otter.Options[uint64, *branch]{
 		MaximumWeight: uint64(max(cacheBytes, 1<<20)),
 		Weigher:       nodeWeight,
 	})}
@@ -162,11 +207,13 @@ func catch(err *error) {
 // ErrBadNode is returned for a stored node record that does not decode.
 var ErrBadNode = errors.New("malformed tree node record")
 
-// Encoding of a branch record:
+// Encoding of a record, a branch and the branches below it that share its
+// record (see recordLimit):
 //
 //	bit u8, top u8, skip u32 (little-endian), hashes 2 x 32
 //	two children, each: 0x01 key (32) value (32)   a leaf
-//	                    0x02 uvarint id            a stored branch
+//	                    0x02 uvarint id            a branch in a record of its own
+//	                    0x03 branch                a branch in this record, encoded as above
 //
 // A tree's root is encoded the same way as a child, with 0x00 for the empty
 // tree (EncodeRoot).
@@ -174,6 +221,7 @@ const (
 	kidEmpty  = 0x00
 	kidLeaf   = 0x01
 	kidBranch = 0x02
+	kidInline = 0x03
 )
 
 func appendKid(out []byte, n node) []byte {
@@ -185,6 +233,8 @@ func appendKid(out []byte, n node) []byte {
 	case *ref:
 		out = append(out, kidBranch)
 		return binary.AppendUvarint(out, x.id)
+	case *branch:
+		return appendBranch(append(out, kidInline), x)
 	case nil:
 		return append(out, kidEmpty)
 	}
@@ -209,12 +259,14 @@ func readKid(b []byte, src *NodeSource) (node, []byte, error) {
 			return nil, nil, fmt.Errorf("%w: branch child id malformed", ErrBadNode)
 		}
 		return &ref{id: id, src: src}, b[1+k:], nil
+	case kidInline:
+		return decodeBranchPrefix(b[1:], src)
 	}
 	return nil, nil, fmt.Errorf("%w: child kind %#x", ErrBadNode, b[0])
 }
 
-// appendBranch appends b's record to out; its children must be leaves or
-// references.
+// appendBranch appends b's encoding to out, the branches below it that are
+// in memory (not references) with it.
 func appendBranch(out []byte, b *branch) []byte {
 	out = append(out, b.bit, b.top)
 	out = binary.LittleEndian.AppendUint32(out, b.skip)
@@ -225,28 +277,43 @@ func appendBranch(out []byte, b *branch) []byte {
 }
 
 func decodeBranch(rec []byte, src *NodeSource) (*branch, error) {
-	if len(rec) < 6+2*Size {
-		return nil, fmt.Errorf("%w: %d bytes", ErrBadNode, len(rec))
-	}
-	b := &branch{bit: rec[0], top: rec[1], skip: binary.LittleEndian.Uint32(rec[2:])}
-	if b.top > b.bit {
-		return nil, fmt.Errorf("%w: depth %d above its parent's %d", ErrBadNode, b.bit, b.top)
-	}
-	b.hashes[0], b.hashes[1] = Hash(rec[6:]), Hash(rec[6+Size:])
-	rest := rec[6+2*Size:]
-	var err error
-	for i := range b.kids {
-		if b.kids[i], rest, err = readKid(rest, src); err != nil {
-			return nil, err
-		}
-		if b.kids[i] == nil || b.hashes[i].IsZero() {
-			return nil, fmt.Errorf("%w: child %d empty", ErrBadNode, i)
-		}
+	b, rest, err := decodeBranchPrefix(rec, src)
+	if err != nil {
+		return nil, err
 	}
 	if len(rest) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrBadNode, len(rest))
 	}
 	return b, nil
+}
+
+// decodeBranchPrefix decodes the branch at the start of rec, with the
+// branches of its record below it, and returns the bytes after them.
+// Nesting is bounded: each branch in a record splits deeper than its
+// parent, so there are at most 256 levels of it.
+func decodeBranchPrefix(rec []byte, src *NodeSource) (*branch, []byte, error) {
+	if len(rec) < 6+2*Size {
+		return nil, nil, fmt.Errorf("%w: %d bytes", ErrBadNode, len(rec))
+	}
+	b := &branch{bit: rec[0], top: rec[1], skip: binary.LittleEndian.Uint32(rec[2:])}
+	if b.top > b.bit {
+		return nil, nil, fmt.Errorf("%w: depth %d above its parent's %d", ErrBadNode, b.bit, b.top)
+	}
+	b.hashes[0], b.hashes[1] = Hash(rec[6:]), Hash(rec[6+Size:])
+	rest := rec[6+2*Size:]
+	var err error
+	for i := range b.kids {
+		if len(rest) > 0 && rest[0] == kidInline && (len(rest) < 3 || int(rest[2]) != int(b.bit)+1) {
+			return nil, nil, fmt.Errorf("%w: child %d of a branch at depth %d does not start below it", ErrBadNode, i, b.bit)
+		}
+		if b.kids[i], rest, err = readKid(rest, src); err != nil {
+			return nil, nil, err
+		}
+		if b.kids[i] == nil || b.hashes[i].IsZero() {
+			return nil, nil, fmt.Errorf("%w: child %d empty", ErrBadNode, i)
+		}
+	}
+	return b, rest, nil
 }
 
 // PersistedSMT is what a store keeps to reopen a persisted tree.
@@ -267,15 +334,32 @@ func (t *SMT) Persist(src *NodeSource, alloc func() uint64, put func(id uint64, 
 	defer catch(&err)
 	var buf []byte // put copies the record, so one buffer serves them all
 	var persist func(n node) node
+	// inline copies b for its record, which holds the branches above
+	// limit: deeper ones are persisted first, in records of their own.
+	var inline func(b *branch, limit int) *branch
+	inline = func(b *branch, limit int) *branch {
+		if b.gen == 0 {
+			// Read from a record, or copied by an earlier Persist: it is
+			// already in stored form (leaves, references and branches of
+			// its band below it) and immutable, so it goes in as it is.
+			return b
+		}
+		d := &branch{bit: b.bit, top: b.top, skip: b.skip, hashes: b.hashes}
+		for i, k := range b.kids {
+			if kb, ok := k.(*branch); ok && int(kb.bit) < limit {
+				d.kids[i] = inline(kb, limit)
+			} else {
+				d.kids[i] = persist(k)
+			}
+		}
+		return d
+	}
 	persist = func(n node) node {
 		b, ok := n.(*branch)
 		if !ok {
 			return n // a leaf (inline), a reference, or empty
 		}
-		d := &branch{bit: b.bit, top: b.top, skip: b.skip, hashes: b.hashes}
-		for i, k := range b.kids {
-			d.kids[i] = persist(k)
-		}
+		d := inline(b, src.recordLimit(b.bit))
 		id := alloc()
 		buf = appendBranch(buf[:0], d)
 		if err := put(id, buf); err != nil {
@@ -355,7 +439,7 @@ func (t *SMT) LoadTop(stop func() bool) (err error) {
 		}
 		var b *branch
 		switch x := n.(type) {
-		case *branch: // made by an Update not persisted yet: in memory
+		case *branch: // in memory: made by an Update not persisted yet, or in its parent's record
 			b = x
 		case *ref:
 			if b = x.load(); b.bit >= x.src.pin {

@@ -53,6 +53,9 @@ func (m *mapNodes) put(id uint64, rec []byte) error {
 func (m *mapNodes) reachable(p PersistedSMT, into map[uint64]bool) error {
 	var visit func(n node) error
 	visit = func(n node) error {
+		if b, ok := n.(*branch); ok { // in its parent's record
+			return errors.Join(visit(b.kids[0]), visit(b.kids[1]))
+		}
 		r, ok := n.(*ref)
 		if !ok {
 			return nil
@@ -84,13 +87,21 @@ func (m *mapNodes) reachable(p PersistedSMT, into map[uint64]bool) error {
 // reports stale once they are older than a few versions, answers every
 // question exactly as the same tree kept in memory; every retained version
 // stays readable; and the store holds nothing the retained versions do not
-// use.
+// use. Records span from one level to several, changing between reloads
+// (a store reads records of any span), below a pin depth drawn small
+// enough that loads go through the cache.
 func TestSMTPersistMatchesMemory(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		pool := genPool(t)
 		store := newMapNodes()
-		// A tiny cache, so that most loads read the store.
-		src := NewNodeSource(store, 0, 0)
+		pin := rapid.IntRange(1, 8).Draw(t, "pin")
+		newSource := func() *NodeSource {
+			// A tiny cache, so that most loads read the store.
+			s := NewNodeSource(store, 0, pin)
+			s.SetRecordLevels(rapid.IntRange(1, 5).Draw(t, "record levels"))
+			return s
+		}
+		src := newSource()
 		mem, disk := NewSMT(), NewSMT()
 		const retain = 3
 		type version struct {
@@ -142,7 +153,7 @@ func TestSMTPersistMatchesMemory(t *testing.T) {
 			}
 			if rapid.Bool().Draw(t, "reload") {
 				// A fresh source: nothing cached.
-				src = NewNodeSource(store, 0, 0)
+				src = newSource()
 				if disk, err = LoadSMT(p, src); err != nil {
 					t.Fatalf("step %d: load: %v", step, err)
 				}
@@ -354,5 +365,127 @@ func TestPinnedBytes(t *testing.T) {
 	}
 	if a, b := PinnedBytes(10), PinnedBytes(11); b != 2*a+pinnedNodeBytes {
 		t.Fatalf("11 levels %d, 10 levels %d: want one level's doubling", b, a)
+	}
+}
+
+// TestSMTRecordLevels: records spanning four levels hold the same tree in
+// fewer records than one a branch, each record's branches within its band;
+// an update writes fewer records and reports as stale exactly the records it
+// replaced; and a store written with one span reads back under another.
+func TestSMTRecordLevels(t *testing.T) {
+	kvs := randomKVs(7, 3000)
+	more := randomKVs(8, 40)
+	type run struct {
+		store          *mapNodes
+		first, written int
+		stale          []uint64
+		p              PersistedSMT
+	}
+	persist := func(levels int) run {
+		r := run{store: newMapNodes()}
+		src := NewNodeSource(r.store, 0, 6)
+		src.SetRecordLevels(levels)
+		tree, _, _, err := BuildSMT(kvs).Persist(src, r.store.alloc, r.store.put)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.first = len(r.store.recs)
+		next, err := tree.TryUpdate(more)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, r.p, r.stale, err = next.Persist(src, r.store.alloc, r.store.put)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.written = len(r.store.recs) - r.first
+		return r
+	}
+	one, four := persist(1), persist(4)
+	if four.first*2 > one.first || four.written*2 > one.written {
+		t.Fatalf("records of four levels: %d for the tree, %d for the update; one level: %d and %d", four.first, four.written, one.first, one.written)
+	}
+	for _, r := range []run{one, four} {
+		for _, id := range r.stale {
+			if id > uint64(r.first) {
+				t.Fatalf("stale record %d was written by the update itself", id)
+			}
+		}
+		live := map[uint64]bool{}
+		if err := r.store.reachable(r.p, live); err != nil {
+			t.Fatal(err)
+		}
+		if want := len(r.store.recs) - len(r.stale); len(live) != want {
+			t.Fatalf("update left %d records reachable, want %d written less %d stale", len(live), want, len(r.stale))
+		}
+	}
+	// Every branch of a record lies in its root's band: between the pin
+	// depth (6) and the band's end.
+	limitOf := NewNodeSource(nil, 0, 6)
+	limitOf.SetRecordLevels(4)
+	for id, rec := range four.store.recs {
+		b, err := decodeBranch(rec, nil)
+		if err != nil {
+			t.Fatalf("record %d: %v", id, err)
+		}
+		limit := limitOf.recordLimit(b.bit)
+		var check func(x *branch)
+		check = func(x *branch) {
+			for _, k := range x.kids {
+				if kb, ok := k.(*branch); ok {
+					if int(kb.bit) >= limit || (b.bit < 6) != (kb.bit < 6) {
+						t.Fatalf("record %d at depth %d holds a branch at depth %d (band ends at %d)", id, b.bit, kb.bit, limit)
+					}
+					check(kb)
+				}
+			}
+		}
+		check(b)
+	}
+	all := BuildSMT(kvs).Update(more)
+	for _, levels := range []int{1, 4, 8} {
+		src := NewNodeSource(four.store, 0, 6)
+		src.SetRecordLevels(levels)
+		tree, err := LoadSMT(four.p, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := make([]Hash, 0, len(kvs))
+		for _, kv := range kvs[:200] {
+			keys = append(keys, kv.Key)
+		}
+		sameTree(t, tree, all, keys)
+	}
+}
+
+// TestDecodeInlineBranch: a branch in its parent's record must start right
+// below the parent's split; one that does not is malformed, not followed.
+func TestDecodeInlineBranch(t *testing.T) {
+	h := Hash{1}
+	leafKid := append([]byte{kidLeaf}, make([]byte, 2*Size)...)
+	enc := func(bit, top byte, kids ...[]byte) []byte {
+		out := []byte{bit, top, 0, 0, 0, 0}
+		out = append(out, h[:]...)
+		out = append(out, h[:]...)
+		for _, k := range kids {
+			out = append(out, k...)
+		}
+		return out
+	}
+	good := enc(3, 0, append([]byte{kidInline}, enc(5, 4, leafKid, leafKid)...), leafKid)
+	if b, err := decodeBranch(good, nil); err != nil {
+		t.Fatalf("good record: %v", err)
+	} else if kb, ok := b.kids[0].(*branch); !ok || kb.bit != 5 || kb.top != 4 {
+		t.Fatalf("good record: child %#v", b.kids[0])
+	}
+	for name, rec := range map[string][]byte{
+		"child above its parent": enc(3, 0, append([]byte{kidInline}, enc(3, 3, leafKid, leafKid)...), leafKid),
+		"child skips a level":    enc(3, 0, append([]byte{kidInline}, enc(6, 5, leafKid, leafKid)...), leafKid),
+		"child truncated":        enc(3, 0, []byte{kidInline, 5}),
+		"trailing bytes":         append(good, 0),
+	} {
+		if _, err := decodeBranch(rec, nil); !errors.Is(err, ErrBadNode) {
+			t.Errorf("%s: %v, want ErrBadNode", name, err)
+		}
 	}
 }

@@ -142,6 +142,10 @@ type Options struct {
 	// once read (merkle.PinnedBytes bounds what they hold): the levels on
 	// nearly every path, where a cache would cost an entry per node.
 	PinnedLevels int
+	// RecordLevels is how many levels of a tree one stored record spans
+	// (merkle.NodeSource.SetRecordLevels): more levels, fewer and larger
+	// records to write and read per path.
+	RecordLevels int
 	// StateCacheBytes is the state database's block cache.
 	StateCacheBytes int64
 	// SQLiteCacheBytes is SQLite's page cache (per connection).
@@ -152,6 +156,7 @@ type Options struct {
 var DefaultOptions = Options{
 	NodeCacheBytes:   256 << 20,
 	PinnedLevels:     merkle.DefaultPinLevels,
+	RecordLevels:     merkle.DefaultRecordLevels,
 	StateCacheBytes:  64 << 20,
 	SQLiteCacheBytes: 64 << 20,
 }
@@ -179,6 +184,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PinnedLevels <= 0 {
 		o.PinnedLevels = DefaultOptions.PinnedLevels
+	}
+	if o.RecordLevels <= 0 {
+		o.RecordLevels = DefaultOptions.RecordLevels
 	}
 	if o.StateCacheBytes <= 0 {
 		o.StateCacheBytes = DefaultOptions.StateCacheBytes
@@ -239,6 +247,7 @@ func openStateDB(dir string, o Options) (*stateDB, error) {
 	}
 	s.db = db
 	s.src = merkle.NewNodeSource(s, o.NodeCacheBytes, o.PinnedLevels)
+	s.src.SetRecordLevels(o.RecordLevels)
 	return s, nil
 }
 

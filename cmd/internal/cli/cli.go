@@ -56,6 +56,16 @@ func StoreFlags(fs *flag.FlagSet, o *store.Options) {
 		o.PinnedLevels = n
 		return nil
 	})
+	o.RecordLevels = d.RecordLevels
+	fs.Func("record-levels", fmt.Sprintf("levels of a tree one record of the state database spans: a key's update rewrites and a lookup reads one record per band of this many levels (default %d, at most %d)",
+		d.RecordLevels, merkle.MaxRecordLevels), func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > merkle.MaxRecordLevels {
+			return fmt.Errorf("want a number of levels from 1 to %d, got %q", merkle.MaxRecordLevels, v)
+		}
+		o.RecordLevels = n
+		return nil
+	})
 	mib(&o.StateCacheBytes, "state-cache", d.StateCacheBytes, "block cache of the state database (tree nodes, note index)")
 	mib(&o.SQLiteCacheBytes, "sqlite-cache", d.SQLiteCacheBytes, "SQLite page cache, shared out among its connections")
 }

@@ -87,4 +87,27 @@ func TestPinnedLevelsFlag(t *testing.T) {
 	}
 }
 
+// TestRecordLevelsFlag: --record-levels defaults to the store's default,
+// takes a level count from 1 to the maximum, and refuses anything else.
+func TestRecordLevelsFlag(t *testing.T) {
+	parse := func(args ...string) (store.Options, error) {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		var o store.Options
+		StoreFlags(fs, &o)
+		return o, fs.Parse(args)
+	}
+	if o, err := parse(); err != nil || o.RecordLevels != store.DefaultOptions.RecordLevels {
+		t.Fatalf("default: %d, %v; want %d", o.RecordLevels, err, store.DefaultOptions.RecordLevels)
+	}
+	if o, err := parse("--record-levels", "3"); err != nil || o.RecordLevels != 3 {
+		t.Fatalf("--record-levels 3: %d, %v", o.RecordLevels, err)
+	}
+	for _, bad := range []string{"0", "-1", "9", "many"} {
+		if _, err := parse("--record-levels", bad); err == nil {
+			t.Errorf("--record-levels %s accepted", bad)
+		}
+	}
+}
+
 const memoryOverheadForTest = 256 << 20
