@@ -31,6 +31,7 @@ fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzApplyBlock$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./store/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSMTProof$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./merkle/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMMRProof$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./merkle/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeNodeRecord$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./merkle/
 	$(GO) test -run '^$$' -fuzz '^FuzzBlockReads$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./api/
 	$(GO) test -run '^$$' -fuzz '^FuzzIDReads$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./api/
 	$(GO) test -run '^$$' -fuzz '^FuzzSyncNotes$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./api/

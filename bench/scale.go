@@ -1855,7 +1855,7 @@ func printScaleTable(res *ScaleResult) {
 		fmt.Printf(" %.2f× |", x(lo.read(m), hi.read(m)))
 	}
 	fmt.Printf(" %.2f× |\n", x(lo.BytesPerKey, hi.BytesPerKey))
-	fmt.Println("\nTree nodes per block (the state database's writes and deletes; a branch per level of each key's path below the levels the block's keys share):")
+	fmt.Println("\nTree records per block (the state database's writes and deletes; a record per band of --record-levels levels of each key's path below the levels the block's keys share):")
 	fmt.Println()
 	fmt.Println("| size | large: written / deleted | standard: written / deleted |")
 	fmt.Println("|---|---|---|")

@@ -22,8 +22,9 @@ type Report struct {
 	BlockFile time.Duration // write + fdatasync of the block file
 	SQLite    time.Duration // the transaction, commit included
 	State     time.Duration // the state database batch: tree nodes, note index
-	// Nodes and Pruned: the tree nodes the state database batch wrote, and
-	// the replaced ones of an older version it deleted.
+	// Nodes and Pruned: the tree records (Options.RecordLevels levels of
+	// branches each) the state database batch wrote, and the replaced ones
+	// of an older version it deleted.
 	Nodes, Pruned int
 }
 
