@@ -64,16 +64,19 @@ func TestMemoryLimit(t *testing.T) {
 	}
 }
 
+// parseStoreFlags parses args with only the store's flags registered.
+func parseStoreFlags(args ...string) (store.Options, error) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var o store.Options
+	StoreFlags(fs, &o)
+	return o, fs.Parse(args)
+}
+
 // TestPinnedLevelsFlag: --pinned-levels defaults to the store's default,
 // takes a level count from 1 to the maximum, and refuses anything else.
 func TestPinnedLevelsFlag(t *testing.T) {
-	parse := func(args ...string) (store.Options, error) {
-		fs := flag.NewFlagSet("test", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		var o store.Options
-		StoreFlags(fs, &o)
-		return o, fs.Parse(args)
-	}
+	parse := parseStoreFlags
 	if o, err := parse(); err != nil || o.PinnedLevels != merkle.DefaultPinLevels {
 		t.Fatalf("default: %d, %v; want %d", o.PinnedLevels, err, merkle.DefaultPinLevels)
 	}
@@ -90,13 +93,7 @@ func TestPinnedLevelsFlag(t *testing.T) {
 // TestRecordLevelsFlag: --record-levels defaults to the store's default,
 // takes a level count from 1 to the maximum, and refuses anything else.
 func TestRecordLevelsFlag(t *testing.T) {
-	parse := func(args ...string) (store.Options, error) {
-		fs := flag.NewFlagSet("test", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		var o store.Options
-		StoreFlags(fs, &o)
-		return o, fs.Parse(args)
-	}
+	parse := parseStoreFlags
 	if o, err := parse(); err != nil || o.RecordLevels != store.DefaultOptions.RecordLevels {
 		t.Fatalf("default: %d, %v; want %d", o.RecordLevels, err, store.DefaultOptions.RecordLevels)
 	}
