@@ -48,10 +48,11 @@ func main() {
 	flag.StringVar(&scaleBlocksFlag, "scale-blocks", "", "the chain lengths (blocks of a small-profile chain) the scale scenario also measures, e.g. 1e3,1e5 (default none; --quick: "+scaleQuickBlocks+")")
 	flag.StringVar(&scaleProfileDir, "scale-profile", "", "write CPU profiles of each size's reads and applies to this directory (<keys>-reads.pprof, <keys>-apply.pprof)")
 	flag.IntVar(&scaleRecordLevels, "scale-record-levels", 0, "the tree levels one stored record spans in every store the scale scenario opens or builds (default: the store's); give it its own --scale-cache, as the states are built with it")
+	flag.IntVar(&scaleNodeCacheMiB, "scale-node-cache", 0, "the node cache (MiB, the store's --node-cache) of each store the scale scenario measures (default: the store's); the memory limit it sets grows with it")
 	scaleCache := flag.String("scale-cache", "", "where the scale scenario keeps its states between runs (default: the user cache dir's storesync/scale)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: go run ./bench [catchup|lag|proofs|stall|isolation|memory|all] [--quick] [--json FILE] [--plots DIR]")
-		fmt.Fprintln(os.Stderr, "       go run ./bench scale [--quick] [--scale-sizes 1e5,1e6,1e7] [--scale-blocks 1e3,1e5] [--scale-cache DIR] [--scale-profile DIR] [--plots DIR]  (not part of all: it keeps GBs of states)")
+		fmt.Fprintln(os.Stderr, "       go run ./bench scale [--quick] [--scale-sizes 1e5,1e6,1e7] [--scale-blocks 1e3,1e5] [--scale-cache DIR] [--scale-profile DIR] [--scale-record-levels N] [--scale-node-cache MiB] [--plots DIR]  (not part of all: it keeps GBs of states)")
 		flag.PrintDefaults()
 	}
 	if scaleChild(os.Args[1:]) {

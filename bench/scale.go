@@ -224,12 +224,17 @@ type ScaleMeasure struct {
 	// SettleS: how long the state database's compactions took to settle
 	// before the timed work; DebtLeftMB what they had left when the wait
 	// ended.
-	SettleS    float64      `json:"settle_s"`
-	DebtLeftMB float64      `json:"debt_left_mb"`
-	Large      ScaleApply   `json:"large,omitzero"` // none for a chain length
-	Standard   ScaleApply   `json:"standard,omitzero"`
-	AddedKeys  uint64       `json:"added_keys"`
-	Reads      []ScaleReads `json:"reads"`
+	SettleS    float64 `json:"settle_s"`
+	DebtLeftMB float64 `json:"debt_left_mb"`
+	// FlushedMB and CompactedMB: what the state database wrote to its
+	// files during the timed blocks, by memtable flushes and by
+	// compactions (which run on the cores the apply shares).
+	FlushedMB   float64      `json:"state_flushed_mb"`
+	CompactedMB float64      `json:"state_compacted_mb"`
+	Large       ScaleApply   `json:"large,omitzero"` // none for a chain length
+	Standard    ScaleApply   `json:"standard,omitzero"`
+	AddedKeys   uint64       `json:"added_keys"`
+	Reads       []ScaleReads `json:"reads"`
 }
 
 // ScaleApply is the mean cost of applying blocks of one profile, by the
@@ -326,7 +331,7 @@ func scaleRun(quick bool, sizesFlag, blocksFlag, cacheFlag, plotsDir string) (*S
 		}
 		fmt.Fprintf(os.Stderr, "scale %g: %d blocks, %d keys, %.0f MB; copied to %s in %s\n",
 			size, n, row.Keys, float64(row.DiskBytes)/1e6, scratch, time.Since(t).Round(time.Millisecond))
-		cfg := scaleChildConfig{Dir: scratch, Chain: scaleLargeChain, Large: largeN, Standard: standardN, ReadFor: scaleReadFor, RecordLevels: scaleRecordLevels}
+		cfg := scaleChildConfig{Dir: scratch, Chain: scaleLargeChain, Large: largeN, Standard: standardN, ReadFor: scaleReadFor, RecordLevels: scaleRecordLevels, NodeCacheMiB: scaleNodeCacheMiB}
 		if scaleProfileDir != "" {
 			if err := os.MkdirAll(scaleProfileDir, 0o755); err != nil {
 				return nil, err
@@ -911,6 +916,9 @@ type scaleChildConfig struct {
 	// RecordLevels is the store's record span (--scale-record-levels); 0:
 	// the store's default.
 	RecordLevels int `json:"record_levels,omitempty"`
+	// NodeCacheMiB is the measured store's --node-cache
+	// (--scale-node-cache); 0: the store's default.
+	NodeCacheMiB int `json:"node_cache_mib,omitempty"`
 }
 
 // scaleRecordLevels is --scale-record-levels (main binds it): the record
@@ -924,6 +932,11 @@ func useRecordLevels(n int) {
 		store.DefaultOptions.RecordLevels = n
 	}
 }
+
+// scaleNodeCacheMiB is --scale-node-cache (main binds it): the node cache
+// of the stores measured (not of those that build the states, whose
+// records it does not change).
+var scaleNodeCacheMiB int
 
 // scaleProfileDir is --scale-profile (main binds it).
 var scaleProfileDir string
@@ -993,6 +1006,9 @@ func scaleChild(args []string) bool {
 		var cfg scaleChildConfig
 		if err = json.Unmarshal([]byte(args[1]), &cfg); err == nil {
 			useRecordLevels(cfg.RecordLevels)
+			if cfg.NodeCacheMiB > 0 {
+				store.DefaultOptions.NodeCacheBytes = int64(cfg.NodeCacheMiB) << 20
+			}
 			var m *ScaleMeasure
 			if m, err = scaleMeasure(cfg); err == nil {
 				err = json.NewEncoder(os.Stdout).Encode(m)
@@ -1103,6 +1119,7 @@ func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
 	}); err != nil {
 		return nil, err
 	}
+	flushed0, compacted0 := st.StateWrites()
 	if err := profiled(cfg.Profile, "apply", func() error {
 		var added uint64
 		if m.Large, added, err = scaleApply(st, prepared.large); err != nil {
@@ -1117,6 +1134,8 @@ func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
 	}); err != nil {
 		return nil, err
 	}
+	flushed1, compacted1 := st.StateWrites()
+	m.FlushedMB, m.CompactedMB = float64(flushed1-flushed0)/(1<<20), float64(compacted1-compacted0)/(1<<20)
 	// Not in the profile: the blocks made on the store itself, which read
 	// every path first, are the generator's cost more than the store's.
 	for _, more := range []struct {
@@ -1833,10 +1852,21 @@ func printScaleTable(res *ScaleResult) {
 		}
 		fmt.Printf(" %.0f |\n", r.BytesPerKey)
 	}
-	if len(res.Rows) < 2 {
-		return
+	if len(res.Rows) > 1 {
+		printScaleRatios(res.Rows[0], res.Rows[len(res.Rows)-1])
 	}
-	lo, hi := res.Rows[0], res.Rows[len(res.Rows)-1]
+	fmt.Println("\nTree records per block (the state database's writes and deletes; a record per band of --record-levels levels of each key's path below the levels the block's keys share):")
+	fmt.Println()
+	fmt.Println("| size | large: written / deleted | standard: written / deleted | state database MB written during the timed blocks: flushed / compacted |")
+	fmt.Println("|---|---|---|---|")
+	for _, r := range res.Rows {
+		fmt.Printf("| %s | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f |\n", sizeLabel(r.Size), r.Large.Nodes, r.Large.Pruned, r.Standard.Nodes, r.Standard.Pruned, r.FlushedMB, r.CompactedMB)
+	}
+}
+
+// printScaleRatios prints the row of ratios between the smallest and the
+// largest state.
+func printScaleRatios(lo, hi ScaleRow) {
 	x := func(a, b float64) float64 {
 		if a == 0 {
 			return math.NaN()
@@ -1855,13 +1885,6 @@ func printScaleTable(res *ScaleResult) {
 		fmt.Printf(" %.2f× |", x(lo.read(m), hi.read(m)))
 	}
 	fmt.Printf(" %.2f× |\n", x(lo.BytesPerKey, hi.BytesPerKey))
-	fmt.Println("\nTree records per block (the state database's writes and deletes; a record per band of --record-levels levels of each key's path below the levels the block's keys share):")
-	fmt.Println()
-	fmt.Println("| size | large: written / deleted | standard: written / deleted |")
-	fmt.Println("|---|---|---|")
-	for _, r := range res.Rows {
-		fmt.Printf("| %s | %.0f / %.0f | %.0f / %.0f |\n", sizeLabel(r.Size), r.Large.Nodes, r.Large.Pruned, r.Standard.Nodes, r.Standard.Pruned)
-	}
 }
 
 func printScaleBlocksTable(rows []ScaleBlocksRow) {

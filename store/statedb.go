@@ -670,3 +670,11 @@ func (s *Store) Compacting() (debtBytes uint64, running int64) {
 	m := s.state.db.Metrics()
 	return m.Compact.EstimatedDebt, m.Compact.NumInProgress
 }
+
+// StateWrites returns the bytes the state database has written to its
+// files since Open: by memtable flushes and by compactions (what grows with
+// the LSM's depth, and so with the state). thread-safe.
+func (s *Store) StateWrites() (flushed, compacted uint64) {
+	m := s.state.db.Metrics()
+	return m.Levels[0].TableBytesFlushed, m.Total().TableBytesCompacted
+}
