@@ -12,7 +12,9 @@ import (
 )
 
 // Report says what one ApplyBlock did and where its time went, stage by
-// stage, for metrics and traces.
+// stage, for metrics and traces. A block applied in a group (ApplyBlocks)
+// reports its own validation and trees, and its share of the group's
+// commit: BlockFile, SQLite and State are the group's times over Group.
 type Report struct {
 	Number    uint64
 	Bytes     int
@@ -24,8 +26,11 @@ type Report struct {
 	State     time.Duration // the state database batch: tree nodes, note index
 	// Nodes and Pruned: the tree records (Options.RecordLevels levels of
 	// branches each) the state database batch wrote, and the replaced ones
-	// of an older version it deleted.
+	// of an older version it deleted; a group's batch is reported on its
+	// last block.
 	Nodes, Pruned int
+	// Group is how many blocks were committed with this one (1: alone).
+	Group int
 }
 
 // ApplyBlockBytes decodes and applies an encoded block. A block that does not
@@ -44,72 +49,163 @@ func (s *Store) ApplyBlockBytes(ctx context.Context, data []byte) (Report, error
 // other error (I/O) also leaves the committed state as it was. thread-safe:
 // writers are serialised.
 func (s *Store) ApplyBlock(ctx context.Context, b *block.Block) (Report, error) {
-	rep := Report{Number: b.Header.Number, Start: time.Now()}
+	reps, err := s.ApplyBlocks(ctx, []*block.Block{b})
+	if len(reps) == 0 {
+		return Report{Number: b.Header.Number, Start: time.Now()}, err
+	}
+	return reps[0], err
+}
+
+// ApplyBlocks validates blocks in order, each on the state the one before
+// it leaves, by the same checks as ApplyBlock, and commits those that pass
+// as one group: one write and fdatasync of the block file per segment, one
+// SQLite transaction (the commit point: the tip moves from the first
+// block's parent to the last block at once) and one state database batch.
+// It returns the reports of the blocks it committed. If a block is
+// rejected, the blocks before it are committed and the error is its
+// *state.RejectError; it and those after it change nothing. Any other
+// error (I/O) commits none of the group. Nothing is published before the
+// group's commit: readers, Tips and Changed see the tip move once, to the
+// last block. thread-safe: writers are serialised.
+func (s *Store) ApplyBlocks(ctx context.Context, blocks []*block.Block) ([]Report, error) {
+	if len(blocks) == 0 {
+		return nil, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return rep, ErrClosed
+		return nil, ErrClosed
 	}
-	n := b.Header.Number
 	if err := s.catchUpState(ctx); err != nil {
-		return rep, err
+		return nil, err
 	}
 	cur := s.snap.Load()
-	next, err := cur.State.Apply(b, s.rules)
-	if err != nil {
-		if errors.Is(err, state.ErrRejected) {
-			return rep, err
+
+	// Validate each block on the state after the one before it: that
+	// state exists in memory (trees stacked on unpersisted trees) well
+	// before anything is durable.
+	applied := make([]*state.Applied, 0, len(blocks))
+	reps := make([]Report, 0, len(blocks))
+	var rejected error
+	prev := cur.State
+	for _, b := range blocks {
+		rep := Report{Number: b.Header.Number, Start: time.Now()}
+		next, err := prev.Apply(b, s.rules)
+		if err != nil {
+			if !errors.Is(err, state.ErrRejected) {
+				return nil, storageErr(fmt.Sprintf("apply block %d: read state", b.Header.Number), err)
+			}
+			rejected = err
+			break
 		}
-		return rep, storageErr(fmt.Sprintf("apply block %d: read state", n), err)
+		rep.Validate, rep.Trees = next.Validate, next.Trees
+		applied, reps = append(applied, next), append(reps, rep)
+		prev = next.State
 	}
-	rep.Validate, rep.Trees = next.Validate, next.Trees
+	if len(applied) == 0 {
+		return nil, rejected
+	}
+	group := blocks[:len(applied)]
+	first, last := group[0].Header.Number, group[len(group)-1].Header.Number
+	op := fmt.Sprintf("apply block %d", first)
+	if last != first {
+		op = fmt.Sprintf("apply blocks %d..%d", first, last)
+	}
 
 	t := time.Now()
-	data := b.Encode()
-	rep.Bytes = len(data)
-	l := loc{len: uint32(len(data))}
-	if n%SegmentSpan != 0 {
-		l.off = cur.tipLoc.end()
+	locs, hashes, err := s.writeBlockFiles(cur.tipLoc, group, reps)
+	if err != nil {
+		return nil, storageErr(op, err)
 	}
-	if err := s.blocks.write(n, l.off, data); err != nil {
-		// A full disk gets back what the failed write took; nothing of
-		// SQLite was touched yet.
-		s.blocks.cut(n, l.off)
-		return rep, storageErr(fmt.Sprintf("apply block %d", n), err)
-	}
-	rep.BlockFile = time.Since(t)
+	fileTime := time.Since(t)
 
 	t = time.Now()
-	if err := s.commitBlock(ctx, b, next, l, merkle.Sum(data)); err != nil {
-		// The block's bytes stay in its file past the committed end: a
-		// retry of the same block writes them again at the same offset,
+	if err := s.commitBlocks(ctx, group, applied, locs, hashes, cur.Committed()); err != nil {
+		// The blocks' bytes stay in their files past the committed end: a
+		// retry of the same blocks writes them again at the same offsets,
 		// and Open cuts them if none comes. They are not cut here: a commit
 		// whose fsync failed may still be on disk, and would then need them.
-		return rep, storageErr(fmt.Sprintf("apply block %d", n), err)
+		return nil, storageErr(op, err)
 	}
-	rep.SQLite = time.Since(t)
+	sqliteTime := time.Since(t)
 
 	// Committed. The state batch follows; should the disk refuse it, the
 	// snapshot keeps the trees in memory and the next ApplyBlock (or Open)
-	// writes the batch again from the block file before anything else.
+	// writes the batch again from the block files before anything else.
 	t = time.Now()
-	st := *next.State
-	st.Chain = next.State.Chain.Persisted(s.mmr)
-	if acc, nul, err := s.writeState(n, st.Accounts, st.Nullifiers, next.NoteIDs, b.Body.Notes, t); err == nil {
-		st.Accounts, st.Nullifiers = acc, nul
-		rep.Nodes, rep.Pruned = s.state.lastNodes, s.state.lastPruned
+	st := *applied[len(applied)-1].State
+	st.Chain = st.Chain.Persisted(s.mmr)
+	notes := make([]blockNotes, len(group))
+	for i, b := range group {
+		notes[i] = blockNotes{n: b.Header.Number, ids: applied[i].NoteIDs, notes: b.Body.Notes}
 	}
-	rep.State = time.Since(t)
+	if acc, nul, err := s.writeState(last, st.Accounts, st.Nullifiers, notes, t); err == nil {
+		st.Accounts, st.Nullifiers = acc, nul
+		reps[len(reps)-1].Nodes, reps[len(reps)-1].Pruned = s.state.lastNodes, s.state.lastPruned
+	}
+	stateTime := time.Since(t)
 
+	k := time.Duration(len(reps))
+	for i := range reps {
+		reps[i].BlockFile, reps[i].SQLite, reps[i].State = fileTime/k, sqliteTime/k, stateTime/k
+		reps[i].Group = len(reps)
+	}
 	s.publish(&Snapshot{
 		st:         s,
 		State:      &st,
 		Proven:     cur.Proven,
-		tipLoc:     l,
+		tipLoc:     locs[len(locs)-1],
 		proofLoc:   cur.proofLoc,
-		ApplyStart: rep.Start,
+		ApplyStart: reps[0].Start,
 	})
-	return rep, nil
+	return reps, rejected
+}
+
+// writeBlockFiles writes the encoded blocks after tip (the committed tip's
+// location) with one write and fdatasync per segment, sets each report's
+// Bytes, and returns where each block lies and its bytes' hash. A failed
+// write gives back what the group's writes took; nothing of SQLite was
+// touched yet. CONTRACT: s.mu must be locked.
+func (s *Store) writeBlockFiles(tip loc, group []*block.Block, reps []Report) ([]loc, []merkle.Hash, error) {
+	locs := make([]loc, len(group))
+	hashes := make([]merkle.Hash, len(group))
+	type run struct {
+		n   uint64
+		off uint64
+	}
+	var written []run
+	for i := 0; i < len(group); {
+		// Blocks i..j-1 share a segment: one write.
+		n := group[i].Header.Number
+		j := min(len(group), i+int(SegmentSpan-n%SegmentSpan))
+		var off uint64
+		switch {
+		case n%SegmentSpan == 0:
+			off = 0
+		case i > 0:
+			off = locs[i-1].end()
+		default:
+			off = tip.end()
+		}
+		var buf []byte
+		for k := i; k < j; k++ {
+			data := group[k].Encode()
+			locs[k] = loc{off: off + uint64(len(buf)), len: uint32(len(data))}
+			hashes[k] = merkle.Sum(data)
+			reps[k].Bytes = len(data)
+			buf = append(buf, data...)
+		}
+		written = append(written, run{n, off})
+		if err := s.blocks.write(n, off, buf); err != nil {
+			// A full disk gets back what the failed writes took.
+			for _, r := range written {
+				s.blocks.cut(r.n, r.off)
+			}
+			return nil, nil, err
+		}
+		i = j
+	}
+	return locs, hashes, nil
 }
 
 // catchUpState writes the state batches of committed blocks the state
@@ -162,19 +258,30 @@ func (s *Store) replayTail(ctx context.Context) error {
 	return nil
 }
 
-// commitBlock runs the block's SQLite transaction: the commit point.
-// CONTRACT: s.mu must be locked.
-func (s *Store) commitBlock(ctx context.Context, b *block.Block, a *state.Applied, l loc, fileHash merkle.Hash) error {
+// commitBlocks runs the group's SQLite transaction, the commit point: every
+// block's rows, the MMR nodes the group added, and the committed tip moved
+// from parent to the last block. CONTRACT: s.mu must be locked.
+func (s *Store) commitBlocks(ctx context.Context, group []*block.Block, applied []*state.Applied, locs []loc, hashes []merkle.Hash, parent uint64) error {
 	// Once begun, the transaction is not abandoned halfway because the
 	// caller's context ended: either it commits or it rolls back.
 	ctx = context.WithoutCancel(ctx)
 	if err := s.w.begin(ctx); err != nil {
 		return fmt.Errorf("sqlite begin: %w", err)
 	}
-	n := b.Header.Number
-	err := s.insertBlockRows(ctx, b, a, l, fileHash)
+	var err error
+	for i, b := range group {
+		if err = s.insertBlockRows(ctx, b, applied[i], locs[i], hashes[i]); err != nil {
+			break
+		}
+	}
 	if err == nil {
-		err = execOne(ctx, s.w.setCommitted, "set committed tip", n, n-1)
+		// Each block's MMR grew from the one before, all from the committed
+		// tip's: the last holds every node the group added.
+		err = s.insertMMRNodes(ctx, applied[len(applied)-1].State.Chain)
+	}
+	last := group[len(group)-1].Header.Number
+	if err == nil {
+		err = execOne(ctx, s.w.setCommitted, "set committed tip", last, parent)
 	}
 	if err == nil {
 		if err = s.w.commit(ctx); err == nil {
@@ -186,13 +293,13 @@ func (s *Store) commitBlock(ctx context.Context, b *block.Block, a *state.Applie
 	return err
 }
 
-// insertBlockRows writes the block's rows and its MMR nodes (not the tips).
-// CONTRACT: s.mu must be locked and a transaction open.
+// insertBlockRows writes the block's row and its notes' (not the MMR's, not
+// the tips). CONTRACT: s.mu must be locked and a transaction open.
 func (s *Store) insertBlockRows(ctx context.Context, b *block.Block, a *state.Applied, l loc, fileHash merkle.Hash) error {
 	n := b.Header.Number
 	c := a.State.Commitment
 	if _, err := s.w.insBlock.ExecContext(ctx, n, c[:], b.Header.Encode(), l.off, l.len, fileHash[:]); err != nil {
-		return fmt.Errorf("insert block row: %w", err)
+		return fmt.Errorf("insert block %d row: %w", n, err)
 	}
 	body := &b.Body
 	if err := s.w.insNote.insert(ctx, len(body.Notes), func(i int, args []any) []any {
@@ -200,9 +307,15 @@ func (s *Store) insertBlockRows(ctx context.Context, b *block.Block, a *state.Ap
 		id := &a.NoteIDs[i]
 		return append(args, notePos(n, uint32(i)), nt.Tag, id[:], nt.Sender[:], nt.Details)
 	}); err != nil {
-		return fmt.Errorf("insert notes: %w", err)
+		return fmt.Errorf("insert block %d notes: %w", n, err)
 	}
-	first, nodes := a.State.Chain.Unpersisted()
+	return nil
+}
+
+// insertMMRNodes writes the nodes of chain not yet in SQLite.
+// CONTRACT: s.mu must be locked and a transaction open.
+func (s *Store) insertMMRNodes(ctx context.Context, chain *merkle.MMR) error {
+	first, nodes := chain.Unpersisted()
 	if err := s.w.insMMR.insert(ctx, len(nodes), func(i int, args []any) []any {
 		return append(args, first+uint64(i), nodes[i][:])
 	}); err != nil {

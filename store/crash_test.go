@@ -26,7 +26,10 @@ import (
 // random instants. The child says what it committed on stdout, after each
 // commit returns; the parent checks that every reopen is consistent and
 // keeps everything the child said it committed.
-const crashChildEnv = "STORESYNC_CRASH_CHILD"
+const (
+	crashChildEnv  = "STORESYNC_CRASH_CHILD"
+	crashGroupsEnv = "STORESYNC_CRASH_GROUPS" // the seed of the child's group sizes
+)
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
@@ -41,7 +44,10 @@ func TestMain(m *testing.M) {
 
 // crashChild opens the store in dir/store and applies the blocks of
 // dir/blocks.bin from its tip on, printing "opened N P commitment" once open
-// and then "committed N" and "proven N" as each commit returns.
+// and then "committed N" and "proven N" as each commit returns. Blocks go
+// in groups (ApplyBlocks) of 1 to 8, drawn from the seed in
+// crashGroupsEnv, so that kills land inside groups too: between a group's
+// file writes, its transaction and its publish.
 func crashChild(dir string) error {
 	g, err := genesis.Load(filepath.Join(dir, "genesis.json"))
 	if err != nil {
@@ -63,8 +69,25 @@ func crashChild(dir string) error {
 	sn := s.Snapshot()
 	fmt.Printf("opened %d %d %s\n", sn.Committed(), sn.Proven, sn.State.Commitment)
 	ctx := context.Background()
-	for _, data := range blocks[sn.Committed():] {
-		if _, err := s.ApplyBlockBytes(ctx, data); err != nil {
+	groupSeed, err := strconv.ParseUint(os.Getenv(crashGroupsEnv), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s: %w", crashGroupsEnv, err)
+	}
+	rng := rand.New(rand.NewPCG(groupSeed, 1))
+	for rest := blocks[sn.Committed():]; len(rest) > 0; {
+		k := 1
+		if rng.IntN(2) == 0 {
+			k = 2 + rng.IntN(7)
+		}
+		k = min(k, len(rest))
+		group := make([]*block.Block, k)
+		for i, data := range rest[:k] {
+			if group[i], err = block.Decode(data); err != nil {
+				return err
+			}
+		}
+		rest = rest[k:]
+		if _, err := s.ApplyBlocks(ctx, group); err != nil {
 			return err
 		}
 		committed, proven := s.Tips()
@@ -106,8 +129,10 @@ func readBlocks(path string) ([][]byte, error) {
 }
 
 // TestCrashRecovery: at least 50 SIGKILLs at seeded random instants (set
-// STORESYNC_CRASH_SEED to replay a run); every reopen is consistent, loses
-// nothing the child reported committed, and the store reaches the end.
+// STORESYNC_CRASH_SEED to replay a run), the child applying blocks alone
+// and in groups; every reopen is consistent, holds a prefix of the chain
+// with everything the child reported committed, and the store reaches the
+// end.
 func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test skipped in -short mode")
@@ -142,7 +167,7 @@ func TestCrashRecovery(t *testing.T) {
 		if afterOpen {
 			delay /= 4
 		}
-		out, err := runCrashChild(t, dir, kill, afterOpen, delay)
+		out, err := runCrashChild(t, dir, kill, afterOpen, delay, rng.Uint64())
 		if !kill && err != nil {
 			t.Fatalf("run %d (no kill): %v\n%s", run, err, out)
 		}
@@ -181,10 +206,10 @@ type openedLine struct {
 // runCrashChild runs one child. With kill, it is killed delay after it
 // starts, or, with afterOpen, delay after it reports the store open (most
 // kills should land while blocks are being applied, not during start-up).
-func runCrashChild(t *testing.T, dir string, kill, afterOpen bool, delay time.Duration) (string, error) {
+func runCrashChild(t *testing.T, dir string, kill, afterOpen bool, delay time.Duration, groupSeed uint64) (string, error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, fmt.Sprintf("%s=%d", crashGroupsEnv, groupSeed))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()

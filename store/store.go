@@ -234,7 +234,10 @@ func (s *Store) initGenesis(ctx context.Context) error {
 		if _, err := s.w.conn.ExecContext(ctx, `INSERT INTO tips (id, committed, proven) VALUES (1, 0, 0)`); err != nil {
 			return err
 		}
-		return s.insertBlockRows(ctx, b, &state.Applied{State: st}, loc{0, uint32(len(data))}, merkle.Sum(data))
+		if err := s.insertBlockRows(ctx, b, &state.Applied{State: st}, loc{0, uint32(len(data))}, merkle.Sum(data)); err != nil {
+			return err
+		}
+		return s.insertMMRNodes(ctx, st.Chain)
 	}()
 	if err == nil {
 		err = s.w.commit(ctx)
@@ -472,33 +475,43 @@ func (s *Store) replayState(ctx context.Context, n uint64, accounts, nullifiers 
 			return nil, nil, fmt.Errorf("%w: block %d from its file does not give its header's tree roots", ErrDamaged, n)
 		}
 	}
-	acc, nul, err := s.writeState(n, accounts, nullifiers, b.NoteIDs(), b.Body.Notes, time.Now())
+	acc, nul, err := s.writeState(n, accounts, nullifiers, []blockNotes{{n: n, ids: b.NoteIDs(), notes: b.Body.Notes}}, time.Now())
 	if err != nil {
 		return nil, nil, storageErr(fmt.Sprintf("replay block %d into the state database", n), err)
 	}
 	return acc, nul, nil
 }
 
-// writeState writes block n's state batch: its trees' new nodes, its notes'
-// index entries, its tip record. CONTRACT: s.mu must be locked (or Open
+// writeState writes the state batch that brings the database to block n:
+// the trees' new nodes (of every block stacked since the last batch), the
+// index entries of the notes of those blocks, and the tip record. CONTRACT: s.mu must be locked (or Open
 // still running).
-func (s *Store) writeState(n uint64, accounts, nullifiers *merkle.SMT, noteIDs []merkle.Hash, notes []block.Note, now time.Time) (*merkle.SMT, *merkle.SMT, error) {
+func (s *Store) writeState(n uint64, accounts, nullifiers *merkle.SMT, notes []blockNotes, now time.Time) (*merkle.SMT, *merkle.SMT, error) {
 	sb := s.state.newBatch()
 	acc, nul, rec, err := sb.persistTrees(n, accounts, nullifiers)
 	if err != nil {
 		sb.b.Close()
 		return nil, nil, err
 	}
-	for i, id := range noteIDs {
-		if err := sb.putNote(id, notes[i].Tag, notePos(n, uint32(i))); err != nil {
-			sb.b.Close()
-			return nil, nil, err
+	for _, bn := range notes {
+		for i, id := range bn.ids {
+			if err := sb.putNote(id, bn.notes[i].Tag, notePos(bn.n, uint32(i))); err != nil {
+				sb.b.Close()
+				return nil, nil, err
+			}
 		}
 	}
 	if err := sb.commit(rec, now); err != nil {
 		return nil, nil, err
 	}
 	return acc, nul, nil
+}
+
+// blockNotes is what the state database indexes of one block's notes.
+type blockNotes struct {
+	n     uint64
+	ids   []merkle.Hash
+	notes []block.Note
 }
 
 // mmrNodes reads the MMR's nodes from SQLite. thread-safe.
