@@ -9,19 +9,23 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"storesync/block"
 	"storesync/messages"
 	"storesync/otel"
 	"storesync/state"
 	"storesync/store"
 )
 
-// applier is the shell of the ApplyCore: it applies delivered blocks one at
-// a time with the store's ApplyBlock, the primary's own code path. A block
-// that fails validation is never applied: the Fetcher hears of it and
-// refetches. An I/O failure is retried after a backoff; the block stays
-// where it is. A disk refusing writes (full, read-only) is no fault of the
-// block or its upstream: the engine reports it (StorageFault) until a
-// block commits again.
+// applier is the shell of the ApplyCore: it applies delivered blocks in
+// groups with the store's ApplyBlocks, the primary's own checks for each
+// block and one commit for the group (caught up, a group is one block). A
+// block that fails validation is never applied: the blocks before it in
+// its group commit, and the Fetcher hears of it and refetches from it. An
+// I/O failure is retried after a backoff; the group stays where it is. A
+// disk refusing writes (full, read-only) is no fault of the blocks or
+// their upstream: the engine reports it (StorageFault) until a group
+// commits again. Nothing of a group (tips, metrics, Applied messages) is
+// reported before its commit returns.
 type applier struct {
 	// immutable after construction
 	e     *Engine
@@ -33,8 +37,12 @@ type applier struct {
 	retry *selfTimer
 }
 
-// retryApply is sent by the applier's timer to try the pending block again.
+// retryApply is sent by the applier's timer to try the pending group again.
 type retryApply struct{}
+
+// drainApply is what the applier sends itself when the ApplyCore asks for a
+// drain: it comes after the deliveries already in the mailbox.
+type drainApply struct{}
 
 func newApplier(e *Engine, cfg *Config, p *peers) *applier {
 	return &applier{e: e, cfg: cfg, peers: p}
@@ -58,7 +66,10 @@ func (a *applier) Receive(ctx actor.Context) {
 	case *actor.Stopped:
 	case *messages.Deliver:
 		a.cfg.Hooks.receive(ApplierName, m)
-		a.step(ctx, Delivered{N: m.Block.Header.Number, Block: m})
+		a.step(ctx, Delivered{N: m.Block.Header.Number, Bytes: m.Size, Block: m})
+	case drainApply:
+		a.cfg.Hooks.receive(ApplierName, m)
+		a.step(ctx, DrainDue{})
 	case retryApply:
 		a.cfg.Hooks.receive(ApplierName, m)
 		a.step(ctx, RetryDue{})
@@ -81,55 +92,83 @@ func (a *applier) step(ctx actor.Context, ev any) {
 		if r.Resumed > 0 {
 			a.cfg.Log.Info("applying blocks again", "after_attempts", r.Resumed)
 		}
-		d, _ := r.Apply.(*messages.Deliver)
-		if d == nil {
+		if r.Drain {
+			ctx.Send(ctx.Self(), drainApply{})
+		}
+		if r.Count == 0 {
 			return
 		}
-		out := a.apply(ctx, d)
+		group := a.core.Group()
+		ds := make([]*messages.Deliver, len(group))
+		for i, g := range group {
+			ds[i] = g.(*messages.Deliver)
+		}
+		start := time.Now()
+		out, committed := a.apply(ctx, ds)
 		if out == ApplyClosed {
 			return
 		}
-		a.core.Step(time.Now(), Applied{N: d.Block.Header.Number, Outcome: out, Block: d})
+		a.core.Step(time.Now(), Applied{Outcome: out, Committed: committed, Took: time.Since(start)})
 	}
 }
 
-// apply applies one block and sends what follows from it.
-func (a *applier) apply(ctx actor.Context, d *messages.Deliver) ApplyOutcome {
-	n := d.Block.Header.Number
-	parent := otel.Extract(d.Trace)
+// apply applies one group and sends what follows from it; it returns how
+// the apply ended and how many of the group's blocks committed.
+func (a *applier) apply(ctx actor.Context, group []*messages.Deliver) (ApplyOutcome, int) {
 	taken := time.Now()
-	_, wait := a.e.journeys.tracer.Start(parent, "queue.wait", trace.WithTimestamp(d.FetchedAt))
-	wait.End(trace.WithTimestamp(taken))
-	rep, err := a.cfg.Store.ApplyBlock(context.Background(), d.Block)
-	a.e.stats.Applying.Add(int64(time.Since(taken)))
-	if rep.Start.IsZero() {
-		rep.Start = taken
+	blocks := make([]*block.Block, len(group))
+	parents := make([]context.Context, len(group))
+	for i, d := range group {
+		blocks[i] = d.Block
+		parents[i] = otel.Extract(d.Trace)
+		_, wait := a.e.journeys.tracer.Start(parents[i], "queue.wait", trace.WithTimestamp(d.FetchedAt))
+		wait.End(trace.WithTimestamp(taken))
 	}
-	a.e.journeys.applySpans(parent, rep, time.Now(), err)
+	reps, err := a.cfg.Store.ApplyBlocks(context.Background(), blocks)
+	end := time.Now()
+	a.e.stats.Applying.Add(int64(end.Sub(taken)))
+	a.e.journeys.groupSpans(parents, reps, taken, end, err)
+	for i, rep := range reps {
+		a.committed(ctx, group[i], rep)
+	}
+	if len(reps) > 0 {
+		a.cfg.Metrics.Group(len(reps))
+		if a.e.storage.Load() != nil {
+			a.e.storage.Store(nil)
+		}
+	}
 	if r := state.Rejection(err); r != nil {
+		d := group[len(reps)]
+		n := d.Block.Header.Number
 		a.e.journeys.event(n, "rejected", attribute.String("upstream", d.Upstream), attribute.String("check", string(r.Check)), attribute.String("reason", r.Reason))
 		ctx.Send(a.peers.fetcher, &messages.Rejected{Number: n, Upstream: d.Upstream, Check: r.Check, Reason: r.Reason})
-		return ApplyRejected
+		return ApplyRejected, len(reps)
 	}
 	if err != nil {
 		if errors.Is(err, store.ErrClosed) {
-			return ApplyClosed
+			return ApplyClosed, 0
 		}
+		n := group[0].Block.Header.Number
 		if reason, ok := store.StorageFault(err); ok {
 			if old := a.e.storage.Swap(&reason); old == nil || *old != reason {
-				a.cfg.Log.Error("storage refuses writes: applying paused, retrying", "block", n, "reason", reason, "err", err)
+				a.cfg.Log.Error("storage refuses writes: applying paused, retrying", "block", n, "blocks", len(group), "reason", reason, "err", err)
 			}
 		} else if a.core.Attempts() == 0 {
-			a.cfg.Log.Error("applying a block failed; retrying", "block", n, "err", err)
+			a.cfg.Log.Error("applying blocks failed; retrying", "block", n, "blocks", len(group), "err", err)
 		}
-		return ApplyFailed
+		return ApplyFailed, 0
 	}
-	if a.e.storage.Load() != nil {
-		a.e.storage.Store(nil)
-	}
+	return ApplyOK, len(reps)
+}
+
+// committed reports one block of a group that committed: its journey's
+// end, the metrics, its proof and the Applied messages.
+func (a *applier) committed(ctx actor.Context, d *messages.Deliver, rep store.Report) {
+	n := d.Block.Header.Number
 	blockTime := time.UnixMilli(int64(d.Block.Header.Timestamp))
 	a.e.journeys.end(n, attribute.Int("block.bytes", d.Size), attribute.Int("block.transactions", len(d.Block.Body.Transactions)),
-		attribute.String("upstream", d.Upstream), attribute.Float64("sync_latency_ms", float64(time.Since(blockTime).Microseconds())/1000))
+		attribute.String("upstream", d.Upstream), attribute.Float64("sync_latency_ms", float64(time.Since(blockTime).Microseconds())/1000),
+		attribute.Int("apply.group", rep.Group))
 	_, proven := a.cfg.Store.Tips()
 	a.cfg.Metrics.Tips(n, proven)
 	a.cfg.Metrics.Applied(rep.Validate, rep.Trees, rep.BlockFile, rep.SQLite, rep.State, blockTime)
@@ -141,7 +180,6 @@ func (a *applier) apply(ctx actor.Context, d *messages.Deliver) ApplyOutcome {
 	applied := &messages.Applied{Tip: n, Block: d.Block}
 	ctx.Send(a.peers.fetcher, applied)
 	ctx.Send(a.peers.proofTracker, applied)
-	return ApplyOK
 }
 
 // StorageFault says why the store refuses writes ("no space left on

@@ -5,22 +5,44 @@ import (
 )
 
 // ApplyCore is the Applier's decision logic as a deterministic state
-// machine: which delivered block to apply, what to tell the others after,
-// when to try again after a failed write. The Applier actor applies the
-// blocks (store.ApplyBlock) and sends the messages. thread-compatible.
+// machine: which delivered blocks to apply together, what to tell the
+// others after, when to try again after a failed write. The Applier actor
+// applies each group (store.ApplyBlocks) and sends the messages.
+// thread-compatible.
+//
+// Groups: deliveries wait in order in a queue. The first one into an idle
+// queue asks the shell to drain (Ready.Drain), which it does after the
+// messages already waiting for it (the actor sends itself a message, which
+// comes after the deliveries in its mailbox), so that a group holds every
+// consecutive block delivered by then, up to the bounds: blocks, bytes,
+// and the time the group would take at the last groups' rate per block.
+// Caught up, a block arrives alone and is a group of one.
 type ApplyCore struct {
 	cfg      ApplyConfig
-	next     uint64 // the block number the store expects
-	pending  any    // a block whose write failed, retried at retryAt
+	next     uint64   // the block number the store expects
+	queue    []queued // delivered, in order from next, not yet applied
+	group    int      // blocks of queue in the group handed out (0: none)
+	drain    bool     // a drain was asked for and has not come
+	failed   bool     // the group's write failed: retried at the timer
 	attempts int
-	dropped  bool // deliveries were dropped while a block was pending
+	perBlock time.Duration // recent apply time per block (0: none yet)
 	ready    ApplyReady
 	out      ApplyReady
 }
 
-// ApplyConfig configures an ApplyCore.
+type queued struct {
+	n     uint64
+	bytes int
+	block any
+}
+
+// ApplyConfig configures an ApplyCore. A zero group bound is no bound but
+// the others; GroupBlocks 1 turns grouping off.
 type ApplyConfig struct {
 	RetryInitial, RetryMax time.Duration
+	GroupBlocks            int           // blocks in a group, at most
+	GroupBytes             int           // encoded bytes in a group, at most (a larger block is a group alone)
+	GroupTime              time.Duration // a group's expected apply time, at most
 }
 
 // ApplyOutcome is how an apply ended.
@@ -28,17 +50,21 @@ type ApplyOutcome int
 
 const (
 	ApplyOK       ApplyOutcome = iota // committed
-	ApplyRejected                     // failed validation: never applied
-	ApplyFailed                       // an I/O failure: retried after a backoff
+	ApplyRejected                     // a block failed validation: those before it committed, it and later ones not
+	ApplyFailed                       // an I/O failure: nothing committed; retried after a backoff
 	ApplyClosed                       // the store is closing: nothing more to do
 )
 
 // ApplyReady holds the effects of the steps since the last Ready.
 type ApplyReady struct {
-	Apply    any    // apply this block now, then step Applied with the result
+	// Apply blocks First..First+Count-1 now (Group returns them), then
+	// step Applied with the result. Count 0: nothing to apply.
+	First    uint64
+	Count    int
+	Drain    bool   // step DrainDue once the messages waiting now are in
 	Acked    uint64 // tell the Fetcher the committed tip (a bare acknowledgement; 0: none)
 	Resync   uint64 // tell the Fetcher to deliver from here (0: none)
-	Rejected bool   // the block applied last failed validation: tell the Fetcher
+	Rejected bool   // a block of the group failed validation: tell the Fetcher
 	Retried  bool   // a write failed: RetryAt is set; Attempts counts them
 	RetryAt  time.Time
 	Attempts int
@@ -47,16 +73,21 @@ type ApplyReady struct {
 
 // Events of the ApplyCore.
 type (
-	// Delivered: block N from the Fetcher.
+	// Delivered: block N from the Fetcher, Bytes long encoded.
 	Delivered struct {
 		N     uint64
+		Bytes int
 		Block any
 	}
-	// Applied: the apply of block N ended so.
+	// DrainDue: the drain the core asked for.
+	DrainDue struct{}
+	// Applied: the apply of the group handed out ended so, after Took;
+	// Committed blocks of it are in (all of them for ApplyOK, those
+	// before the bad one for ApplyRejected, none otherwise).
 	Applied struct {
-		N       uint64
-		Outcome ApplyOutcome
-		Block   any // kept for the retry when the write failed
+		Outcome   ApplyOutcome
+		Committed int
+		Took      time.Duration
 	}
 	// RetryDue: the retry timer fired.
 	RetryDue struct{}
@@ -70,8 +101,17 @@ func NewApplyCore(cfg ApplyConfig, next uint64) *ApplyCore {
 // Next is the block the store expects.
 func (a *ApplyCore) Next() uint64 { return a.next }
 
-// Attempts is how many times in a row the pending block's write failed.
+// Attempts is how many times in a row the pending group's write failed.
 func (a *ApplyCore) Attempts() int { return a.attempts }
+
+// Group returns the blocks of the group handed out, in order.
+func (a *ApplyCore) Group() []any {
+	out := make([]any, a.group)
+	for i := range out {
+		out[i] = a.queue[i].block
+	}
+	return out
+}
 
 // Ready returns the effects since the last call and clears them.
 func (a *ApplyCore) Ready() *ApplyReady {
@@ -83,40 +123,105 @@ func (a *ApplyCore) Ready() *ApplyReady {
 func (a *ApplyCore) Step(now time.Time, ev any) {
 	switch e := ev.(type) {
 	case Delivered:
+		end := a.next + uint64(len(a.queue))
 		switch {
-		case e.N < a.next:
-			// A duplicate from before a resync: already applied. The ack
-			// tells the Fetcher where the store is, so its credits are right.
+		case e.N < end:
+			// A duplicate from before a resync: already applied or
+			// queued. The ack tells the Fetcher where the store is, so
+			// its credits are right.
 			a.ready.Acked = a.next - 1
-		case a.pending != nil:
-			a.dropped = true // redelivered after the pending block is in
-		case e.N > a.next:
-			a.ready.Resync = a.next // a gap: something was lost
+		case e.N > end:
+			a.ready.Resync = end // a gap: something was lost
 		default:
-			a.ready.Apply = e.Block
+			a.queue = append(a.queue, queued{n: e.N, bytes: e.Bytes, block: e.Block})
+			a.askDrain()
 		}
+	case DrainDue:
+		a.drain = false
+		a.handOut()
 	case RetryDue:
-		if a.pending != nil {
-			a.ready.Apply, a.pending = a.pending, nil
+		if a.failed {
+			a.failed = false
+			a.ready.First, a.ready.Count = a.next, a.group
 		}
 	case Applied:
+		if a.group == 0 {
+			return // no group out: a stale result
+		}
+		done := min(max(e.Committed, 0), a.group)
 		switch e.Outcome {
 		case ApplyOK:
+			done = a.group
 			if a.attempts > 0 {
 				a.ready.Resumed, a.attempts = a.attempts, 0
 			}
-			a.next = e.N + 1
-			if a.dropped {
-				a.dropped = false
-				a.ready.Resync = a.next
+			if e.Took > 0 {
+				a.learn(e.Took / time.Duration(done))
 			}
 		case ApplyRejected:
+			// The blocks after the bad one go back to the Fetcher,
+			// which delivers again from it.
 			a.ready.Rejected = true
+			a.next += uint64(done)
+			a.queue, a.group = a.queue[:0], 0
+			return
 		case ApplyFailed:
-			a.pending = e.Block
+			a.failed = true
 			a.attempts++
 			a.ready.Retried, a.ready.Attempts = true, a.attempts
 			a.ready.RetryAt = now.Add(Backoff(a.attempts, a.cfg.RetryInitial, a.cfg.RetryMax, nil))
+			return
+		case ApplyClosed:
+			return
+		}
+		a.next += uint64(done)
+		a.queue = append(a.queue[:0], a.queue[done:]...)
+		a.group = 0
+		if len(a.queue) > 0 {
+			a.askDrain()
 		}
 	}
+}
+
+// askDrain asks for a drain unless one is due or a group is out (its end
+// asks again).
+func (a *ApplyCore) askDrain() {
+	if !a.drain && a.group == 0 {
+		a.drain = true
+		a.ready.Drain = true
+	}
+}
+
+// handOut hands out the next group, if none is out.
+func (a *ApplyCore) handOut() {
+	if a.group > 0 || len(a.queue) == 0 {
+		return
+	}
+	limit := len(a.queue)
+	if a.cfg.GroupBlocks > 0 {
+		limit = min(limit, a.cfg.GroupBlocks)
+	}
+	if a.cfg.GroupTime > 0 && a.perBlock > 0 {
+		limit = min(limit, max(1, int(a.cfg.GroupTime/a.perBlock)))
+	}
+	k, bytes := 0, 0
+	for k < limit {
+		bytes += a.queue[k].bytes
+		if k > 0 && a.cfg.GroupBytes > 0 && bytes > a.cfg.GroupBytes {
+			break
+		}
+		k++
+	}
+	a.group = k
+	a.ready.First, a.ready.Count = a.next, k
+}
+
+// learn folds one group's time per block into the estimate the time bound
+// uses: a moving average over about the last eight groups.
+func (a *ApplyCore) learn(d time.Duration) {
+	if a.perBlock == 0 {
+		a.perBlock = d
+		return
+	}
+	a.perBlock += (d - a.perBlock) / 8
 }

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -17,67 +18,116 @@ func TestApplyCore(t *testing.T) {
 		ev   any
 		want ApplyReady
 	}
-	ok := func(n uint64) Applied { return Applied{N: n, Outcome: ApplyOK} }
-	failed := func(n uint64) Applied { return Applied{N: n, Outcome: ApplyFailed, Block: n} }
+	ok := func(k int) Applied { return Applied{Outcome: ApplyOK, Committed: k} }
+	failed := Applied{Outcome: ApplyFailed}
+	d := func(n uint64) Delivered { return Delivered{N: n, Bytes: 10, Block: n} }
+	sized := func(n uint64, bytes int) Delivered { return Delivered{N: n, Bytes: bytes, Block: n} }
+	drain := ApplyReady{Drain: true}
+	group := func(first uint64, count int) ApplyReady { return ApplyReady{First: first, Count: count} }
 	for _, tc := range []struct {
-		name  string
-		next  uint64
-		steps []step
-		after uint64 // Next() at the end
+		name   string
+		cfg    func(*ApplyConfig)
+		next   uint64
+		steps  []step
+		after  uint64   // Next() at the end
+		blocks []uint64 // Group() at the end, if set
 	}{
-		{"in order", 1, []step{
-			{0, Delivered{N: 1, Block: uint64(1)}, ApplyReady{Apply: uint64(1)}},
+		{"caught up: each block a group of one", nil, 1, []step{
+			{0, d(1), drain},
+			{0, DrainDue{}, group(1, 1)},
 			{0, ok(1), ApplyReady{}},
-			{0, Delivered{N: 2, Block: uint64(2)}, ApplyReady{Apply: uint64(2)}},
-			{0, ok(2), ApplyReady{}},
-		}, 3},
-		{"duplicate: acked", 5, []step{
-			{0, Delivered{N: 3, Block: uint64(3)}, ApplyReady{Acked: 4}},
-			{0, Delivered{N: 4, Block: uint64(4)}, ApplyReady{Acked: 4}},
-		}, 5},
-		{"gap: resync", 5, []step{
-			{0, Delivered{N: 7, Block: uint64(7)}, ApplyReady{Resync: 5}},
-			{0, Delivered{N: 5, Block: uint64(5)}, ApplyReady{Apply: uint64(5)}},
-		}, 5},
-		{"rejected: told, not applied", 5, []step{
-			{0, Delivered{N: 5, Block: uint64(5)}, ApplyReady{Apply: uint64(5)}},
-			{0, Applied{N: 5, Outcome: ApplyRejected}, ApplyReady{Rejected: true}},
-			{0, Delivered{N: 5, Block: uint64(50)}, ApplyReady{Apply: uint64(50)}},
-		}, 5},
-		{"write failure: retried with backoff", 1, []step{
-			{0, Delivered{N: 1, Block: uint64(1)}, ApplyReady{Apply: uint64(1)}},
-			{0, failed(1), ApplyReady{Retried: true, Attempts: 1, RetryAt: t0.Add(10 * time.Millisecond)}},
-			{10 * time.Millisecond, RetryDue{}, ApplyReady{Apply: uint64(1)}},
-			{10 * time.Millisecond, failed(1), ApplyReady{Retried: true, Attempts: 2, RetryAt: t0.Add(30 * time.Millisecond)}},
-			{30 * time.Millisecond, RetryDue{}, ApplyReady{Apply: uint64(1)}},
-			{30 * time.Millisecond, failed(1), ApplyReady{Retried: true, Attempts: 3, RetryAt: t0.Add(70 * time.Millisecond)}},
-			{70 * time.Millisecond, RetryDue{}, ApplyReady{Apply: uint64(1)}},
-			{70 * time.Millisecond, failed(1), ApplyReady{Retried: true, Attempts: 4, RetryAt: t0.Add(110 * time.Millisecond)}}, // capped
-			{110 * time.Millisecond, RetryDue{}, ApplyReady{Apply: uint64(1)}},
-			{110 * time.Millisecond, ok(1), ApplyReady{Resumed: 4}},
+			{0, d(2), drain},
+			{0, DrainDue{}, group(2, 1)},
+			{0, ok(1), ApplyReady{}},
+		}, 3, nil},
+		{"deliveries waiting at the drain are one group", nil, 1, []step{
+			{0, d(1), drain},
+			{0, d(2), ApplyReady{}},
+			{0, d(3), ApplyReady{}},
+			{0, DrainDue{}, group(1, 3)},
+			{0, d(4), ApplyReady{}}, // queued behind the group out
+			{0, ok(3), drain},
+			{0, DrainDue{}, group(4, 1)},
+		}, 4, []uint64{4}},
+		{"bounded by blocks", func(c *ApplyConfig) { c.GroupBlocks = 2 }, 1, []step{
+			{0, d(1), drain},
+			{0, d(2), ApplyReady{}},
+			{0, d(3), ApplyReady{}},
+			{0, DrainDue{}, group(1, 2)},
+			{0, ok(2), drain},
+			{0, DrainDue{}, group(3, 1)},
+		}, 3, []uint64{3}},
+		{"bounded by bytes; a larger block alone", func(c *ApplyConfig) { c.GroupBytes = 100 }, 1, []step{
+			{0, sized(1, 60), drain},
+			{0, sized(2, 60), ApplyReady{}},
+			{0, sized(3, 30), ApplyReady{}},
+			{0, sized(4, 150), ApplyReady{}},
+			{0, DrainDue{}, group(1, 1)},
+			{0, ok(1), drain},
+			{0, DrainDue{}, group(2, 2)},
+			{0, ok(2), drain},
+			{0, DrainDue{}, group(4, 1)},
+		}, 4, []uint64{4}},
+		{"bounded by the time at the last rate", func(c *ApplyConfig) { c.GroupTime = 100 * time.Millisecond }, 1, []step{
+			{0, d(1), drain},
+			{0, DrainDue{}, group(1, 1)},
+			{0, Applied{Outcome: ApplyOK, Committed: 1, Took: 40 * time.Millisecond}, ApplyReady{}},
+			{0, d(2), drain},
+			{0, d(3), ApplyReady{}},
+			{0, d(4), ApplyReady{}},
+			{0, DrainDue{}, group(2, 2)}, // 100 ms at 40 ms a block
+		}, 2, []uint64{2, 3}},
+		{"duplicate: acked", nil, 5, []step{
+			{0, d(3), ApplyReady{Acked: 4}},
+			{0, d(4), ApplyReady{Acked: 4}},
+			{0, d(5), drain},
+			{0, d(5), ApplyReady{Acked: 4}}, // already queued
+		}, 5, []uint64{}},
+		{"gap: resync from the end of the queue", nil, 5, []step{
+			{0, d(7), ApplyReady{Resync: 5}},
+			{0, d(5), drain},
+			{0, d(7), ApplyReady{Resync: 6}},
+			{0, DrainDue{}, group(5, 1)},
+		}, 5, []uint64{5}},
+		{"rejected in the middle: the prefix commits, the rest goes", nil, 5, []step{
+			{0, d(5), drain},
+			{0, d(6), ApplyReady{}},
+			{0, d(7), ApplyReady{}},
+			{0, d(8), ApplyReady{}},
+			{0, DrainDue{}, group(5, 4)},
+			{0, Applied{Outcome: ApplyRejected, Committed: 1}, ApplyReady{Rejected: true}},
+			{0, d(8), ApplyReady{Resync: 6}}, // sent before the Fetcher heard
+			{0, d(6), drain},                 // delivered again
+			{0, DrainDue{}, group(6, 1)},
+		}, 6, []uint64{6}},
+		{"write failure: retried with backoff, the queue grows behind it", nil, 1, []step{
+			{0, d(1), drain},
+			{0, DrainDue{}, group(1, 1)},
+			{0, failed, ApplyReady{Retried: true, Attempts: 1, RetryAt: t0.Add(10 * time.Millisecond)}},
+			{time.Millisecond, d(2), ApplyReady{}},
+			{10 * time.Millisecond, RetryDue{}, group(1, 1)},
+			{10 * time.Millisecond, failed, ApplyReady{Retried: true, Attempts: 2, RetryAt: t0.Add(30 * time.Millisecond)}},
+			{30 * time.Millisecond, RetryDue{}, group(1, 1)},
+			{30 * time.Millisecond, failed, ApplyReady{Retried: true, Attempts: 3, RetryAt: t0.Add(70 * time.Millisecond)}},
+			{70 * time.Millisecond, RetryDue{}, group(1, 1)},
+			{70 * time.Millisecond, failed, ApplyReady{Retried: true, Attempts: 4, RetryAt: t0.Add(110 * time.Millisecond)}}, // capped
+			{80 * time.Millisecond, d(3), ApplyReady{}},
+			{110 * time.Millisecond, RetryDue{}, group(1, 1)},
+			{110 * time.Millisecond, ok(1), ApplyReady{Resumed: 4, Drain: true}},
 			{110 * time.Millisecond, RetryDue{}, ApplyReady{}}, // a stale timer
-			{110 * time.Millisecond, Delivered{N: 2, Block: uint64(2)}, ApplyReady{Apply: uint64(2)}},
-			{110 * time.Millisecond, failed(2), ApplyReady{Retried: true, Attempts: 1, RetryAt: t0.Add(120 * time.Millisecond)}},
-		}, 2},
-		{"drop while pending: resync after the commit", 1, []step{
-			{0, Delivered{N: 1, Block: uint64(1)}, ApplyReady{Apply: uint64(1)}},
-			{0, failed(1), ApplyReady{Retried: true, Attempts: 1, RetryAt: t0.Add(10 * time.Millisecond)}},
-			{time.Millisecond, Delivered{N: 2, Block: uint64(2)}, ApplyReady{}},
-			{2 * time.Millisecond, Delivered{N: 3, Block: uint64(3)}, ApplyReady{}},
-			{10 * time.Millisecond, RetryDue{}, ApplyReady{Apply: uint64(1)}},
-			{10 * time.Millisecond, ok(1), ApplyReady{Resumed: 1, Resync: 2}},
-			{10 * time.Millisecond, Delivered{N: 2, Block: uint64(2)}, ApplyReady{Apply: uint64(2)}},
-			{10 * time.Millisecond, ok(2), ApplyReady{}},
-		}, 3},
-		{"duplicate while pending: acked", 3, []step{
-			{0, Delivered{N: 3, Block: uint64(3)}, ApplyReady{Apply: uint64(3)}},
-			{0, failed(3), ApplyReady{Retried: true, Attempts: 1, RetryAt: t0.Add(10 * time.Millisecond)}},
-			{time.Millisecond, Delivered{N: 2, Block: uint64(2)}, ApplyReady{Acked: 2}},
-			{10 * time.Millisecond, RetryDue{}, ApplyReady{Apply: uint64(3)}},
-			{10 * time.Millisecond, ok(3), ApplyReady{Resumed: 1}},
-		}, 4},
+			{110 * time.Millisecond, DrainDue{}, group(2, 2)},
+			{110 * time.Millisecond, failed, ApplyReady{Retried: true, Attempts: 1, RetryAt: t0.Add(120 * time.Millisecond)}},
+		}, 2, []uint64{2, 3}},
+		{"stale drain and result: nothing", nil, 1, []step{
+			{0, DrainDue{}, ApplyReady{}},
+			{0, ok(1), ApplyReady{}},
+		}, 1, []uint64{}},
 	} {
-		a := NewApplyCore(testApplyConfig(), tc.next)
+		cfg := testApplyConfig()
+		if tc.cfg != nil {
+			tc.cfg(&cfg)
+		}
+		a := NewApplyCore(cfg, tc.next)
 		for k, st := range tc.steps {
 			a.Step(t0.Add(st.at), st.ev)
 			if got := *a.Ready(); got != st.want {
@@ -87,23 +137,33 @@ func TestApplyCore(t *testing.T) {
 		if a.Next() != tc.after {
 			t.Errorf("%s: next %d, want %d", tc.name, a.Next(), tc.after)
 		}
+		if tc.blocks != nil {
+			var got []uint64
+			for _, b := range a.Group() {
+				got = append(got, b.(uint64))
+			}
+			if len(got) != len(tc.blocks) || (len(got) > 0 && fmt.Sprint(got) != fmt.Sprint(tc.blocks)) {
+				t.Errorf("%s: group %v, want %v", tc.name, got, tc.blocks)
+			}
+		}
 	}
 }
 
 // TestApplyCoreAttempts: Attempts counts the failed writes in a row of
-// the pending block, and goes back to 0 once it is committed.
+// the pending group, and goes back to 0 once it is committed.
 func TestApplyCoreAttempts(t *testing.T) {
 	a := NewApplyCore(testApplyConfig(), 1)
 	a.Step(t0, Delivered{N: 1, Block: 1})
+	a.Step(t0, DrainDue{})
 	a.Ready()
 	for k := 1; k <= 3; k++ {
-		a.Step(t0, Applied{N: 1, Outcome: ApplyFailed, Block: 1})
+		a.Step(t0, Applied{Outcome: ApplyFailed})
 		if a.Attempts() != k {
 			t.Fatalf("attempts %d after %d failures", a.Attempts(), k)
 		}
 		a.Step(t0, RetryDue{})
 	}
-	a.Step(t0, Applied{N: 1, Outcome: ApplyOK})
+	a.Step(t0, Applied{Outcome: ApplyOK, Committed: 1})
 	if a.Attempts() != 0 {
 		t.Fatalf("attempts %d after the commit", a.Attempts())
 	}

@@ -25,6 +25,12 @@ type Config struct {
 	FetchWindow      int           // blocks in flight or held, at most
 	FetchWindowBytes int64         // bytes held or expected, at most
 	Credits          int           // deliveries the Applier may hold unacknowledged
+	// A group of consecutive delivered blocks is committed at once (see
+	// ApplyCore): at most GroupBlocks (1: every block alone), GroupBytes
+	// and the blocks the last groups' rate says fit in GroupTime.
+	GroupBlocks int
+	GroupBytes  int
+	GroupTime   time.Duration
 	FetchTimeout     time.Duration // per GetBlockByNumber call
 	PollInterval     time.Duration // asking for the next block once caught up
 	RetryInitial     time.Duration // first retry delay after a failed fetch
@@ -59,7 +65,10 @@ type Config struct {
 var DefaultConfig = Config{
 	FetchWindow:      64,
 	FetchWindowBytes: 64 << 20,
-	Credits:          8,
+	Credits:          32,
+	GroupBlocks:      32,
+	GroupBytes:       16 << 20,
+	GroupTime:        500 * time.Millisecond,
 	FetchTimeout:     10 * time.Second,
 	PollInterval:     200 * time.Millisecond,
 	RetryInitial:     100 * time.Millisecond,
@@ -97,6 +106,9 @@ func (c *Config) Defaults() {
 		c.FetchWindowBytes = d.FetchWindowBytes
 	}
 	setInt(&c.Credits, d.Credits)
+	setInt(&c.GroupBlocks, d.GroupBlocks)
+	setInt(&c.GroupBytes, d.GroupBytes)
+	set(&c.GroupTime, d.GroupTime)
 	set(&c.FetchTimeout, d.FetchTimeout)
 	set(&c.PollInterval, d.PollInterval)
 	set(&c.RetryInitial, d.RetryInitial)
@@ -141,7 +153,7 @@ func (c *Config) ProofConfig() ProofConfig {
 
 // ApplyConfig is the ApplyCore's part of the configuration.
 func (c *Config) ApplyConfig() ApplyConfig {
-	return ApplyConfig{RetryInitial: c.RetryInitial, RetryMax: c.RetryMax}
+	return ApplyConfig{RetryInitial: c.RetryInitial, RetryMax: c.RetryMax, GroupBlocks: c.GroupBlocks, GroupBytes: c.GroupBytes, GroupTime: c.GroupTime}
 }
 
 // Hooks let tests inject failures and watch lifecycles. Receive runs

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"storesync/state"
 	"storesync/store"
 )
 
@@ -101,15 +102,66 @@ func (j *journeys) link(n uint64) (trace.SpanContext, bool) {
 	return sc, ok
 }
 
-// applySpans records the apply span of a block and its per-medium children
-// from the store's report, with the times the store measured.
-func (j *journeys) applySpans(parent context.Context, rep store.Report, end time.Time, err error) {
-	ctx, apply := j.tracer.Start(parent, "apply", trace.WithTimestamp(rep.Start))
-	t := rep.Start
-	for _, st := range []struct {
-		name string
-		d    time.Duration
-	}{{"validate", rep.Validate}, {"trees", rep.Trees}, {"blockfile", rep.BlockFile}, {"sqlite", rep.SQLite}, {"state", rep.State}} {
+// groupSpans records the apply spans of a group's blocks (parents: each
+// block's trace) from the store's reports, with the times the store
+// measured. A block alone has its apply span with a child per stage. In a
+// group of several, each block's apply span holds its own validate and
+// trees and a "commit" child for the group's commit, with its share; the
+// group's commit is also a span of its own (its own trace, linked to
+// every block's apply span) with a child per medium. A block that was not
+// committed (rejected, or the group's write failed) gets an apply span
+// with the error.
+func (j *journeys) groupSpans(parents []context.Context, reps []store.Report, start, end time.Time, err error) {
+	k := len(reps)
+	if k == 1 {
+		j.applySpans(parents[0], reps[0], end)
+	} else if k > 1 {
+		last := reps[k-1]
+		commitStart := last.Start.Add(last.Validate + last.Trees)
+		links := make([]trace.Link, 0, k)
+		for i, rep := range reps {
+			ctx, apply := j.tracer.Start(parents[i], "apply", trace.WithTimestamp(rep.Start),
+				trace.WithAttributes(attribute.Int("apply.group", k)))
+			t := j.stageSpans(ctx, rep.Start, []stage{{"validate", rep.Validate}, {"trees", rep.Trees}})
+			if t.Before(commitStart) {
+				t = commitStart
+			}
+			_, c := j.tracer.Start(ctx, "commit", trace.WithTimestamp(t),
+				trace.WithAttributes(attribute.Int("apply.group", k), attribute.Float64("commit.share_ms", float64((rep.BlockFile+rep.SQLite+rep.State).Microseconds())/1000)))
+			c.End(trace.WithTimestamp(end))
+			apply.End(trace.WithTimestamp(end))
+			links = append(links, trace.Link{SpanContext: apply.SpanContext()})
+		}
+		ctx, commit := j.tracer.Start(context.Background(), "commit", trace.WithNewRoot(), trace.WithTimestamp(commitStart), trace.WithLinks(links...),
+			trace.WithAttributes(attribute.Int("apply.group", k), attribute.Int64("block.first", int64(reps[0].Number)), attribute.Int64("block.last", int64(last.Number))))
+		kd := time.Duration(k)
+		j.stageSpans(ctx, commitStart, []stage{{"blockfile", last.BlockFile * kd}, {"sqlite", last.SQLite * kd}, {"state", last.State * kd}})
+		commit.End(trace.WithTimestamp(end))
+	}
+	if err == nil {
+		return
+	}
+	failed := parents[k:]
+	if state.Rejection(err) != nil {
+		failed = failed[:1] // the bad block; the blocks after it were not tried
+	}
+	for _, p := range failed {
+		_, apply := j.tracer.Start(p, "apply", trace.WithTimestamp(start))
+		apply.RecordError(err)
+		apply.SetStatus(codes.Error, err.Error())
+		apply.End(trace.WithTimestamp(end))
+	}
+}
+
+type stage struct {
+	name string
+	d    time.Duration
+}
+
+// stageSpans records one child span per stage of non-zero length, back to
+// back from t, and returns where the last ended.
+func (j *journeys) stageSpans(ctx context.Context, t time.Time, stages []stage) time.Time {
+	for _, st := range stages {
 		if st.d == 0 {
 			continue
 		}
@@ -117,9 +169,13 @@ func (j *journeys) applySpans(parent context.Context, rep store.Report, end time
 		t = t.Add(st.d)
 		s.End(trace.WithTimestamp(t))
 	}
-	if err != nil {
-		apply.RecordError(err)
-		apply.SetStatus(codes.Error, err.Error())
-	}
+	return t
+}
+
+// applySpans records the apply span of a block committed alone and its
+// per-medium children from the store's report.
+func (j *journeys) applySpans(parent context.Context, rep store.Report, end time.Time) {
+	ctx, apply := j.tracer.Start(parent, "apply", trace.WithTimestamp(rep.Start))
+	j.stageSpans(ctx, rep.Start, []stage{{"validate", rep.Validate}, {"trees", rep.Trees}, {"blockfile", rep.BlockFile}, {"sqlite", rep.SQLite}, {"state", rep.State}})
 	apply.End(trace.WithTimestamp(end))
 }

@@ -31,6 +31,7 @@ type Metrics struct {
 	fetch             *prometheus.HistogramVec // label: outcome
 	apply             *prometheus.HistogramVec // label: stage
 	syncLatency       prometheus.Histogram
+	groupBlocks       prometheus.Histogram
 	bytes             *prometheus.CounterVec // label: kind (useful, redundant)
 	rejected          *prometheus.CounterVec // label: reason
 	restarts          *prometheus.CounterVec // label: actor
@@ -75,13 +76,14 @@ func NewMetrics() *Metrics {
 	m.fetchLimit = prometheus.NewGauge(prometheus.GaugeOpts{Name: "storesync_fetch_limit", Help: "Calls the fetcher allows in flight: the window, or fewer on a link too slow for it."})
 	m.fetch = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "storesync_fetch_duration_seconds", Help: "GetBlockByNumber calls made by the fetcher, by outcome.", Buckets: latencyBuckets}, []string{"outcome"})
 	m.apply = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "storesync_apply_duration_seconds", Help: "ApplyBlock time, per stage (validate, trees, blockfile, sqlite, state) and in total.", Buckets: latencyBuckets}, []string{"stage"})
+	m.groupBlocks = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "storesync_apply_group_blocks", Help: "Blocks committed together in one group (one block-file sync and one SQLite transaction); 1 when caught up.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)})
 	m.syncLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "storesync_sync_latency_seconds", Help: "From a block's timestamp to its commit in this store.", Buckets: latencyBuckets})
 	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_fetched_bytes_total", Help: "Bytes fetched from upstreams: useful (blocks and proofs needed) or redundant (blocks fetched again to ask for a proof)."}, []string{"kind"})
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_rejected_blocks_total", Help: "Blocks that failed a check, by reason; reason \"proof\": a proof that failed verification (the block itself was fine)."}, []string{"reason"})
 	m.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_actor_restarts_total", Help: "Actor restarts after a failure, by actor."}, []string{"actor"})
 	m.reads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_read_requests_total", Help: "Read API requests served, by method and status code."}, []string{"method", "code"})
 	m.reg.MustRegister(m.committed, m.proven, m.upstreamTip, m.lagBlocks, m.lagSeconds, m.windowBlocks, m.windowBytes,
-		m.fetchLimit, m.fetch, m.apply, m.syncLatency, m.bytes, m.rejected, m.restarts, m.reads,
+		m.fetchLimit, m.fetch, m.apply, m.syncLatency, m.groupBlocks, m.bytes, m.rejected, m.restarts, m.reads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.lagBlocks.Set(-1)
 	m.lagSeconds.Set(-1)
@@ -172,6 +174,13 @@ func (m *Metrics) Applied(validate, trees, blockfile, sqlite, state time.Duratio
 	m.apply.WithLabelValues("state").Observe(state.Seconds())
 	m.apply.WithLabelValues("total").Observe((validate + trees + blockfile + sqlite + state).Seconds())
 	m.syncLatency.Observe(max(time.Since(blockTime), 0).Seconds())
+}
+
+// Group counts one committed group of blocks.
+func (m *Metrics) Group(blocks int) {
+	if m != nil && blocks > 0 {
+		m.groupBlocks.Observe(float64(blocks))
+	}
 }
 
 // Bytes counts fetched bytes of a kind: "useful" or "redundant".

@@ -238,39 +238,48 @@ func (f *follower) applyEffects(r *actors.ApplyReady) {
 	if r.Resync > 0 {
 		f.stepFetch(actors.ResyncFrom{Next: r.Resync})
 	}
-	d, ok := r.Apply.(actors.Delivery)
-	if !ok {
+	if r.Drain {
+		// Nothing else is on its way to the apply path here: the drain
+		// is due at once (the simulator feeds it one block at a time).
+		f.apply.Step(f.w.wall(f.w.now), actors.DrainDue{})
+		f.applyEffects(f.apply.Ready())
+		return
+	}
+	if r.Count == 0 {
 		f.kickApply()
 		return
 	}
+	group := f.apply.Group()
 	f.applying = true
-	f.w.at(f.w.now+f.w.cfg.ApplyTime, func() {
+	f.w.at(f.w.now+time.Duration(len(group))*f.w.cfg.ApplyTime, func() {
 		f.applying = false
-		b := d.Payload.(*block)
 		now := f.w.wall(f.w.now)
-		if b.lie {
-			f.st.rejected++
-			f.apply.Step(now, actors.Applied{N: d.N, Outcome: actors.ApplyRejected})
-			f.apply.Ready()
-			f.stepFetch(actors.BlockRejected{N: d.N, Upstream: b.from, Why: "state root differs"})
-			f.applyQ = f.applyQ[:0] // the Fetcher redelivers from here
-			f.kickApply()
-			return
-		}
-		f.committed = d.N
-		f.commitAt[d.N] = f.w.now
 		defer f.changed()
-		if f.settled() {
-			f.st.blocksSettled++
+		for i, g := range group {
+			d := g.(actors.Delivery)
+			b := d.Payload.(*block)
+			if b.lie {
+				f.st.rejected++
+				f.apply.Step(now, actors.Applied{Outcome: actors.ApplyRejected, Committed: i})
+				f.apply.Ready()
+				f.stepFetch(actors.BlockRejected{N: d.N, Upstream: b.from, Why: "state root differs"})
+				f.applyQ = f.applyQ[:0] // the Fetcher redelivers from here
+				f.kickApply()
+				return
+			}
+			f.committed = d.N
+			f.commitAt[d.N] = f.w.now
+			if f.settled() {
+				f.st.blocksSettled++
+			}
+			if b.proof {
+				f.stepProof(actors.ProofCame{N: d.N, Proof: true})
+			}
+			f.stepFetch(actors.BlockAcked{Tip: d.N})
+			f.stepProof(actors.Committed{N: d.N, Time: f.w.wall(f.w.commitAt[d.N])})
 		}
-		f.apply.Step(now, actors.Applied{N: d.N, Outcome: actors.ApplyOK})
-		f.apply.Ready()
-		if b.proof {
-			f.stepProof(actors.ProofCame{N: d.N, Proof: true})
-		}
-		f.stepFetch(actors.BlockAcked{Tip: d.N})
-		f.stepProof(actors.Committed{N: d.N, Time: f.w.wall(f.w.commitAt[d.N])})
-		f.kickApply()
+		f.apply.Step(now, actors.Applied{Outcome: actors.ApplyOK, Committed: len(group), Took: time.Duration(len(group)) * f.w.cfg.ApplyTime})
+		f.applyEffects(f.apply.Ready())
 	})
 }
 
