@@ -133,6 +133,7 @@ func (a *applier) apply(ctx actor.Context, group []*messages.Deliver) (ApplyOutc
 	}
 	if len(reps) > 0 {
 		a.cfg.Metrics.Group(len(reps))
+		a.e.stats.GroupSizes[min(len(reps), MaxGroupStat)].Add(1)
 		if a.e.storage.Load() != nil {
 			a.e.storage.Store(nil)
 		}

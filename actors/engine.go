@@ -63,10 +63,10 @@ type Config struct {
 // DefaultConfig holds the engine's defaults, the one place the follower's
 // flags take theirs from. ProofMaxWait, when unset, is 16 poll intervals.
 var DefaultConfig = Config{
-	FetchWindow:      64,
+	FetchWindow:      256,
 	FetchWindowBytes: 64 << 20,
-	Credits:          32,
-	GroupBlocks:      32,
+	Credits:          64,
+	GroupBlocks:      64,
 	GroupBytes:       16 << 20,
 	GroupTime:        500 * time.Millisecond,
 	FetchTimeout:     10 * time.Second,
@@ -225,6 +225,31 @@ type Stats struct {
 	// catch-up's wall time, how busy the apply path was (below 1: it
 	// waited for blocks).
 	Applying atomic.Int64
+	// GroupSizes[k] counts the groups of k blocks committed (the last
+	// counts every group of MaxGroupStat blocks or more).
+	GroupSizes [MaxGroupStat + 1]atomic.Int64
+}
+
+// MaxGroupStat is the largest group size Stats.GroupSizes tells apart.
+const MaxGroupStat = 256
+
+// MedianGroup returns the median size of the groups committed, or 0 if none
+// was. thread-safe.
+func (s *Stats) MedianGroup() int {
+	var total int64
+	for i := range s.GroupSizes {
+		total += s.GroupSizes[i].Load()
+	}
+	if total == 0 {
+		return 0
+	}
+	var seen int64
+	for k := range s.GroupSizes {
+		if seen += s.GroupSizes[k].Load(); 2*seen >= total {
+			return k
+		}
+	}
+	return MaxGroupStat
 }
 
 // ErrFatal wraps the error the engine stops with.

@@ -80,15 +80,15 @@ func TestMetricsMove(t *testing.T) {
 	first := scrape(t, f.HTTPAddr())
 	for _, name := range []string{"storesync_committed_tip", "storesync_proven_tip", "storesync_upstream_tip", "storesync_lag_blocks",
 		"storesync_lag_seconds", "storesync_fetch_window_blocks", "storesync_fetch_window_bytes", "storesync_fetch_limit", "storesync_fetch_duration_seconds",
-		"storesync_apply_duration_seconds", "storesync_sync_latency_seconds", "storesync_fetched_bytes_total"} {
+		"storesync_apply_duration_seconds", "storesync_apply_group_blocks", "storesync_sync_latency_seconds", "storesync_fetched_bytes_total"} {
 		if first[name] == nil {
 			t.Errorf("series %s missing", name)
 		}
 	}
 	// A healthy link: every call of the window allowed in flight.
 	if fl := first["storesync_fetch_limit"]; fl != nil {
-		if v := fl.GetMetric()[0].GetGauge().GetValue(); v != 64 {
-			t.Errorf("storesync_fetch_limit %v on a healthy link, want the default window of 64", v)
+		if v, want := fl.GetMetric()[0].GetGauge().GetValue(), float64(actors.DefaultConfig.FetchWindow); v != want {
+			t.Errorf("storesync_fetch_limit %v on a healthy link, want the default window of %v", v, want)
 		}
 	}
 	c, err := dialUpstream(f.Addr(), nil, nil, nil)
