@@ -37,7 +37,8 @@
 //     other.
 //   - ProofCore (prooftracker.go's) advances the proven tip in order, from
 //     proofs that came with blocks and from asks on the ProofSchedule.
-//   - ApplyCore (applier.go's) orders deliveries and retries failed writes.
+//   - ApplyCore (applier.go's) orders deliveries, forms groups and retries
+//     failed writes.
 //   - RestartPolicy (supervisor.go's) decides restarts.
 //
 // The Fetcher keeps blocks tip+1..tip+W in flight (bounded in count and
@@ -46,8 +47,9 @@
 // the head of the line on a second upstream, and hands blocks to the
 // Applier strictly in order with credit flow control: mailboxes are
 // unbounded, the Fetcher simply never has more than Credits deliveries
-// unacknowledged. The Applier applies them one at a time with the store's
-// ApplyBlock, the primary's own code path.
+// unacknowledged. The Applier applies the consecutive blocks waiting for it
+// as one group with the store's ApplyBlocks (each block by the primary's
+// own checks, one commit for the group; caught up, a group is one block).
 //
 // Local state is the cursor: every actor rebuilds its core from the store
 // when it starts or restarts, and acknowledgements are cumulative, so a
