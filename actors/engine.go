@@ -22,23 +22,23 @@ type Config struct {
 	Store     *store.Store
 	Upstreams []Upstream
 
-	FetchWindow      int           // blocks in flight or held, at most
-	FetchWindowBytes int64         // bytes held or expected, at most
-	Credits          int           // deliveries the Applier may hold unacknowledged
+	FetchWindow      int   // blocks in flight or held, at most
+	FetchWindowBytes int64 // bytes held or expected, at most
+	Credits          int   // deliveries the Applier may hold unacknowledged
 	// A group of consecutive delivered blocks is committed at once (see
 	// ApplyCore): at most GroupBlocks (1: every block alone), GroupBytes
 	// and the blocks the last groups' rate says fit in GroupTime.
-	GroupBlocks int
-	GroupBytes  int
-	GroupTime   time.Duration
-	FetchTimeout     time.Duration // per GetBlockByNumber call
-	PollInterval     time.Duration // asking for the next block once caught up
-	RetryInitial     time.Duration // first retry delay after a failed fetch
-	RetryMax         time.Duration // cap on retry delays
-	SuspectFor       time.Duration // how long an upstream that served a bad block is avoided
-	ProofMaxWait     time.Duration // cap on the wait between asks for a proof that is late
-	ProofMaxDelay    time.Duration // longest proof delay the schedule learns
-	NoHedge          bool          // never ask a second upstream for a late block
+	GroupBlocks   int
+	GroupBytes    int
+	GroupTime     time.Duration
+	FetchTimeout  time.Duration // per GetBlockByNumber call
+	PollInterval  time.Duration // asking for the next block once caught up
+	RetryInitial  time.Duration // first retry delay after a failed fetch
+	RetryMax      time.Duration // cap on retry delays
+	SuspectFor    time.Duration // how long an upstream that served a bad block is avoided
+	ProofMaxWait  time.Duration // cap on the wait between asks for a proof that is late
+	ProofMaxDelay time.Duration // longest proof delay the schedule learns
+	NoHedge       bool          // never ask a second upstream for a late block
 	// HoldWait is how long a caught-up follower asks an upstream that
 	// holds calls (api.HoldKey) to hold its probe for the next block;
 	// NoHold never asks (it polls every PollInterval, as it must with an
