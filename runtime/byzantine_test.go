@@ -67,3 +67,61 @@ func TestBadBlocksNeverApplied(t *testing.T) {
 		t.Fatal("no rejection counted: the corrupting upstream was never asked")
 	}
 }
+
+// TestCatchUpInGroupsWithBadBlocks: a follower catching up a chain from a
+// corrupting upstream commits in groups of several blocks (the window and
+// credits let blocks wait), never applies an altered block (a bad block in
+// the middle of a group: the blocks before it commit, it is fetched again),
+// and ends with the primary's chain; with --group-blocks 1 every group is
+// one block.
+func TestCatchUpInGroupsWithBadBlocks(t *testing.T) {
+	p := startPrimary(t, 5*time.Millisecond)
+	waitFor(t, 30*time.Second, "200 blocks", func() bool { c, _ := p.Store().Tips(); return c >= 200 })
+	for _, tc := range []struct {
+		name   string
+		blocks int // --group-blocks
+	}{{"groups", 0}, {"groups off", 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			honest, err := dialUpstream(p.PublicAddr(), nil, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer honest.close()
+			evil := &corrupting{Upstream: honest, body: map[uint64]bool{}, header: map[uint64]bool{}}
+			for n := uint64(30); n <= 190; n += 40 {
+				evil.body[n] = true
+			}
+			f, err := New(Config{
+				DataDir: t.TempDir(), Genesis: genesisOf(p), Upstreams: []string{p.PublicAddr()}, Listen: "127.0.0.1:0", ShutdownGrace: time.Second,
+				Engine: actors.Config{Upstreams: []actors.Upstream{evil, honest}, PollInterval: 20 * time.Millisecond, GroupBlocks: tc.blocks,
+					RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, SuspectFor: time.Minute},
+				Log: quiet(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			startFollower(t, f)
+			waitFor(t, 60*time.Second, "the follower to catch up 200 blocks", func() bool {
+				c, _ := f.Store().Tips()
+				return c >= 200
+			})
+			sameChain(t, p.Store(), f.Store())
+			st := f.Engine().Stats()
+			if st.Rejected.Load() == 0 {
+				t.Error("no rejection counted: the corrupting upstream was never asked")
+			}
+			largest := 0
+			for k := range st.GroupSizes {
+				if st.GroupSizes[k].Load() > 0 {
+					largest = k
+				}
+			}
+			if tc.blocks == 1 && largest != 1 {
+				t.Errorf("groups off: a group of %d blocks was committed", largest)
+			}
+			if tc.blocks != 1 && largest < 2 {
+				t.Errorf("catching up 200 blocks, the largest group was %d blocks", largest)
+			}
+		})
+	}
+}
