@@ -167,43 +167,16 @@ func (s *Store) ApplyBlocks(ctx context.Context, blocks []*block.Block) ([]Repor
 // write gives back what the group's writes took; nothing of SQLite was
 // touched yet. CONTRACT: s.mu must be locked.
 func (s *Store) writeBlockFiles(tip loc, group []*block.Block, reps []Report) ([]loc, []merkle.Hash, error) {
-	locs := make([]loc, len(group))
+	items := make([][]byte, len(group))
 	hashes := make([]merkle.Hash, len(group))
-	type run struct {
-		n   uint64
-		off uint64
+	for i, b := range group {
+		items[i] = b.Encode()
+		hashes[i] = merkle.Sum(items[i])
+		reps[i].Bytes = len(items[i])
 	}
-	var written []run
-	for i := 0; i < len(group); {
-		// Blocks i..j-1 share a segment: one write.
-		n := group[i].Header.Number
-		j := min(len(group), i+int(SegmentSpan-n%SegmentSpan))
-		var off uint64
-		switch {
-		case n%SegmentSpan == 0:
-			off = 0
-		case i > 0:
-			off = locs[i-1].end()
-		default:
-			off = tip.end()
-		}
-		var buf []byte
-		for k := i; k < j; k++ {
-			data := group[k].Encode()
-			locs[k] = loc{off: off + uint64(len(buf)), len: uint32(len(data))}
-			hashes[k] = merkle.Sum(data)
-			reps[k].Bytes = len(data)
-			buf = append(buf, data...)
-		}
-		written = append(written, run{n, off})
-		if err := s.blocks.write(n, off, buf); err != nil {
-			// A full disk gets back what the failed writes took.
-			for _, r := range written {
-				s.blocks.cut(r.n, r.off)
-			}
-			return nil, nil, err
-		}
-		i = j
+	locs, err := s.blocks.writeItems(group[0].Header.Number, tip.end(), func(uint64) bool { return false }, items)
+	if err != nil {
+		return nil, nil, err
 	}
 	return locs, hashes, nil
 }
@@ -362,36 +335,15 @@ func (s *Store) ApplyProofs(ctx context.Context, first uint64, proofs [][]byte) 
 			return fmt.Errorf("apply proof %d: %w", n, err)
 		}
 	}
-	locs := make([]loc, len(proofs))
-	for i := 0; i < len(proofs); {
-		// One write per segment: proofs i..j-1 share one.
-		n := first + uint64(i)
-		j := min(len(proofs), i+int(SegmentSpan-n%SegmentSpan))
-		var off uint64
-		switch {
-		case n%SegmentSpan == 0 || n == 1:
-			off = 0
-		case i > 0:
-			off = locs[i-1].end()
-		default:
-			off = cur.proofLoc.end()
-		}
-		var buf []byte
-		for k := i; k < j; k++ {
-			locs[k] = loc{off: off + uint64(len(buf)), len: uint32(len(proofs[k]))}
-			buf = append(buf, proofs[k]...)
-		}
-		if err := s.proofs.write(n, off, buf); err != nil {
-			s.proofs.cut(n, off)
-			return storageErr(fmt.Sprintf("apply proofs %d..%d", first, last), err)
-		}
-		i = j
+	// The proof of block 1 opens the first segment: genesis has none.
+	locs, err := s.proofs.writeItems(first, cur.proofLoc.end(), func(n uint64) bool { return n == 1 }, proofs)
+	if err != nil {
+		return storageErr(fmt.Sprintf("apply proofs %d..%d", first, last), err)
 	}
 	ctx = context.WithoutCancel(ctx)
 	if err := s.w.begin(ctx); err != nil {
 		return storageErr(fmt.Sprintf("apply proofs %d..%d: sqlite begin", first, last), err)
 	}
-	var err error
 	for i, l := range locs {
 		if _, err = s.w.insProof.ExecContext(ctx, first+uint64(i), l.off, l.len); err != nil {
 			break

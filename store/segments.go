@@ -94,6 +94,42 @@ func (s *segments) write(n uint64, off uint64, data []byte) error {
 	return nil
 }
 
+// writeItems writes items first, first+1, ... after the item that ends at
+// end (an item for which starts is true begins its segment at 0 instead),
+// with one write and fdatasync per segment, and returns where each lies. A
+// failed write gives back what the writes took.
+func (s *segments) writeItems(first, end uint64, starts func(n uint64) bool, items [][]byte) ([]loc, error) {
+	locs := make([]loc, len(items))
+	type run struct{ n, off uint64 }
+	var written []run
+	for i := 0; i < len(items); {
+		// Items i..j-1 share a segment: one write.
+		n := first + uint64(i)
+		j := min(len(items), i+int(SegmentSpan-n%SegmentSpan))
+		off := end
+		switch {
+		case n%SegmentSpan == 0 || starts(n):
+			off = 0
+		case i > 0:
+			off = locs[i-1].end()
+		}
+		var buf []byte
+		for k := i; k < j; k++ {
+			locs[k] = loc{off: off + uint64(len(buf)), len: uint32(len(items[k]))}
+			buf = append(buf, items[k]...)
+		}
+		written = append(written, run{n, off})
+		if err := s.write(n, off, buf); err != nil {
+			for _, r := range written {
+				s.cut(r.n, r.off)
+			}
+			return nil, err
+		}
+		i = j
+	}
+	return locs, nil
+}
+
 // cut drops whatever lies at or past off in item n's segment: the bytes of
 // a write that failed. Best effort: Open cuts them anyway, and a later write
 // of item n overwrites them.
