@@ -142,7 +142,7 @@ func (j *journeys) groupSpans(parents []context.Context, reps []store.Report, st
 		return
 	}
 	failed := parents[k:]
-	if state.Rejection(err) != nil {
+	if state.Rejection(err) != nil && len(failed) > 1 {
 		failed = failed[:1] // the bad block; the blocks after it were not tried
 	}
 	for _, p := range failed {
