@@ -63,7 +63,7 @@ type Config struct {
 // DefaultConfig holds the engine's defaults, the one place the follower's
 // flags take theirs from. ProofMaxWait, when unset, is 16 poll intervals.
 var DefaultConfig = Config{
-	FetchWindow:      256,
+	FetchWindow:      64,
 	FetchWindowBytes: 64 << 20,
 	Credits:          64,
 	GroupBlocks:      64,
