@@ -65,7 +65,7 @@ type Config struct {
 var DefaultConfig = Config{
 	FetchWindow:      64,
 	FetchWindowBytes: 64 << 20,
-	Credits:          64,
+	Credits:          8,
 	GroupBlocks:      64,
 	GroupBytes:       16 << 20,
 	GroupTime:        500 * time.Millisecond,
