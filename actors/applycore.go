@@ -37,7 +37,8 @@ type queued struct {
 }
 
 // ApplyConfig configures an ApplyCore. A zero group bound is no bound but
-// the others; GroupBlocks 1 turns grouping off.
+// the others; GroupBlocks 1 turns grouping off: each block is handed out
+// as it is delivered, with no drain.
 type ApplyConfig struct {
 	RetryInitial, RetryMax time.Duration
 	GroupBlocks            int           // blocks in a group, at most
@@ -134,6 +135,11 @@ func (a *ApplyCore) Step(now time.Time, ev any) {
 			a.ready.Resync = end // a gap: something was lost
 		default:
 			a.queue = append(a.queue, queued{n: e.N, bytes: e.Bytes, block: e.Block})
+			if a.cfg.GroupBlocks == 1 {
+				// Groups off: every block alone, at once, with no drain.
+				a.handOut()
+				return
+			}
 			a.askDrain()
 		}
 	case DrainDue:
@@ -178,6 +184,10 @@ func (a *ApplyCore) Step(now time.Time, ev any) {
 		a.queue = append(a.queue[:0], a.queue[done:]...)
 		a.group = 0
 		if len(a.queue) > 0 {
+			if a.cfg.GroupBlocks == 1 {
+				a.handOut()
+				return
+			}
 			a.askDrain()
 		}
 	}

@@ -7,7 +7,7 @@ import (
 )
 
 func testApplyConfig() ApplyConfig {
-	return ApplyConfig{RetryInitial: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond}
+	return ApplyConfig{RetryInitial: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond, GroupBlocks: 64}
 }
 
 // TestApplyCore steps an ApplyCore through scripted events; each step
@@ -118,6 +118,12 @@ func TestApplyCore(t *testing.T) {
 			{110 * time.Millisecond, DrainDue{}, group(2, 2)},
 			{110 * time.Millisecond, failed, ApplyReady{Retried: true, Attempts: 1, RetryAt: t0.Add(120 * time.Millisecond)}},
 		}, 2, []uint64{2, 3}},
+		{"groups off: each block at once, no drain", func(c *ApplyConfig) { c.GroupBlocks = 1 }, 1, []step{
+			{0, d(1), group(1, 1)},
+			{0, d(2), ApplyReady{}}, // queued behind the block out
+			{0, ok(1), group(2, 1)},
+			{0, ok(1), ApplyReady{}},
+		}, 3, []uint64{}},
 		{"stale drain and result: nothing", nil, 1, []step{
 			{0, DrainDue{}, ApplyReady{}},
 			{0, ok(1), ApplyReady{}},

@@ -138,6 +138,10 @@ func catchup(quick bool, profiles []string) (*CatchupResult, error) {
 	return res, nil
 }
 
+// catchupGroupBlocks is the engine's --group-blocks here: groups are off
+// by default, and this scenario measures them.
+const catchupGroupBlocks = 64
+
 // catchupNaiveBlocks bounds the naive loop's run: one round trip a block.
 const catchupNaiveBlocks = 1500
 
@@ -164,7 +168,8 @@ func applyOnly(c *workload.Chain, group int) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-// engineCatchup times a fresh follower (default configuration) to the tip,
+// engineCatchup times a fresh follower (default configuration, groups of up
+// to catchupGroupBlocks) to the tip,
 // and reports the share of that time its Applier spent applying and the
 // median size of the groups it committed.
 func engineCatchup(s *servedChain, upstream string) (time.Duration, float64, int, error) {
@@ -174,7 +179,7 @@ func engineCatchup(s *servedChain, upstream string) (time.Duration, float64, int
 	}
 	defer os.RemoveAll(dir)
 	f, err := runtime.New(runtime.Config{DataDir: dir, Genesis: s.genesisPath(), Upstreams: []string{upstream},
-		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Engine: actors.Config{}, Log: quiet})
+		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Engine: actors.Config{GroupBlocks: catchupGroupBlocks}, Log: quiet})
 	if err != nil {
 		return 0, 0, 0, err
 	}

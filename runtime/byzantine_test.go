@@ -80,7 +80,7 @@ func TestCatchUpInGroupsWithBadBlocks(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		blocks int // --group-blocks
-	}{{"groups", 0}, {"groups off", 1}} {
+	}{{"groups", 64}, {"groups off", 1}} {
 		t.Run(tc.name, func(t *testing.T) {
 			honest, err := dialUpstream(p.PublicAddr(), nil, nil, nil)
 			if err != nil {
