@@ -264,8 +264,20 @@ func (b *Book) better(s, t *standing, now time.Time) bool {
 // Never before now. Upstreams at their limit free a slot when a call ends,
 // which steps the core anyway.
 func (b *Book) NextChance(n uint64, now time.Time) time.Time {
+	return b.nextChance(n, now, -1)
+}
+
+// NextChanceOther is NextChance for PickOther: any upstream but not.
+func (b *Book) NextChanceOther(n uint64, now time.Time, not int) time.Time {
+	return b.nextChance(n, now, not)
+}
+
+func (b *Book) nextChance(n uint64, now time.Time, not int) time.Time {
 	var t time.Time
-	for _, s := range b.ups {
+	for i, s := range b.ups {
+		if i == not {
+			continue
+		}
 		at := now
 		if s.lacksRecently(n, now, b.cfg.PollInterval) {
 			at = s.lacksAt.Add(b.cfg.PollInterval / 2)

@@ -430,6 +430,11 @@ func (c *FetchCore) hedge(now time.Time) time.Time {
 		}
 		i, ok := c.book.PickOther(n, now, first.upstream)
 		if !ok {
+			// Nobody else may be asked now (each lacks n, or is backed
+			// off): try when one may.
+			if at := c.book.NextChanceOther(n, now, first.upstream); at.After(now) && (next.IsZero() || at.Before(next)) {
+				next = at
+			}
 			return 0
 		}
 		c.ready.Marks = append(c.ready.Marks, Mark{N: n, What: "hedged", Upstream: i,
@@ -614,7 +619,7 @@ func (c *FetchCore) done(now time.Time, e CallDone) {
 		// past the tip come back empty again and again). Below the edge,
 		// every upstream is asked first.
 		if c.book.SomeoneHas(n, u) || (!k.probe && !k.hedge && !c.book.AllLack(n, now)) {
-			c.win.Retry(n, e.ID, now)
+			c.win.Missed(n, e.ID, now)
 		} else {
 			others, _ := c.win.Empty(n, e.ID, now)
 			c.cancel(others)

@@ -942,3 +942,60 @@ func TestFetchCoreHedgesAtASuspect(t *testing.T) {
 		t.Fatalf("hedged %s after the first call, want within half the fetch timeout", at)
 	}
 }
+
+// TestFetchCoreHedgeOfABlockNotMadeYet: a fresh follower asks blocks not
+// made yet. Block 4's call at the honest upstream is slow, so it is hedged
+// at the staller, which holds the hedge; then the honest upstream answers
+// that it has no block 4 yet. The staller's call must not be left to run
+// out the fetch timeout: once the honest upstream may be asked again (its
+// empty answer stale, half a poll interval on), the staller's call is
+// hedged there, and block 4 comes soon after it is made.
+func TestFetchCoreHedgeOfABlockNotMadeYet(t *testing.T) {
+	const (
+		interval = 100 * time.Millisecond
+		n        = 4 // asked of the honest upstream first (blocks spread by number)
+	)
+	s := newFetchSim(t, testFetchConfig("honest", "staller"), 1)
+	s.autoAck = true
+	slowOnce := true
+	s.answer = func(c Call, at time.Time) (CallDone, time.Duration, bool) {
+		if c.Upstream == 1 {
+			return CallDone{}, 0, false // holds every call
+		}
+		rtt := 5 * time.Millisecond
+		if c.N == n && slowOnce {
+			slowOnce, rtt = false, 250*time.Millisecond
+		}
+		return chain(t0, interval, rtt)(c, at)
+	}
+	s.step(Tick{})
+	made := t0.Add(n * interval)
+	s.run(made.Add(s.c.cfg.FetchTimeout / 2))
+	var calls []Call
+	for _, c := range s.calls {
+		if c.N == n {
+			calls = append(calls, c)
+		}
+	}
+	if len(calls) < 2 || calls[0].Upstream != 0 || !calls[1].Hedge || calls[1].Upstream != 1 {
+		t.Fatalf("block %d's calls %+v: want the first at the honest upstream, hedged at the staller", n, calls)
+	}
+	if got := delivered(s.delivered); !slices.Contains(got, n) {
+		t.Fatalf("delivered %v by %s after block %d was made: its only call left was the staller's, waited out", got, s.c.cfg.FetchTimeout/2, n)
+	}
+	// Asked again of the honest upstream after its empty answer, and
+	// within a poll interval of the block's making.
+	var again Call
+	for _, c := range calls[2:] {
+		if c.Upstream == 0 {
+			again = c
+			break
+		}
+	}
+	if again.N != n {
+		t.Fatalf("block %d never asked again of the honest upstream: calls %+v", n, calls)
+	}
+	if late := s.callAt[again.ID].Sub(made); late > s.c.cfg.Window.PollInterval {
+		t.Fatalf("block %d asked again of the honest upstream %s after it was made, want within a poll interval", n, late)
+	}
+}

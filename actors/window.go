@@ -305,6 +305,21 @@ func (w *Window) Retry(n, id uint64, at time.Time) bool {
 	return found
 }
 
+// Missed records that call id found no block n at its upstream while
+// another may hold it: n is asked again at `at`, unless another call for
+// it is in flight. That call may then be hedged again when it is late,
+// even if it was the hedge: the upstream that answered empty is asked
+// again once its answer goes stale (half a poll interval), so a block
+// asked of a staller and of an upstream that did not have it yet is not
+// left to the staller's timeout.
+func (w *Window) Missed(n, id uint64, at time.Time) bool {
+	found := w.Retry(n, id, at)
+	if sl := w.slots[n]; found && sl != nil && sl.state == inFlight {
+		sl.hedged = false
+	}
+	return found
+}
+
 // Failed records a failed call id for n; unless another call for n is in
 // flight, n is retried after an exponential backoff with jitter. It
 // reports whether the call was still wanted.
