@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"storesync/actors"
 	"storesync/api/storev1"
 	"storesync/runtime"
 	"storesync/store"
@@ -17,12 +16,12 @@ import (
 
 // CatchupRow is one profile at one round-trip time.
 type CatchupRow struct {
-	RTTms          int64   `json:"rtt_ms"`
-	Profile        string  `json:"profile"`
-	Blocks         int     `json:"blocks"`
-	EngineBPS      float64 `json:"engine_bps"`
-	NaiveBPS       float64 `json:"naive_bps"`
-	LimitBPS       float64 `json:"limit_bps"`
+	RTTms     int64   `json:"rtt_ms"`
+	Profile   string  `json:"profile"`
+	Blocks    int     `json:"blocks"`
+	EngineBPS float64 `json:"engine_bps"`
+	NaiveBPS  float64 `json:"naive_bps"`
+	LimitBPS  float64 `json:"limit_bps"`
 	// GroupedLimitBPS: the same blocks from memory in groups of the
 	// median size the engine committed (MedianGroup), one ApplyBlocks each.
 	GroupedLimitBPS float64 `json:"grouped_limit_bps"`
@@ -30,7 +29,7 @@ type CatchupRow struct {
 	RatioToGrouped  float64 `json:"ratio_to_grouped_limit"`
 	// NaiveBlocks: the naive loop runs over the first this many blocks
 	// only (at 50 ms a block it would take minutes over the whole chain).
-	NaiveBlocks int `json:"naive_blocks"`
+	NaiveBlocks    int     `json:"naive_blocks"`
 	EngineMBps     float64 `json:"engine_mb_per_s"`
 	RatioToLimit   float64 `json:"ratio_to_limit"`
 	SpeedupVsNaive float64 `json:"speedup_vs_naive"`
@@ -138,10 +137,6 @@ func catchup(quick bool, profiles []string) (*CatchupResult, error) {
 	return res, nil
 }
 
-// catchupGroupBlocks is the engine's --group-blocks here: groups are off
-// by default, and this scenario measures them.
-const catchupGroupBlocks = 64
-
 // catchupNaiveBlocks bounds the naive loop's run: one round trip a block.
 const catchupNaiveBlocks = 1500
 
@@ -168,8 +163,7 @@ func applyOnly(c *workload.Chain, group int) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-// engineCatchup times a fresh follower (default configuration, groups of up
-// to catchupGroupBlocks) to the tip,
+// engineCatchup times a fresh follower (default configuration) to the tip,
 // and reports the share of that time its Applier spent applying and the
 // median size of the groups it committed.
 func engineCatchup(s *servedChain, upstream string) (time.Duration, float64, int, error) {
@@ -179,7 +173,7 @@ func engineCatchup(s *servedChain, upstream string) (time.Duration, float64, int
 	}
 	defer os.RemoveAll(dir)
 	f, err := runtime.New(runtime.Config{DataDir: dir, Genesis: s.genesisPath(), Upstreams: []string{upstream},
-		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Engine: actors.Config{GroupBlocks: catchupGroupBlocks}, Log: quiet})
+		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Log: quiet})
 	if err != nil {
 		return 0, 0, 0, err
 	}

@@ -368,7 +368,7 @@ func lagRun(row *LagRow, phase int, interval, run, rtt time.Duration) error {
 	var nc *commits
 	stopNaive := func() {}
 	if phase == 0 {
-		held, err := start(p.node.PublicAddr(), actors.Config{PollInterval: pollInterval, GroupBlocks: catchupGroupBlocks})
+		held, err := start(p.node.PublicAddr(), actors.Config{PollInterval: pollInterval})
 		if err != nil {
 			return err
 		}
