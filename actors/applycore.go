@@ -10,13 +10,15 @@ import (
 // applies each group (store.ApplyBlocks) and sends the messages.
 // thread-compatible.
 //
-// Groups: deliveries wait in order in a queue. The first one into an idle
-// queue asks the shell to drain (Ready.Drain), which it does after the
-// messages already waiting for it (the actor sends itself a message, which
-// comes after the deliveries in its mailbox), so that a group holds every
-// consecutive block delivered by then, up to the bounds: blocks, bytes,
-// and the time the group would take at the last groups' rate per block.
-// Caught up, a block arrives alone and is a group of one.
+// Groups: deliveries wait in order in a queue. After each commit the core
+// asks the shell to drain (Ready.Drain), which it does after the messages
+// already waiting for it (the actor sends itself a message, which comes
+// after the deliveries that arrived during the commit), so that a group
+// holds every consecutive block delivered by then, up to the bounds:
+// blocks, bytes, and the time the group would take at the last groups'
+// rate per block. A block that finds the core idle (no group out, no
+// drain due: caught up) is handed out at once, alone, exactly as with
+// groups off.
 type ApplyCore struct {
 	cfg      ApplyConfig
 	next     uint64   // the block number the store expects
@@ -135,12 +137,12 @@ func (a *ApplyCore) Step(now time.Time, ev any) {
 			a.ready.Resync = end // a gap: something was lost
 		default:
 			a.queue = append(a.queue, queued{n: e.N, bytes: e.Bytes, block: e.Block})
-			if a.cfg.GroupBlocks == 1 {
-				// Groups off: every block alone, at once, with no drain.
+			if !a.drain {
+				// Idle, or a group out (it goes at that group's end):
+				// nothing is known to wait behind this block, which goes
+				// at once. With a drain due, it joins the drain's group.
 				a.handOut()
-				return
 			}
-			a.askDrain()
 		}
 	case DrainDue:
 		a.drain = false
@@ -183,20 +185,12 @@ func (a *ApplyCore) Step(now time.Time, ev any) {
 		a.next += uint64(done)
 		a.queue = append(a.queue[:0], a.queue[done:]...)
 		a.group = 0
-		if len(a.queue) > 0 {
-			if a.cfg.GroupBlocks == 1 {
-				a.handOut()
-				return
-			}
-			a.askDrain()
+		if a.cfg.GroupBlocks == 1 {
+			a.handOut() // groups off: the next block at once, no drain
+			return
 		}
-	}
-}
-
-// askDrain asks for a drain unless one is due or a group is out (its end
-// asks again).
-func (a *ApplyCore) askDrain() {
-	if !a.drain && a.group == 0 {
+		// What arrived during the commit waits in the mailbox: drain
+		// after it (with nothing there, the drain finds nothing).
 		a.drain = true
 		a.ready.Drain = true
 	}

@@ -32,77 +32,81 @@ func TestApplyCore(t *testing.T) {
 		after  uint64   // Next() at the end
 		blocks []uint64 // Group() at the end, if set
 	}{
-		{"caught up: each block a group of one", nil, 1, []step{
-			{0, d(1), drain},
-			{0, DrainDue{}, group(1, 1)},
-			{0, ok(1), ApplyReady{}},
-			{0, d(2), drain},
-			{0, DrainDue{}, group(2, 1)},
-			{0, ok(1), ApplyReady{}},
+		{"caught up: each block a group of one, at once", nil, 1, []step{
+			{0, d(1), group(1, 1)},
+			{0, ok(1), drain},
+			{0, DrainDue{}, ApplyReady{}}, // nothing arrived during the commit
+			{0, d(2), group(2, 1)},
+			{0, ok(1), drain},
+			{0, DrainDue{}, ApplyReady{}},
 		}, 3, nil},
 		{"deliveries waiting at the drain are one group", nil, 1, []step{
-			{0, d(1), drain},
-			{0, d(2), ApplyReady{}},
+			{0, d(1), group(1, 1)},
+			{0, d(2), ApplyReady{}}, // queued behind the group out
 			{0, d(3), ApplyReady{}},
-			{0, DrainDue{}, group(1, 3)},
-			{0, d(4), ApplyReady{}}, // queued behind the group out
+			{0, ok(1), drain},
+			{0, d(4), ApplyReady{}}, // in the mailbox before the drain
+			{0, DrainDue{}, group(2, 3)},
 			{0, ok(3), drain},
-			{0, DrainDue{}, group(4, 1)},
-		}, 4, []uint64{4}},
+			{0, DrainDue{}, ApplyReady{}},
+			{0, d(5), group(5, 1)},
+		}, 5, []uint64{5}},
 		{"bounded by blocks", func(c *ApplyConfig) { c.GroupBlocks = 2 }, 1, []step{
-			{0, d(1), drain},
+			{0, d(1), group(1, 1)},
 			{0, d(2), ApplyReady{}},
 			{0, d(3), ApplyReady{}},
-			{0, DrainDue{}, group(1, 2)},
-			{0, ok(2), drain},
-			{0, DrainDue{}, group(3, 1)},
-		}, 3, []uint64{3}},
-		{"bounded by bytes; a larger block alone", func(c *ApplyConfig) { c.GroupBytes = 100 }, 1, []step{
-			{0, sized(1, 60), drain},
-			{0, sized(2, 60), ApplyReady{}},
-			{0, sized(3, 30), ApplyReady{}},
-			{0, sized(4, 150), ApplyReady{}},
-			{0, DrainDue{}, group(1, 1)},
+			{0, d(4), ApplyReady{}},
 			{0, ok(1), drain},
 			{0, DrainDue{}, group(2, 2)},
 			{0, ok(2), drain},
 			{0, DrainDue{}, group(4, 1)},
 		}, 4, []uint64{4}},
+		{"bounded by bytes; a larger block alone", func(c *ApplyConfig) { c.GroupBytes = 100 }, 1, []step{
+			{0, sized(1, 10), group(1, 1)},
+			{0, sized(2, 60), ApplyReady{}},
+			{0, sized(3, 60), ApplyReady{}},
+			{0, sized(4, 30), ApplyReady{}},
+			{0, sized(5, 150), ApplyReady{}},
+			{0, ok(1), drain},
+			{0, DrainDue{}, group(2, 1)},
+			{0, ok(1), drain},
+			{0, DrainDue{}, group(3, 2)},
+			{0, ok(2), drain},
+			{0, DrainDue{}, group(5, 1)},
+		}, 5, []uint64{5}},
 		{"bounded by the time at the last rate", func(c *ApplyConfig) { c.GroupTime = 100 * time.Millisecond }, 1, []step{
-			{0, d(1), drain},
-			{0, DrainDue{}, group(1, 1)},
-			{0, Applied{Outcome: ApplyOK, Committed: 1, Took: 40 * time.Millisecond}, ApplyReady{}},
-			{0, d(2), drain},
+			{0, d(1), group(1, 1)},
+			{0, d(2), ApplyReady{}},
 			{0, d(3), ApplyReady{}},
 			{0, d(4), ApplyReady{}},
+			{0, Applied{Outcome: ApplyOK, Committed: 1, Took: 40 * time.Millisecond}, drain},
 			{0, DrainDue{}, group(2, 2)}, // 100 ms at 40 ms a block
 		}, 2, []uint64{2, 3}},
 		{"duplicate: acked", nil, 5, []step{
 			{0, d(3), ApplyReady{Acked: 4}},
 			{0, d(4), ApplyReady{Acked: 4}},
-			{0, d(5), drain},
+			{0, d(5), group(5, 1)},
 			{0, d(5), ApplyReady{Acked: 4}}, // already queued
-		}, 5, []uint64{}},
+		}, 5, []uint64{5}},
 		{"gap: resync from the end of the queue", nil, 5, []step{
 			{0, d(7), ApplyReady{Resync: 5}},
-			{0, d(5), drain},
+			{0, d(5), group(5, 1)},
 			{0, d(7), ApplyReady{Resync: 6}},
-			{0, DrainDue{}, group(5, 1)},
 		}, 5, []uint64{5}},
-		{"rejected in the middle: the prefix commits, the rest goes", nil, 5, []step{
-			{0, d(5), drain},
+		{"rejected in the middle: the prefix commits, the rest goes", nil, 4, []step{
+			{0, d(4), group(4, 1)},
+			{0, d(5), ApplyReady{}},
 			{0, d(6), ApplyReady{}},
 			{0, d(7), ApplyReady{}},
 			{0, d(8), ApplyReady{}},
+			{0, ok(1), drain},
 			{0, DrainDue{}, group(5, 4)},
 			{0, Applied{Outcome: ApplyRejected, Committed: 1}, ApplyReady{Rejected: true}},
 			{0, d(8), ApplyReady{Resync: 6}}, // sent before the Fetcher heard
-			{0, d(6), drain},                 // delivered again
-			{0, DrainDue{}, group(6, 1)},
+			{0, d(6), group(6, 1)},           // delivered again
 		}, 6, []uint64{6}},
 		{"write failure: retried with backoff, the queue grows behind it", nil, 1, []step{
-			{0, d(1), drain},
-			{0, DrainDue{}, group(1, 1)},
+			{0, d(1), group(1, 1)},
 			{0, failed, ApplyReady{Retried: true, Attempts: 1, RetryAt: t0.Add(10 * time.Millisecond)}},
 			{time.Millisecond, d(2), ApplyReady{}},
 			{10 * time.Millisecond, RetryDue{}, group(1, 1)},
