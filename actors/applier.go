@@ -141,7 +141,7 @@ func (a *applier) apply(ctx actor.Context, group []*messages.Deliver) (ApplyOutc
 	if r := state.Rejection(err); r != nil {
 		d := group[len(reps)]
 		n := d.Block.Header.Number
-		a.e.journeys.event(n, "rejected", attribute.String("upstream", d.Upstream), attribute.String("check", string(r.Check)), attribute.String("reason", r.Reason))
+		a.e.journeys.event(n, time.Now(), "rejected", attribute.String("upstream", d.Upstream), attribute.String("check", string(r.Check)), attribute.String("reason", r.Reason))
 		ctx.Send(a.peers.fetcher, &messages.Rejected{Number: n, Upstream: d.Upstream, Check: r.Check, Reason: r.Reason})
 		return ApplyRejected, len(reps)
 	}

@@ -53,6 +53,10 @@ type fetchResult struct {
 	proof   []byte // with a fetched block
 	at      time.Time
 	badKind string // the cheap check a Bad answer failed
+	// trace is the call's part in the traces (nil: a proof ask), released
+	// when the upstream released it if it held it (zero: it did not).
+	trace    *callTrace
+	released time.Time
 }
 
 // fetched is a block the core holds until it is delivered (CallDone.Payload).
@@ -137,10 +141,16 @@ func (f *fetcher) event(msg any) any {
 		return Tick{}
 	case *fetchResult:
 		if m.epoch != f.epoch {
+			f.e.journeys.answered(m.trace, callEnd{outcome: "cancelled", at: m.at})
 			return nil
 		}
 		delete(f.inCall, m.done.ID)
-		return f.account(m)
+		ev, kind := f.account(m)
+		// Before the step: the block it brought may be delivered by it,
+		// and its Deliver carries the block's journey.
+		f.e.journeys.answered(m.trace, callEnd{outcome: kind, served: kind == "ok" && f.core.Wanted(m.done.ID),
+			released: m.released, at: m.at})
+		return ev
 	case wakeUp:
 		if m.epoch == f.epoch {
 			return Tick{}
@@ -175,8 +185,9 @@ func (f *fetcher) event(msg any) any {
 }
 
 // account counts what a call brought, for metrics and /status, and
-// returns it as the core's event.
-func (f *fetcher) account(r *fetchResult) CallDone {
+// returns it as the core's event, with its outcome as the fetch metric
+// counts it (and timed_out apart from error, for its trace).
+func (f *fetcher) account(r *fetchResult) (CallDone, string) {
 	d := r.done
 	m, st := f.cfg.Metrics, &f.e.stats
 	wanted := f.core.Wanted(d.ID)
@@ -221,7 +232,10 @@ func (f *fetcher) account(r *fetchResult) CallDone {
 	if d.Proof && !useful {
 		st.UsefulBytes.Add(int64(len(r.proof)))
 	}
-	return d
+	if kind == "error" && d.Outcome == TimedOut {
+		kind = "timed_out"
+	}
+	return d, kind
 }
 
 // step steps the core and carries out its effects.
@@ -252,7 +266,7 @@ func (f *fetcher) carryOut(ctx actor.Context, r *FetchReady) {
 	for _, d := range r.Deliveries {
 		b := d.Payload.(*fetched)
 		ctx.Send(f.peers.applier, &messages.Deliver{Block: b.block, Size: b.size, Proof: b.proof,
-			Upstream: f.core.Book().Name(d.Upstream), FetchedAt: b.at, Trace: otel.Inject(f.e.journeys.start(d.N))})
+			Upstream: f.core.Book().Name(d.Upstream), FetchedAt: b.at, Trace: otel.Inject(f.e.journeys.context(d.N, time.Now()))})
 	}
 	for _, a := range r.ProofAnswers {
 		ans := &messages.ProofAnswer{Number: a.N, Known: a.Known, BadProof: a.BadProof, Size: a.Size, UpstreamProven: a.UpstreamProven,
@@ -274,8 +288,9 @@ func (f *fetcher) carryOut(ctx actor.Context, r *FetchReady) {
 	for _, l := range r.Logs {
 		f.logLine(l)
 	}
+	now := time.Now()
 	for _, mk := range r.Marks {
-		f.e.journeys.event(mk.N, mk.What, attribute.String("upstream", f.core.Book().Name(mk.Upstream)), attribute.String("reason", mk.Reason))
+		f.e.journeys.event(mk.N, now, mk.What, attribute.String("upstream", f.core.Book().Name(mk.Upstream)), attribute.String("reason", mk.Reason))
 	}
 	f.timer.at(r.WakeAt)
 	b := f.core.Book()
@@ -316,18 +331,20 @@ func (f *fetcher) call(ctx actor.Context, c Call) {
 	cctx, cancel := context.WithCancel(f.callCtx)
 	f.inCall[c.ID] = cancel
 	up := f.cfg.Upstreams[c.Upstream]
-	var jctx context.Context
+	jctx := cctx
+	var ct *callTrace
 	if !c.Proof {
-		jctx = trace.ContextWithSpan(cctx, trace.SpanFromContext(f.e.journeys.start(c.N)))
-	} else {
-		jctx = cctx
+		// A proof ask's fetch span is a trace of its own; a block's call
+		// runs in its own trace, or its hedged call's.
+		ct = f.e.journeys.launch(c.N, c.Hedge, c.Hold != "", time.Now())
+		jctx = trace.ContextWithSpan(cctx, ct.span())
 	}
 	f.calls.Add(1)
 	go func() {
 		defer f.calls.Done()
 		defer cancel()
 		r := f.fetch(jctx, up, c)
-		r.epoch = epoch
+		r.epoch, r.trace = epoch, ct
 		root.Send(self, r)
 	}()
 }
@@ -349,28 +366,45 @@ func (f *fetcher) fetch(ctx context.Context, up Upstream, c Call) *fetchResult {
 	if h, ok := up.(Holding); ok {
 		var a HeldAnswer
 		a, err = h.GetBlockHeld(cctx, c.N, true, HoldAsk{Kind: c.Hold, Wait: c.Wait, Grace: c.Grace})
-		raw, proof, d.HoldKnown, d.HoldMax, d.UpstreamProven = a.Block, a.Proof, a.Known, a.HoldMax, a.Proven
+		raw, proof, d.HoldKnown, d.HoldMax, d.UpstreamProven, r.released = a.Block, a.Proof, a.Known, a.HoldMax, a.Proven, a.Released
 	} else {
 		raw, proof, err = up.GetBlock(cctx, c.N, true)
 	}
 	timedOut := err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 	cancel()
+	r.at = time.Now()
+	d.Took = r.at.Sub(start)
+	if !r.released.IsZero() {
+		// The upstream's clock, kept within the call's own span: its skew
+		// cannot put the release before the launch or after the answer.
+		if r.released.Before(start) {
+			r.released = start
+		}
+		if r.released.After(r.at) {
+			r.released = r.at
+		}
+		_, hold := tracer.Start(fctx, "hold", trace.WithTimestamp(start))
+		hold.End(trace.WithTimestamp(r.released))
+	}
+	// What the answer was, on the fetch span: a block's trace can then be
+	// checked to hold no empty answer, and a probe's shows why it is one.
+	answer := "block"
+	switch {
+	case timedOut:
+		d.Outcome, d.Problem, answer = TimedOut, err.Error(), "timed_out"
+	case err != nil:
+		d.Outcome, d.Problem, answer = Failed, err.Error(), "error"
+	case raw == nil:
+		d.Outcome, answer = Empty, "empty"
+	}
+	fspan.SetAttributes(attribute.String("fetch.answer", answer))
 	if err != nil {
 		fspan.SetStatus(codes.Error, err.Error())
 	}
-	fspan.End()
-	r.at = time.Now()
-	d.Took = r.at.Sub(start)
-	_, vspan := tracer.Start(ctx, "verify")
-	defer vspan.End()
-	switch {
-	case timedOut:
-		d.Outcome, d.Problem = TimedOut, err.Error()
-	case err != nil:
-		d.Outcome, d.Problem = Failed, err.Error()
-	case raw == nil:
-		d.Outcome = Empty
-	default:
+	fspan.End(trace.WithTimestamp(r.at))
+	if d.Outcome == Served {
+		_, vspan := tracer.Start(ctx, "verify", trace.WithTimestamp(r.at))
+		defer vspan.End()
 		d.Size = len(raw)
 		b, err := block.Decode(raw)
 		switch {
@@ -382,6 +416,7 @@ func (f *fetcher) fetch(ctx context.Context, up Upstream, c Call) *fetchResult {
 		}
 		if err != nil {
 			d.Outcome, d.Problem, r.badKind = Bad, err.Error(), badReason(err)
+			vspan.SetStatus(codes.Error, err.Error())
 			return r
 		}
 		d.Outcome, d.BlockTime = Served, time.UnixMilli(int64(b.Header.Timestamp))

@@ -46,6 +46,10 @@ type HeldAnswer struct {
 	Known   bool
 	HoldMax time.Duration
 	Proven  uint64
+	// Released: when the store released the call, if it held it (its
+	// clock: the Fetcher clamps it into the call's own span); zero: it
+	// answered at once.
+	Released time.Time
 }
 
 // Reconnecting is an Upstream that can tell when its connection is back

@@ -32,7 +32,10 @@ import (
 // wait in milliseconds, so a client learns from its first answer that this
 // server holds calls (a server that does not, or a proxy that strips the
 // metadata, sends no such header, and the client polls as before). A client
-// that does not ask sees no change at all.
+// that does not ask sees no change at all. An answer to a call that was
+// held (that waited in the pool) also carries storesync-released-at: when
+// the hold ended, so that the client can tell the time the block took to
+// exist from the time the answer took to come.
 const (
 	HoldKey     = "storesync-hold"
 	HoldWaitKey = "storesync-hold-wait"
@@ -47,8 +50,13 @@ const (
 	// server's proven tip when it answered: the proofs up to it exist, so a
 	// client behind on proofs can ask for them all at once.
 	ProvenKey = "storesync-proven-tip"
-	HoldBlock = "block"
-	HoldProof = "proof"
+	// ReleasedAtKey, in the header of an answer to a call that was held,
+	// is when the server released it (what it waited for came, the wait
+	// ended, or shutdown), in unix microseconds on the server's clock. A
+	// call answered at once has none: it was released when it arrived.
+	ReleasedAtKey = "storesync-released-at"
+	HoldBlock     = "block"
+	HoldProof     = "proof"
 )
 
 // HoldConfig bounds the held calls of one server.
@@ -145,7 +153,9 @@ func (h *Holds) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		}
 		if ask.kind != "" {
 			ask.wait = min(ask.wait, h.cfg.MaxWait)
-			h.hold(ctx, ask, r)
+			if h.hold(ctx, ask, r) {
+				_ = grpc.SetHeader(ctx, metadata.Pairs(ReleasedAtKey, strconv.FormatInt(time.Now().UnixMicro(), 10)))
+			}
 		}
 		// Read before the answer is built from a newer snapshot: a lower
 		// bound of what the answer could say, never more.
@@ -213,21 +223,22 @@ func (h *Holds) wanted(kind string, r *storev1.BlockByNumberRequest) bool {
 
 // hold waits until the store has what the call waits for, the wait ends,
 // the client cancels, or Release. It takes a place in the pool only if it
-// has to wait. A grace, once the block has come, waits for its proof as a
-// hold for the proof would, up to the grace (within the wait).
-func (h *Holds) hold(ctx context.Context, a holdAsk, r *storev1.BlockByNumberRequest) {
+// has to wait, and reports whether it did. A grace, once the block has
+// come, waits for its proof as a hold for the proof would, up to the grace
+// (within the wait).
+func (h *Holds) hold(ctx context.Context, a holdAsk, r *storev1.BlockByNumberRequest) (waited bool) {
 	// The channel first, then the check: a commit between the two closes
 	// the channel already taken, so none is missed.
 	changed := h.st.Changed()
 	kind := a.kind
 	if !h.wanted(kind, r) {
 		h.outcomes.WithLabelValues("not_needed").Inc()
-		return
+		return false
 	}
 	conn := ConnKey(ctx)
 	if !h.acquire(conn) {
 		h.outcomes.WithLabelValues("refused").Inc()
-		return
+		return false
 	}
 	defer h.release(conn)
 	t := time.NewTimer(a.wait)
@@ -238,16 +249,16 @@ func (h *Holds) hold(ctx context.Context, a holdAsk, r *storev1.BlockByNumberReq
 		case <-changed:
 		case <-grace:
 			h.outcomes.WithLabelValues("answered").Inc()
-			return
+			return true
 		case <-t.C:
 			h.outcomes.WithLabelValues("expired").Inc()
-			return
+			return true
 		case <-ctx.Done():
 			h.outcomes.WithLabelValues("cancelled").Inc()
-			return
+			return true
 		case <-h.closed:
 			h.outcomes.WithLabelValues("shutdown").Inc()
-			return
+			return true
 		}
 		changed = h.st.Changed()
 		if h.wanted(kind, r) {
@@ -261,7 +272,7 @@ func (h *Holds) hold(ctx context.Context, a holdAsk, r *storev1.BlockByNumberReq
 			continue
 		}
 		h.outcomes.WithLabelValues("answered").Inc()
-		return
+		return true
 	}
 }
 

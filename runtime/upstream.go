@@ -115,6 +115,11 @@ func (u *grpcUpstream) GetBlockHeld(ctx context.Context, n uint64, includeProof 
 	if v := header.Get(api.ProvenKey); len(v) > 0 {
 		a.Proven, _ = strconv.ParseUint(v[0], 10, 64)
 	}
+	if v := header.Get(api.ReleasedAtKey); len(v) > 0 {
+		if us, perr := strconv.ParseInt(v[0], 10, 64); perr == nil && us > 0 {
+			a.Released = time.UnixMicro(us)
+		}
+	}
 	if a.Block == nil {
 		a.Proof = nil
 	}

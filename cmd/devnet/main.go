@@ -15,12 +15,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
 	"storesync/actors"
+	"storesync/cmd/internal/cli"
 	"storesync/otel"
 	"storesync/primary"
 	"storesync/runtime"
@@ -41,12 +43,13 @@ func run() error {
 	proveDelay := flag.Duration("prove-delay", 3*time.Second, "proofs lag blocks by this much")
 	logFile := flag.String("log", "devnet/devnet.log", "where the nodes' logs go (the terminal shows the table)")
 	otlp := flag.String("otlp-endpoint", "", "send every node's traces over OTLP/gRPC here (e.g. 127.0.0.1:4317); empty: off")
+	sample := cli.SampleFlag(flag.CommandLine)
 	flag.Parse()
-	tracing := func(service string) trace.TracerProvider {
+	tracing := func(service string, log *slog.Logger) trace.TracerProvider {
 		if *otlp == "" {
 			return nil
 		}
-		t, err := otel.SetupTracing(context.Background(), service, *otlp)
+		t, err := otel.SetupTracing(context.Background(), otel.TraceConfig{Service: service, Endpoint: *otlp, Sample: *sample, Log: log})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "devnet: tracing:", err)
 			return nil
@@ -54,13 +57,6 @@ func run() error {
 		flushers = append(flushers, t)
 		return t.Provider
 	}
-	defer func() {
-		for _, t := range flushers {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = t.Shutdown(ctx)
-			cancel()
-		}
-	}()
 
 	if err := os.RemoveAll(*dir); err != nil {
 		return err
@@ -78,13 +74,26 @@ func run() error {
 		out = f
 	}
 	log := slog.New(slog.NewTextHandler(out, nil))
+	// Every node's last spans go together, within the nodes' grace of the
+	// signal (a collector that does not answer costs the exit no more),
+	// before the log file closes.
+	var stopAt time.Time
+	defer func() {
+		ctx, cancel := context.WithDeadline(context.Background(), cli.FlushDeadline(stopAt, shutdownGrace, time.Now()))
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, t := range flushers {
+			wg.Go(func() { _ = t.Shutdown(ctx) })
+		}
+		wg.Wait()
+	}()
 	pdir := filepath.Join(*dir, "primary")
 	if _, err := primary.Init(pdir, "devnet", 1); err != nil {
 		return err
 	}
 	p, err := primary.New(primary.Config{DataDir: pdir, Listen: "127.0.0.1:7100", InternalListen: "127.0.0.1:7101", HTTPListen: "127.0.0.1:7180",
 		Produce: true, BlockInterval: *interval, Profile: *profile, Seed: 1, ProveDelay: *proveDelay,
-		ProveJitter: *proveDelay / 6, ShutdownGrace: 2 * time.Second, Log: log.With("node", "primary"), Tracing: tracing("storesync-primary"),
+		ProveJitter: *proveDelay / 6, ShutdownGrace: shutdownGrace, Log: log.With("node", "primary"), Tracing: tracing("storesync-primary", log.With("node", "primary")),
 		// Every reporter counts: the devnet's stores are all its own.
 		Followers: []string{"any"}})
 	if err != nil {
@@ -98,9 +107,9 @@ func run() error {
 	gpath := filepath.Join(pdir, primary.GenesisFile)
 	follow := func(name, listen, httpListen, upstream string) (*runtime.Follower, error) {
 		return runtime.New(runtime.Config{DataDir: filepath.Join(*dir, name), Genesis: gpath, Upstreams: []string{upstream},
-			Listen: listen, HTTPListen: httpListen, ShutdownGrace: 2 * time.Second,
+			Listen: listen, HTTPListen: httpListen, ShutdownGrace: shutdownGrace,
 			Engine: actors.Config{PollInterval: 100 * time.Millisecond}, Reports: runtime.Reports{Followers: []string{"any"}},
-			Log: log.With("node", name), Tracing: tracing("storesync-" + name)})
+			Log: log.With("node", name), Tracing: tracing("storesync-"+name, log.With("node", name))})
 	}
 	a, err := follow("follower-a", "127.0.0.1:7200", "127.0.0.1:7280", p.PublicAddr())
 	if err != nil {
@@ -127,6 +136,7 @@ func run() error {
 	for {
 		select {
 		case <-ctx.Done():
+			stopAt = time.Now()
 			errA, errB := a.Stop(), b.Stop()
 			errP := <-pdone
 			for _, err := range []error{errA, errB, errP} {
@@ -143,6 +153,10 @@ func run() error {
 
 // flushers are the tracer providers to flush at exit.
 var flushers []*otel.Tracing
+
+// shutdownGrace is every node's --shutdown-grace, and the time the last
+// spans get after the signal.
+const shutdownGrace = 2 * time.Second
 
 // show prints the line of the second: every store's tips, and the
 // primary's watermark for two copies (the highest block it has heard is

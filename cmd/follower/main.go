@@ -136,7 +136,7 @@ func run(args []string) error {
 	e.Restart.Limit = *restartLimit
 	var flush func()
 	var err error
-	if cfg.Log, cfg.Tracing, flush, err = obs.Setup("storesync-follower"); err != nil {
+	if cfg.Log, cfg.Tracing, flush, err = obs.Setup("storesync-follower", cfg.ShutdownGrace); err != nil {
 		return err
 	}
 	defer flush()
@@ -147,5 +147,5 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	return cli.Run(f.Run)
+	return obs.Run(f.Run)
 }

@@ -101,7 +101,7 @@ func runCmd(args []string) error {
 	}
 	var flush func()
 	var err error
-	if cfg.Log, cfg.Tracing, flush, err = obs.Setup("storesync-primary"); err != nil {
+	if cfg.Log, cfg.Tracing, flush, err = obs.Setup("storesync-primary", cfg.ShutdownGrace); err != nil {
 		return err
 	}
 	defer flush()
@@ -112,5 +112,5 @@ func runCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	return cli.Run(node.Run)
+	return obs.Run(node.Run)
 }

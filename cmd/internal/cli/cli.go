@@ -7,11 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,9 +26,19 @@ import (
 	"storesync/store"
 )
 
-// Observability are the --log-level, --log-format and --otlp-endpoint flags.
+// minFlush is the least time the last spans get at exit, even when the
+// node's own shutdown used up the grace: a collector that answers takes
+// milliseconds, and one that does not is cut off there.
+const minFlush = 250 * time.Millisecond
+
+// Observability are the --log-level, --log-format, --otlp-endpoint and
+// --trace-sample flags, and the shutdown of what they set up.
 type Observability struct {
 	level, format, otlp *string
+	sample              *float64
+
+	stopOnce sync.Once
+	stopAt   time.Time // when the shutdown began: the signal, or Run's end
 }
 
 // StoreFlags registers the flags of the store's cache sizes on fs (in MiB);
@@ -109,12 +121,29 @@ func ObservabilityFlags(fs *flag.FlagSet) *Observability {
 		level:  fs.String("log-level", "info", "debug, info, warn or error"),
 		format: fs.String("log-format", "text", "text or json"),
 		otlp:   fs.String("otlp-endpoint", "", "send traces over OTLP/gRPC to this host:port (or URL); empty: the OTEL_EXPORTER_OTLP_* variables, or no tracing"),
+		sample: SampleFlag(fs),
 	}
 }
 
+// SampleFlag registers --trace-sample on fs.
+func SampleFlag(fs *flag.FlagSet) *float64 {
+	ratio := 1.0
+	fs.Func("trace-sample", "ratio of block traces (and probes) sampled, 0 to 1, decided at the root and followed by every span of the trace, the upstream's server span included (default 1)", func(v string) error {
+		r, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || math.IsNaN(r) || r < 0 || r > 1 {
+			return fmt.Errorf("want a ratio from 0 to 1, got %q", v)
+		}
+		ratio = r
+		return nil
+	})
+	return &ratio
+}
+
 // Setup builds the logger and the tracer provider (nil when tracing is off)
-// for service; flush exports the last spans and must run at exit.
-func (o *Observability) Setup(service string) (log *slog.Logger, tp trace.TracerProvider, flush func(), err error) {
+// for service; flush exports the last spans and must run at exit. grace is
+// the node's --shutdown-grace: flush ends within it of the shutdown's start
+// (see Run), dropping what a collector that does not answer has not taken.
+func (o *Observability) Setup(service string, grace time.Duration) (log *slog.Logger, tp trace.TracerProvider, flush func(), err error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*o.level)); err != nil {
 		return nil, nil, nil, fmt.Errorf("--log-level: %w", err)
@@ -128,7 +157,7 @@ func (o *Observability) Setup(service string) (log *slog.Logger, tp trace.Tracer
 	default:
 		return nil, nil, nil, fmt.Errorf("--log-format: want text or json, got %q", *o.format)
 	}
-	t, err := otel.SetupTracing(context.Background(), service, *o.otlp)
+	t, err := otel.SetupTracing(context.Background(), otel.TraceConfig{Service: service, Endpoint: *o.otlp, Sample: *o.sample, Log: log})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -136,18 +165,39 @@ func (o *Observability) Setup(service string) (log *slog.Logger, tp trace.Tracer
 		tp = t.Provider
 	}
 	flush = func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		o.stopping()
+		ctx, cancel := context.WithDeadline(context.Background(), FlushDeadline(o.stopAt, grace, time.Now()))
 		defer cancel()
 		_ = t.Shutdown(ctx)
 	}
 	return log, tp, flush, nil
 }
 
-// Run runs f until SIGINT or SIGTERM.
-func Run(f func(ctx context.Context) error) error {
+// FlushDeadline is when the last spans' export gives up: grace after the
+// shutdown began at stopAt, but never sooner than minFlush from now.
+func FlushDeadline(stopAt time.Time, grace time.Duration, now time.Time) time.Time {
+	return latest(stopAt.Add(grace), now.Add(minFlush))
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// stopping notes that the shutdown begins now, if it had not already.
+func (o *Observability) stopping() { o.stopOnce.Do(func() { o.stopAt = time.Now() }) }
+
+// Run runs f until SIGINT or SIGTERM. The signal (or f's return, if it
+// comes first) starts the shutdown whose grace flush keeps to.
+func (o *Observability) Run(f func(ctx context.Context) error) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return f(ctx)
+	defer context.AfterFunc(ctx, o.stopping)()
+	err := f(ctx)
+	o.stopping()
+	return err
 }
 
 // ReportFlags registers --follower and --follower-timeout on fs: who counts
