@@ -7,7 +7,7 @@ GO        ?= go
 FUZZTIME  ?= 20000x
 DATA      ?= devnet
 
-.PHONY: all build test test-reliability sim test-sim vet unit fuzz-short fuzz bench bench-scenarios bench-catchup bench-scale crash run primary demo proto proto-check clean
+.PHONY: all build test test-reliability sim test-sim vet unit fuzz-short fuzz bench bench-scenarios bench-catchup bench-scale crash run primary demo proto proto-check clean rules
 
 all: build
 
@@ -53,6 +53,12 @@ test-sim:
 
 # Longer fuzzing, by hand: make fuzz FUZZTIME=5m
 fuzz: fuzz-short
+
+# The shipped Prometheus rules: syntax, then their promtool unit tests
+# (make test also runs them, and against a real Prometheus: ./deploy/).
+rules:
+	promtool check rules deploy/prometheus/storesync-rules.yml
+	promtool test rules deploy/prometheus/storesync-rules_test.yml
 
 # The apply benchmark with its per-stage breakdown and limits.
 bench:

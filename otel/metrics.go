@@ -36,6 +36,12 @@ type Metrics struct {
 	rejected          *prometheus.CounterVec // label: reason
 	restarts          *prometheus.CounterVec // label: actor
 	reads             *prometheus.CounterVec // labels: method, code
+	// Followers only: a primary has no readiness, so these stay absent
+	// there (a vector without labels exports nothing until first set),
+	// and a rule joining on them selects followers alone.
+	ready        *prometheus.GaugeVec // label: none ("")
+	maxLag       *prometheus.GaugeVec // label: none ("")
+	storageFault *prometheus.GaugeVec // label: none ("")
 }
 
 // Actors are the sync engine's actors (actors.SupervisorName and the
@@ -82,8 +88,12 @@ func NewMetrics() *Metrics {
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_rejected_blocks_total", Help: "Blocks that failed a check, by reason; reason \"proof\": a proof that failed verification (the block itself was fine)."}, []string{"reason"})
 	m.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_actor_restarts_total", Help: "Actor restarts after a failure, by actor."}, []string{"actor"})
 	m.reads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storesync_read_requests_total", Help: "Read API requests served, by method and status code."}, []string{"method", "code"})
+	m.ready = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "storesync_ready", Help: "1 while this follower is ready to serve reads (what /readyz and gRPC health say), else 0."}, nil)
+	m.maxLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "storesync_max_lag_blocks", Help: "The lag this follower may have and still be ready (--max-lag)."}, nil)
+	m.storageFault = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "storesync_storage_fault", Help: "1 while this follower's store refuses writes (disk full, read-only, I/O error): applying is paused, else 0."}, nil)
 	m.reg.MustRegister(m.committed, m.proven, m.upstreamTip, m.lagBlocks, m.lagSeconds, m.windowBlocks, m.windowBytes,
 		m.fetchLimit, m.fetch, m.apply, m.syncLatency, m.groupBlocks, m.bytes, m.rejected, m.restarts, m.reads,
+		m.ready, m.maxLag, m.storageFault,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.lagBlocks.Set(-1)
 	m.lagSeconds.Set(-1)
@@ -138,6 +148,26 @@ func (m *Metrics) Lag(known bool, blocks uint64, age time.Duration) {
 		age = 0
 	}
 	m.lagSeconds.Set(age.Seconds())
+}
+
+// Readiness sets a follower's readiness verdict, the lag it may have and
+// still be ready (exported, so that an alert compares the lag with the
+// follower's own bound rather than a number copied into the rule), and
+// whether its store refuses writes.
+func (m *Metrics) Readiness(ready bool, maxLag uint64, storageFault bool) {
+	if m == nil {
+		return
+	}
+	m.ready.WithLabelValues().Set(b2f(ready))
+	m.maxLag.WithLabelValues().Set(float64(maxLag))
+	m.storageFault.WithLabelValues().Set(b2f(storageFault))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Window sets the fetch window's occupancy.

@@ -209,6 +209,11 @@ func runDiskFault(t *testing.T, fault diskFault) {
 	if st.Ready || !strings.Contains(st.Reason, want) {
 		t.Fatalf("/status is ready=%v health %q, want not ready for %q", st.Ready, st.Reason, want)
 	}
+	// And in the series the shipped storage-fault alert reads.
+	testnet.WaitFor(t, 30*time.Second, "/metrics to show the storage fault", func() bool {
+		_, body := diskGet(t, f.HTTPAddr(), "/metrics")
+		return strings.Contains(body, "\nstoresync_storage_fault 1\n") && strings.Contains(body, "\nstoresync_ready 0\n")
+	})
 	hc := healthpb.NewHealthClient(conn)
 	testnet.WaitFor(t, 30*time.Second, "gRPC health to say NOT_SERVING", func() bool {
 		r, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: runtime.ServiceName})

@@ -18,10 +18,11 @@ type progress struct {
 	shown bool
 }
 
-// onVerdict runs after every health evaluation: it moves readiness, the lag
-// metrics and, while catching up, the progress line.
+// onVerdict runs after every health evaluation: it moves readiness, the
+// readiness and lag metrics and, while catching up, the progress line.
 func (f *Follower) onVerdict(v health.Verdict, _ bool) {
 	v = f.withStorage(v)
+	f.metrics.Readiness(v.Ready, f.cfg.Health.MaxLag, f.engine != nil && f.engine.StorageFault() != "")
 	// The Applier logs a storage fault and its end; the poller, its own flips.
 	if v.Ready != f.serving || f.progress.at.IsZero() {
 		f.setServing(v.Ready)
