@@ -24,6 +24,7 @@ import (
 	"storesync/genesis"
 	"storesync/otel"
 	"storesync/replicas"
+	"storesync/statuspage"
 	"storesync/store"
 	"storesync/workload"
 )
@@ -77,6 +78,7 @@ type Node struct {
 	metrics  *otel.Metrics
 	replicas *replicas.Registry
 	holds    *api.Holds
+	page     *statuspage.Page // the status page at /; nil without an HTTP listener
 	// health is the public server's gRPC health service: SERVING while
 	// the node runs, NOT_SERVING from the start of its shutdown.
 	health *grpchealth.Server
@@ -170,13 +172,17 @@ func New(cfg Config) (*Node, error) {
 		mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 		mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) { api.WriteJSON(w, n.Status()) })
 		mux.Handle("GET /metrics", n.metrics.Handler())
+		n.page = statuspage.New(n, statuspage.Config{})
+		n.page.Mount(mux)
 		n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
 	n.holds = api.NewHolds(n.st, cfg.Holds)
 	for _, c := range n.holds.Collectors() {
 		n.metrics.Register(c)
 	}
-	popts := append(api.PublicServerOptions(), grpc.ChainUnaryInterceptor(n.metrics.UnaryInterceptor(), n.replicas.UnaryServerInterceptor(),
+	wire := otel.NewWire()
+	n.metrics.Register(wire)
+	popts := append(api.PublicServerOptions(), grpc.StatsHandler(wire), grpc.ChainUnaryInterceptor(n.metrics.UnaryInterceptor(), n.replicas.UnaryServerInterceptor(),
 		n.holds.UnaryServerInterceptor()))
 	if tlsCfg != nil {
 		popts = append(popts, grpc.Creds(credentials.NewTLS(tlsCfg)))
@@ -290,6 +296,10 @@ func (n *Node) Run(ctx context.Context) error {
 	var workers sync.WaitGroup
 	workers.Add(1)
 	go func() { defer workers.Done(); n.watchWatermark(work) }()
+	if n.page != nil {
+		workers.Add(1)
+		go func() { defer workers.Done(); n.page.Run(work) }()
+	}
 	if n.cfg.Produce {
 		workers.Add(2)
 		go func() { defer workers.Done(); produce(work, n.st, n.gen, n.cfg.BlockInterval, n.metrics, log) }()

@@ -29,6 +29,7 @@ import (
 	"storesync/health"
 	"storesync/otel"
 	"storesync/replicas"
+	"storesync/statuspage"
 	"storesync/store"
 )
 
@@ -100,6 +101,7 @@ type Follower struct {
 	poller   *health.Poller
 	replicas *replicas.Registry
 	holds    *api.Holds
+	page     *statuspage.Page // the status page at /, set by handler; nil without an HTTP listener
 	// isUpstream holds the names of the upstreams (not the peers), whose
 	// tips the poller passes on to the engine. immutable after New.
 	isUpstream map[string]bool
@@ -202,7 +204,9 @@ func New(cfg Config) (*Follower, error) {
 	for _, c := range f.holds.Collectors() {
 		f.metrics.Register(c)
 	}
-	sopts := append(cfg.Limits.serverOptions(), grpc.ChainUnaryInterceptor(f.metrics.UnaryInterceptor(),
+	wire := otel.NewWire()
+	f.metrics.Register(wire)
+	sopts := append(cfg.Limits.serverOptions(), grpc.StatsHandler(wire), grpc.ChainUnaryInterceptor(f.metrics.UnaryInterceptor(),
 		f.replicas.UnaryServerInterceptor(), f.holds.UnaryServerInterceptor(), newReadLimiter(cfg.Limits).unary))
 	if serverTLS != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(serverTLS)))
@@ -327,6 +331,10 @@ func (f *Follower) Start() error {
 	ctx, f.stop = context.WithCancel(context.Background())
 	f.bg.Add(1)
 	go func() { defer f.bg.Done(); f.poller.Run(ctx) }()
+	if f.page != nil {
+		f.bg.Add(1)
+		go func() { defer f.bg.Done(); f.page.Run(ctx) }()
+	}
 	go func() { _ = f.server.Serve(f.lis) }()
 	if f.http != nil {
 		go func() {

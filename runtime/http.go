@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"storesync/api"
+	"storesync/statuspage"
 
 	"fmt"
 	"net/http"
@@ -38,7 +39,8 @@ func (f *Follower) Status() api.NodeStatus {
 	return s
 }
 
-// handler serves /livez, /readyz (200 or 503 with the reason) and /status.
+// handler serves /livez, /readyz (200 or 503 with the reason), /status and
+// the status page (/ and /status/history), whose sampler Start runs.
 func (f *Follower) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
@@ -55,5 +57,7 @@ func (f *Follower) handler() http.Handler {
 	})
 	mux.Handle("GET /metrics", f.metrics.Handler())
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) { api.WriteJSON(w, f.Status()) })
+	f.page = statuspage.New(f, statuspage.Config{})
+	f.page.Mount(mux)
 	return mux
 }
