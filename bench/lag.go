@@ -71,7 +71,7 @@ func startProducing(interval, proveDelay, jitter time.Duration) (*producing, err
 	if _, err := primary.Init(dir, "bench", 5); err != nil {
 		return nil, err
 	}
-	n, err := primary.New(primary.Config{DataDir: dir, Listen: "127.0.0.1:0", InternalListen: "127.0.0.1:0", Produce: true,
+	n, err := primary.New(primary.Config{DataDir: dir, Listen: "127.0.0.1:0", InternalListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Produce: true,
 		BlockInterval: interval, Profile: "standard", Seed: 5, ProveDelay: proveDelay, ProveJitter: jitter, ShutdownGrace: time.Second, Log: quiet})
 	if err != nil {
 		return nil, err

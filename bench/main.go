@@ -58,8 +58,12 @@ func main() {
 	if scaleChild(os.Args[1:]) {
 		return
 	}
-	if len(os.Args) == 2 && os.Args[1] == isolationChild {
-		if err := isolationPrimary(); err != nil {
+	if len(os.Args) == 3 && os.Args[1] == isolationChild {
+		interval, err := time.ParseDuration(os.Args[2])
+		if err == nil {
+			err = isolationPrimary(interval)
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "isolation primary:", err)
 			os.Exit(1)
 		}
