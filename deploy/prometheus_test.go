@@ -1,12 +1,9 @@
 package deploy
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,24 +76,7 @@ func shortRules(t *testing.T, d string) string {
 type prom struct {
 	url    string
 	client *http.Client
-	logs   *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs   *testnet.Buffer
 }
 
 // startPrometheus runs Prometheus scraping targets (host:port of HTTP
@@ -130,10 +109,10 @@ scrape_configs:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := testnet.FreeAddr(t)
 	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")
-	p := &prom{url: "http://" + addr, client: &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}, logs: &syncBuffer{}}
+	p := &prom{url: "http://" + addr, client: &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}, logs: &testnet.Buffer{}}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start prometheus: %v", err)
@@ -162,17 +141,6 @@ scrape_configs:
 		return resp.StatusCode == http.StatusOK
 	}, p.logs.String)
 	return p
-}
-
-// freeAddr is a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // apiResponse is the envelope of every answer of Prometheus' HTTP API.
@@ -289,7 +257,7 @@ type devnet struct {
 	primary *testnet.Primary
 	healthy *runtime.Follower
 	laggard *runtime.Follower
-	link    *cutProxy
+	link    *testnet.CutProxy
 	prom    *prom
 }
 
@@ -303,10 +271,10 @@ func startDevnet(t *testing.T) *devnet {
 	// seconds even on a disk other tests keep busy. Every follower report
 	// counts toward the primary's replicated watermark.
 	p := testnet.StartPrimary(t, 200*time.Millisecond, func(c *primary.Config) { c.Followers = []string{"any"} })
-	d := &devnet{primary: p, link: newCutProxy(t, p.PublicAddr())}
+	d := &devnet{primary: p, link: testnet.NewCutProxy(t, p.PublicAddr())}
 	g := testnet.GenesisOf(p.Node)
 	d.healthy = startFollower(t, "healthy", g, []string{p.PublicAddr()}, nil)
-	d.laggard = startFollower(t, "laggard", g, []string{d.link.addr()}, []string{p.PublicAddr()})
+	d.laggard = startFollower(t, "laggard", g, []string{d.link.Addr()}, []string{p.PublicAddr()})
 	testnet.WaitForExplained(t, 30*time.Second, "both followers ready", func() bool {
 		return d.healthy.Health().Ready && d.laggard.Health().Ready
 	}, d.explain)
@@ -358,70 +326,4 @@ func (d *devnet) explain() string {
 		fmt.Fprintf(&b, "alerts: %+v (err %v)\n", as, err)
 	}
 	return b.String()
-}
-
-// cutProxy forwards TCP to a target until cut: then it drops every
-// connection and refuses new ones, until restored. It stands for a broken
-// link between a follower and its upstream.
-type cutProxy struct {
-	target string
-	lis    net.Listener
-	mu     sync.Mutex
-	cut    bool
-	conns  map[net.Conn]bool
-	wg     sync.WaitGroup
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{target: target, lis: lis, conns: map[net.Conn]bool{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() { lis.Close(); p.setCut(true); p.wg.Wait() })
-	return p
-}
-
-func (p *cutProxy) addr() string { return p.lis.Addr().String() }
-
-func (p *cutProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.lis.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		up, err := (&net.Dialer{Timeout: time.Second}).DialContext(context.Background(), "tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = true, true
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go func() { defer p.wg.Done(); io.Copy(up, c); up.Close() }()
-		go func() { defer p.wg.Done(); io.Copy(c, up); c.Close() }()
-	}
-}
-
-func (p *cutProxy) setCut(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for c := range p.conns {
-			c.Close()
-		}
-		p.conns = map[net.Conn]bool{}
-	}
 }

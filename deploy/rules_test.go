@@ -71,7 +71,7 @@ func TestAlertsAgainstRealPrometheus(t *testing.T) {
 		t.Fatalf("lagging alert %s before any lag: %+v", a.State, a)
 	}
 
-	d.link.setCut(true)
+	d.link.SetCut(true)
 	var pending alert
 	wait("the lagging alert to go pending", 20*time.Second, func() bool {
 		a, ok := state("StoresyncFollowerLagging", lag)
@@ -97,7 +97,7 @@ func TestAlertsAgainstRealPrometheus(t *testing.T) {
 		return ok
 	})
 
-	d.link.setCut(false)
+	d.link.SetCut(false)
 	wait("the lagging alert to resolve once the laggard caught up", 40*time.Second, func() bool {
 		_, ok := state("StoresyncFollowerLagging", lag)
 		return !ok
@@ -346,5 +346,14 @@ func TestDashboardQueries(t *testing.T) {
 		}
 		return b.String() + d.explain()
 	})
+	// What each panel drew, for a reader of go test -v: the first
+	// series of each answer.
+	for i, q := range queries {
+		r := results[i]
+		if len(r) > 160 {
+			r = r[:160] + "..."
+		}
+		t.Logf("%s: %s", q.where, r)
+	}
 	t.Logf("%d dashboard queries returned data", len(queries))
 }

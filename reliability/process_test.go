@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"storesync/api"
+	"storesync/internal/testnet"
 )
 
 // The fault tests run the follower as the operator does: the cmd/follower
@@ -65,18 +65,6 @@ func raceEnabled() bool {
 	return false
 }
 
-// freeAddr is a loopback address nothing listens on right now. Another
-// process may take it before the follower binds it; proc.bindFailed tells.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // proc is one run of the follower binary.
 type proc struct {
 	cmd      *exec.Cmd
@@ -99,8 +87,10 @@ func startProc(t testing.TB, bin, logPath string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	defer logf.Close() // the child holds its own descriptor
-	p := &proc{log: logPath, httpAddr: freeAddr(t), done: make(chan struct{})}
-	args = append([]string{"run", "--listen", freeAddr(t), "--http-listen", p.httpAddr}, args...)
+	// Another process may take a free address before the follower binds
+	// it; proc.bindFailed tells.
+	p := &proc{log: logPath, httpAddr: testnet.FreeAddr(t), done: make(chan struct{})}
+	args = append([]string{"run", "--listen", testnet.FreeAddr(t), "--http-listen", p.httpAddr}, args...)
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = childEnv()
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf

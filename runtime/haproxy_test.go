@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,72 +23,6 @@ import (
 	"storesync/health"
 	"storesync/internal/testnet"
 )
-
-// cutProxy forwards TCP to a target until cut: then it drops every
-// connection and refuses new ones, until restored. It stands for a broken
-// link between a follower and its upstream.
-type cutProxy struct {
-	target string
-	lis    net.Listener
-	mu     sync.Mutex
-	cut    bool
-	conns  map[net.Conn]bool
-	wg     sync.WaitGroup
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{target: target, lis: lis, conns: map[net.Conn]bool{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() { lis.Close(); p.setCut(true); p.wg.Wait() })
-	return p
-}
-
-func (p *cutProxy) addr() string { return p.lis.Addr().String() }
-
-func (p *cutProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.lis.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = true, true
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go func() { defer p.wg.Done(); io.Copy(up, c); up.Close() }()
-		go func() { defer p.wg.Done(); io.Copy(c, up); c.Close() }()
-	}
-}
-
-func (p *cutProxy) setCut(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for c := range p.conns {
-			c.Close()
-		}
-		p.conns = map[net.Conn]bool{}
-	}
-}
 
 // haproxyStates reads every server's status (UP, DOWN, ...) from the stats
 // socket.
@@ -143,13 +76,13 @@ func TestHAProxy(t *testing.T) {
 	// busy: catching up needs applies faster than the primary makes blocks.
 	steady := health.Config{MaxLag: 5, StaleAfter: time.Second, Fall: 2, Rise: 2}
 	p, stopPrimary := startStoppablePrimary(t, 200*time.Millisecond)
-	link := newCutProxy(t, p.PublicAddr())
+	link := testnet.NewCutProxy(t, p.PublicAddr())
 	fs := []*Follower{
 		healthFollowerWith(t, steady, genesisOf(p), []string{p.PublicAddr()}, nil),
 		healthFollowerWith(t, steady, genesisOf(p), []string{p.PublicAddr()}, nil),
 		// The stalled one gets blocks through the link, and hears the
 		// primary's tip directly, so its lag shows.
-		healthFollowerWith(t, steady, genesisOf(p), []string{link.addr()}, []string{p.PublicAddr()}),
+		healthFollowerWith(t, steady, genesisOf(p), []string{link.Addr()}, []string{p.PublicAddr()}),
 	}
 	_, file, _, _ := goruntime.Caller(0)
 	cfg := filepath.Join(filepath.Dir(filepath.Dir(file)), "deploy", "haproxy.cfg")
@@ -213,7 +146,7 @@ func TestHAProxy(t *testing.T) {
 		t.Fatalf("read through HAProxy: %v\n%s", err, logs.String())
 	}
 
-	link.setCut(true)
+	link.SetCut(true)
 	wait("HAProxy to mark the stalled follower DOWN", 30*time.Second, func() bool {
 		s := haproxyStates(t, sock)
 		return s["f3"] == "DOWN" && s["f1"] == "UP" && s["f2"] == "UP"
@@ -223,7 +156,7 @@ func TestHAProxy(t *testing.T) {
 			t.Fatalf("read %d through HAProxy with one follower down: %v", i, err)
 		}
 	}
-	link.setCut(false)
+	link.SetCut(false)
 	wait("the stalled follower to come back UP after catching up", time.Minute, allUp)
 
 	stopPrimary()

@@ -77,8 +77,8 @@ func TestStatusPage(t *testing.T) {
 	p := testnet.StartPrimary(t, 200*time.Millisecond, func(c *primary.Config) { c.Followers = []string{"any"} })
 	gpath := testnet.GenesisOf(p.Node)
 	fa, idA := pageFollower(t, hc, gpath, []string{p.PublicAddr()}, nil)
-	link := newCutProxy(t, fa.Addr())
-	fb, idB := pageFollower(t, hc, gpath, []string{link.addr()}, []string{p.PublicAddr()})
+	link := testnet.NewCutProxy(t, fa.Addr())
+	fb, idB := pageFollower(t, hc, gpath, []string{link.Addr()}, []string{p.PublicAddr()})
 	idP := p.Replicas().ID()
 	explain := func() string {
 		var sb strings.Builder
@@ -143,7 +143,7 @@ func TestStatusPage(t *testing.T) {
 	}
 	t.Logf("screenshot of the primary's page: %s", shot)
 
-	link.setCut(true)
+	link.SetCut(true)
 	bURL := "http://" + fb.HTTPAddr() + "/"
 	pageWait(t, b, bURL, 30*time.Second, "B's page to say not ready, lagging", func(dom string) string {
 		s := selfOf(dom)
@@ -151,7 +151,7 @@ func TestStatusPage(t *testing.T) {
 		if s["data-ready"] != "false" || s["data-lag-known"] != "true" || err != nil || lag <= int(hc.MaxLag) {
 			return fmt.Sprintf("self %v", s)
 		}
-		if up := browser.Elements(dom, "data-upstream", link.addr()); len(up) != 1 || up[0]["data-ok"] != "false" {
+		if up := browser.Elements(dom, "data-upstream", link.Addr()); len(up) != 1 || up[0]["data-ok"] != "false" {
 			return fmt.Sprintf("upstream row of the cut link: %v", up)
 		}
 		if !strings.Contains(browser.Text(dom, "reason"), "lag") {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -14,36 +13,6 @@ import (
 
 	"storesync/internal/testnet"
 )
-
-// syncBuffer is a process's stderr, read while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// freeAddr is a loopback address nothing listens on (for a moment).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
 
 // blackhole is a collector that accepts connections and never answers.
 func blackhole(t *testing.T) string {
@@ -98,7 +67,7 @@ func TestShutdownCollectorUnreachable(t *testing.T) {
 	if out, err := exec.Command(filepath.Join(bin, "primary"), "init", "--data-dir", pdir).CombinedOutput(); err != nil {
 		t.Fatalf("primary init: %v\n%s", err, out)
 	}
-	start := func(name string, log *syncBuffer, args ...string) *exec.Cmd {
+	start := func(name string, log *testnet.Buffer, args ...string) *exec.Cmd {
 		cmd := exec.Command(filepath.Join(bin, name), args...)
 		cmd.Stderr, cmd.Stdout = log, log
 		if err := cmd.Start(); err != nil {
@@ -112,12 +81,12 @@ func TestShutdownCollectorUnreachable(t *testing.T) {
 		})
 		return cmd
 	}
-	upstream := freeAddr(t)
-	var plog, flog syncBuffer
-	p := start("primary", &plog, "run", "--data-dir", pdir, "--listen", upstream, "--internal-listen", freeAddr(t), "--http-listen", "",
+	upstream := testnet.FreeAddr(t)
+	var plog, flog testnet.Buffer
+	p := start("primary", &plog, "run", "--data-dir", pdir, "--listen", upstream, "--internal-listen", testnet.FreeAddr(t), "--http-listen", "",
 		"--block-interval", "100ms", "--profile", "small", "--shutdown-grace", grace.String(), "--otlp-endpoint", blackhole(t))
 	f := start("follower", &flog, "run", "--data-dir", fdir, "--genesis", filepath.Join(pdir, "genesis.json"), "--upstream", upstream,
-		"--listen", freeAddr(t), "--http-listen", "", "--shutdown-grace", grace.String(), "--otlp-endpoint", freeAddr(t))
+		"--listen", testnet.FreeAddr(t), "--http-listen", "", "--shutdown-grace", grace.String(), "--otlp-endpoint", testnet.FreeAddr(t))
 	// Caught up: hundreds of calls traced (the first sweep of the window
 	// alone is 256), none of them exported.
 	testnet.WaitForExplained(t, 60*time.Second, "the follower to be ready", func() bool {
@@ -126,7 +95,7 @@ func TestShutdownCollectorUnreachable(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cmd  *exec.Cmd
-		log  *syncBuffer
+		log  *testnet.Buffer
 	}{{"follower (collector refusing)", f, &flog}, {"primary (collector silent)", p, &plog}} {
 		begin := time.Now()
 		if err := tc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
