@@ -20,6 +20,7 @@ type NodeStatus struct {
 	Lag         uint64            `json:"lag"`
 	ChainTip    uint64            `json:"chain_tip"`
 	ChainTipSrc string            `json:"chain_tip_from,omitempty"`
+	MaxLag      *uint64           `json:"max_lag,omitempty"` // a follower's --max-lag: ready iff lag <= it; absent on a primary
 	Reason      string            `json:"health"`
 	Upstreams   map[string]uint64 `json:"upstreams,omitempty"`       // tip served, per upstream
 	Problems    map[string]string `json:"source_problems,omitempty"` // why an upstream or peer's tip does not count now

@@ -57,6 +57,11 @@ func TestByzantineUpstream(t *testing.T) {
 		// the problem lasting only until the upstream's next good answer
 		// (milliseconds), too short to be sure a poll of /status sees it.
 		notSuspect, noStatus bool
+		// alone: the liar is the follower's only upstream. A lie past the
+		// tip answers a probe whose partner at the honest upstream answers
+		// "none yet" first and cancels it (the edge's rule); beside the
+		// honest store the follower would rarely get to see the lie.
+		alone bool
 	}{
 		{name: "bit flipped", lie: lieBitFlipped, reason: "transaction commitment", warning: `upstream marked suspect.*check="transaction commitment"`},
 		{name: "another height", lie: lieOtherHeight, reason: "number", warning: `marked suspect: asked for block \d+, got block \d+`},
@@ -66,7 +71,7 @@ func TestByzantineUpstream(t *testing.T) {
 		{name: "over the size limit", lie: lieOverSize, warning: `GetBlockByNumber failed: .*ResourceExhausted`, noStatus: true},
 		{name: "proof of another block", lie: lieProofOfOtherBlock, reason: "proof", warning: `marked suspect.*proof is for block \d+, not \d+`},
 		{name: "proof failing verification", lie: lieProofFailing, reason: "proof", warning: `marked suspect.*does not verify against prover key`},
-		{name: "block past the advertised tip", lie: liePastTip, reason: "signature", warning: `marked suspect: bad signature: header names producer`},
+		{name: "block past the advertised tip", lie: liePastTip, reason: "signature", warning: `marked suspect: bad signature: header names producer`, alone: true},
 		// A late call is hedged at the honest upstream and cancelled when
 		// that one answers; an upstream late that often is suspect. A call
 		// the hedge did not cover runs out of its timeout.
@@ -90,8 +95,12 @@ func TestByzantineUpstream(t *testing.T) {
 			}
 			log := newByzLog(t, "follower of "+addr+" (evil) and "+p.PublicAddr())
 			var notes *byzNotes
+			upstreams := []string{addr, p.PublicAddr()}
+			if tc.alone {
+				upstreams = upstreams[:1]
+			}
 			f, err := runtime.New(runtime.Config{
-				DataDir: t.TempDir(), Genesis: testnet.GenesisOf(p.Node), Upstreams: []string{addr, p.PublicAddr()},
+				DataDir: t.TempDir(), Genesis: testnet.GenesisOf(p.Node), Upstreams: upstreams,
 				Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", ShutdownGrace: time.Second,
 				Engine: actors.Config{FetchWindow: 16, PollInterval: 20 * time.Millisecond, RetryInitial: 10 * time.Millisecond,
 					RetryMax: 500 * time.Millisecond, FetchTimeout: byzFetchTimeout, SuspectFor: byzSuspectFor},

@@ -34,6 +34,8 @@ func (f *Follower) Status() api.NodeStatus {
 	}
 	h := f.Health()
 	s.Ready, s.LagKnown, s.Lag, s.ChainTip, s.ChainTipSrc, s.Reason = h.Ready, h.LagKnown, h.Lag, h.ChainTip, h.From, h.Reason
+	maxLag := f.cfg.Health.MaxLag
+	s.MaxLag = &maxLag
 	s.Problems = f.poller.Problems()
 	s.Status = f.replicas.Status()
 	return s

@@ -157,6 +157,10 @@ func TestStatusPage(t *testing.T) {
 		if !strings.Contains(browser.Text(dom, "reason"), "lag") {
 			return fmt.Sprintf("reason %q", browser.Text(dom, "reason"))
 		}
+		// The lag chart draws the bound the lag crossed.
+		if c := browser.Elements(dom, "id", "chart-lag"); len(c) != 1 || c[0]["data-limit"] != strconv.FormatUint(hc.MaxLag, 10) {
+			return fmt.Sprintf("lag chart %v, want its max-lag line at %d", c, hc.MaxLag)
+		}
 		return ""
 	})
 	shot = filepath.Join(dir, "statuspage-follower-lagging.png")

@@ -134,6 +134,7 @@ function render(st) {
   renderUpstreams(st, updated);
   renderWatermarks(st);
   renderTree(st, updated);
+  maxLag = typeof st.max_lag === "number" ? st.max_lag : null;
   renderCharts();
   renderFooter(st);
 }
@@ -282,13 +283,19 @@ function relLabel(ms) {
   return s < 120 ? "−" + s + " s" : "−" + Math.round(s / 60) + " min";
 }
 
+// maxLag is the follower's --max-lag from its last /status (null: a
+// primary, or not said): the lag chart draws it as the line a lag must not
+// cross for the store to stay ready.
+let maxLag = null;
+
 // chart draws series (points {t, v}, v null: unknown) into svg over the
-// time domain [t0, t1]; unknown stretches are shaded.
-function chart(svg, points, cls, t0, t1) {
+// time domain [t0, t1]; unknown stretches are shaded; limit (null: none)
+// is drawn as a dashed line, labelled.
+function chart(svg, points, cls, t0, t1, limit) {
   svg.replaceChildren();
   svg.dataset.points = String(points.filter((p) => p.v !== null).length);
   const known = points.filter((p) => p.v !== null).map((p) => p.v);
-  const ymax = niceMax(Math.max(0, ...known));
+  const ymax = niceMax(Math.max(0, limit === null ? 0 : limit * 1.25, ...known));
   const x = (t) => ML + (W - ML - MR) * (t1 === t0 ? 1 : (t - t0) / (t1 - t0));
   const y = (v) => MT + (H - MT - MB) * (1 - v / ymax);
   for (const f of [0, 0.5, 1]) {
@@ -296,6 +303,13 @@ function chart(svg, points, cls, t0, t1) {
     svg.append(svgEl("line", { class: "grid", x1: ML, x2: W - MR, y1: y(v), y2: y(v) }));
     const lab = svgEl("text", { class: "axis", x: ML - 6, y: y(v) + 4, "text-anchor": "end" });
     lab.textContent = fmtAxis(v);
+    svg.append(lab);
+  }
+  if (limit !== null) {
+    svg.dataset.limit = String(limit);
+    svg.append(svgEl("line", { class: "limit", x1: ML, x2: W - MR, y1: y(limit), y2: y(limit) }));
+    const lab = svgEl("text", { class: "axis limit-label", x: W - MR, y: y(limit) - 4, "text-anchor": "end" });
+    lab.textContent = "max lag " + limit;
     svg.append(lab);
   }
   if (points.length === 0) {
@@ -339,8 +353,8 @@ function renderCharts() {
     // A tip that went down (a restored store) is not negative throughput.
     rate.push({ t: samples[i].t, v: dt > 0 && dc >= 0 ? dc / dt : null });
   }
-  chart($("chart-lag"), lag, "lag", t0, t1);
-  chart($("chart-rate"), rate, "rate", t0, t1);
+  chart($("chart-lag"), lag, "lag", t0, t1, maxLag);
+  chart($("chart-rate"), rate, "rate", t0, t1, null);
   const last = n ? samples[n - 1] : null;
   $("lag-now").textContent = last ? (last.lag_known ? "latest sample " + num(last.lag) : "latest sample: unknown (shaded)") : "";
   const r = rate.length ? rate[rate.length - 1].v : null;
