@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -18,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -173,26 +171,9 @@ func newFollowerCfg(t *testing.T, genesisPath string, log *slog.Logger, change f
 	return f
 }
 
-// logBuffer is a logger whose text a test can search, shown if it fails.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newLogBuffer(t *testing.T, name string) (*logBuffer, *slog.Logger) {
-	b := &logBuffer{}
+// newLogBuffer is a logger whose text a test can search, shown if it fails.
+func newLogBuffer(t *testing.T, name string) (*testnet.Buffer, *slog.Logger) {
+	b := &testnet.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("log of %s:\n%s", name, b.String())
