@@ -130,6 +130,7 @@ func run() error {
 	fmt.Printf("  follower-b  read API %s  http %s  (follows follower-a)\n", b.Addr(), b.HTTPAddr())
 	fmt.Println("try: grpcurl -plaintext 127.0.0.1:7300 storesync.v1.Store/Status")
 	fmt.Println("     ./bin/follower status --store http://127.0.0.1:7180   (the whole tree, from the primary's reports)")
+	fmt.Printf("     status pages in a browser: http://%s/  http://%s/  http://%s/\n", p.HTTPAddr(), a.HTTPAddr(), b.HTTPAddr())
 	fmt.Println("Ctrl-C to stop")
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
