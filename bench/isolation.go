@@ -349,26 +349,6 @@ type IsolationResult struct {
 	FanOut       []FanOutRow      `json:"fan_out"`
 }
 
-// isolationFollower starts a follower of upstream (in this process, on the
-// core the scenario pinned it to).
-func isolationFollower(genesis, upstream string) (*runtime.Follower, func(), error) {
-	dir, err := os.MkdirTemp("", "bench-isolation-")
-	if err != nil {
-		return nil, nil, err
-	}
-	f, err := runtime.New(runtime.Config{DataDir: dir, Genesis: genesis, Upstreams: []string{upstream},
-		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Engine: actors.Config{PollInterval: pollInterval}, Log: quiet})
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, nil, err
-	}
-	if err := f.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, nil, err
-	}
-	return f, func() { _ = f.Stop(); os.RemoveAll(dir) }, nil
-}
-
 // caughtUp waits until every follower is within 2 blocks of the primary.
 func caughtUp(pp *pinnedPrimary, fs []*runtime.Follower, within time.Duration) error {
 	deadline := time.Now().Add(within)
@@ -427,7 +407,7 @@ func isolationPhases(res *IsolationResult, phase time.Duration) error {
 	defer cancel()
 	var followers []*runtime.Follower
 	for range 2 {
-		f, stop, err := isolationFollower(pp.genesis, pp.addr)
+		f, stop, err := startFollower("bench-isolation-", pp.genesis, pp.addr, actors.Config{PollInterval: pollInterval})
 		if err != nil {
 			return err
 		}
@@ -553,7 +533,7 @@ func isolationFanOut(res *IsolationResult, phase time.Duration) error {
 		return nil
 	}
 	add := func(upstream string) (*runtime.Follower, error) {
-		f, stop, err := isolationFollower(pp.genesis, upstream)
+		f, stop, err := startFollower("bench-isolation-", pp.genesis, upstream, actors.Config{PollInterval: pollInterval})
 		if err != nil {
 			return nil, err
 		}

@@ -243,25 +243,37 @@ func percentile(ms []float64, p float64) float64 {
 
 // lagFollower is one engine follower of the lag scenario.
 type lagFollower struct {
-	f   *runtime.Follower
-	dir string
-	c   *commits
+	f    *runtime.Follower
+	stop func()
+	c    *commits
 }
 
 func startLagFollower(ctx context.Context, genesisPath, upstream string, e actors.Config) (*lagFollower, error) {
-	dir, _ := os.MkdirTemp("", "bench-lag-")
-	f, err := runtime.New(runtime.Config{DataDir: dir, Genesis: genesisPath, Upstreams: []string{upstream},
-		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Engine: e, Log: quiet})
+	f, stop, err := startFollower("bench-lag-", genesisPath, upstream, e)
 	if err != nil {
 		return nil, err
 	}
-	if err := f.Start(); err != nil {
-		return nil, err
-	}
-	return &lagFollower{f: f, dir: dir, c: watchCommits(ctx, f.Store())}, nil
+	return &lagFollower{f: f, stop: stop, c: watchCommits(ctx, f.Store())}, nil
 }
 
-func (l *lagFollower) stop() { l.f.Stop(); os.RemoveAll(l.dir) }
+// startFollower starts a follower of upstream on a fresh temporary
+// directory; stop stops it and removes the directory.
+func startFollower(prefix, genesisPath, upstream string, e actors.Config) (f *runtime.Follower, stop func(), err error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err = runtime.New(runtime.Config{DataDir: dir, Genesis: genesisPath, Upstreams: []string{upstream},
+		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Engine: e, Log: quiet})
+	if err == nil {
+		err = f.Start()
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return f, func() { _ = f.Stop(); os.RemoveAll(dir) }, nil
+}
 
 // fetchCalls is how many GetBlockByNumber calls the follower's engine made.
 func (l *lagFollower) fetchCalls() int64 { return l.f.Engine().Stats().Calls.Load() }

@@ -38,22 +38,6 @@ const (
 	shortFor    = "3s"
 )
 
-// tool finds a Prometheus binary, or fails the test saying how to get it:
-// a missing tool must not pass for rules that work.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	if p := "/usr/bin/" + name; fileExists(p) {
-		return p
-	}
-	t.Fatalf("%s not found in PATH or /usr/bin: install Debian's prometheus package (apt-get install -y prometheus), which provides /usr/bin/promtool and /usr/bin/prometheus", name)
-	return ""
-}
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
-
 // forLine is a rule's `for:` duration, alone on its line.
 var forLine = regexp.MustCompile(`(?m)^(\s*for:\s*)\S+[ \t]*$`)
 
@@ -84,7 +68,7 @@ type prom struct {
 // text of a rule file) at the scrape interval.
 func startPrometheus(t *testing.T, targets []string, rules string) *prom {
 	t.Helper()
-	bin := tool(t, "prometheus")
+	bin := testnet.Tool(t, "prometheus", "prometheus")
 	dir := t.TempDir() // before the kill below: Cleanup runs last in, first out
 	rulesPath := filepath.Join(dir, "rules.yml")
 	if err := os.WriteFile(rulesPath, []byte(rules), 0o644); err != nil {

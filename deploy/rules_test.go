@@ -12,22 +12,17 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"storesync/internal/testnet"
 )
 
 // TestMain checks that the stores and Prometheus the tests start leave
-// nothing running. protoactor's dead-letter throttle may still be asleep
-// after its system stopped; it ends by itself and is not ours.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
-}
+// nothing running.
+func TestMain(m *testing.M) { testnet.VerifyNoLeaks(m) }
 
 // TestPromtoolRules: the shipped rules are valid, and their unit tests
 // (each alert with series that must fire it and series that must not) pass.
 func TestPromtoolRules(t *testing.T) {
-	promtool := tool(t, "promtool")
+	promtool := testnet.Tool(t, "promtool", "prometheus")
 	for _, args := range [][]string{{"check", "rules", rulesFile}, {"test", "rules", rulesTestFile}} {
 		out, err := exec.Command(promtool, args...).CombinedOutput()
 		if err != nil {

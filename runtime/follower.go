@@ -101,7 +101,7 @@ type Follower struct {
 	poller   *health.Poller
 	replicas *replicas.Registry
 	holds    *api.Holds
-	page     *statuspage.Page // the status page at /, set by handler; nil without an HTTP listener
+	page     *statuspage.Page // the status page at /; nil without an HTTP listener
 	// isUpstream holds the names of the upstreams (not the peers), whose
 	// tips the poller passes on to the engine. immutable after New.
 	isUpstream map[string]bool
@@ -188,6 +188,7 @@ func New(cfg Config) (*Follower, error) {
 			f.closeAll()
 			return nil, fmt.Errorf("listen http %s: %w", cfg.HTTPListen, err)
 		}
+		f.page = statuspage.New(f, statuspage.Config{})
 		// Its error log is a line per failed TLS handshake or broken
 		// client: a scanner's noise, kept to debug.
 		f.http = &http.Server{Handler: f.handler(), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: maxHeaderBytes,

@@ -7,20 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"storesync/actors"
 	"storesync/internal/testnet"
 	"storesync/primary"
 	"storesync/store"
 )
 
-// protoactor's dead-letter throttle runs a goroutine for one throttle
-// interval after a dead letter (a message to an actor that already stopped,
-// as happens at shutdown); it ends by itself and is not ours.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
-}
+func TestMain(m *testing.M) { testnet.VerifyNoLeaks(m) }
 
 func quiet() *slog.Logger { return testnet.Quiet() }
 

@@ -59,13 +59,7 @@ func haproxyStates(t *testing.T, sock string) map[string]string {
 // through HAProxy keep succeeding on the others; it comes back UP once it
 // has caught up. With all three unable to tell their lag, reads fail closed.
 func TestHAProxy(t *testing.T) {
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("haproxy is not installed; .ci/run installs it")
-		}
-		t.Skip("haproxy not installed (apt-get install haproxy)")
-	}
+	bin := testnet.Tool(t, "haproxy", "haproxy")
 	// Readiness loose enough that a healthy follower stays ready through
 	// the hiccups of a loaded machine (under -race, beside other packages'
 	// tests, both healthy followers were once out at the same time, at

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"storesync/api"
-	"storesync/statuspage"
 
 	"fmt"
 	"net/http"
@@ -42,7 +41,8 @@ func (f *Follower) Status() api.NodeStatus {
 }
 
 // handler serves /livez, /readyz (200 or 503 with the reason), /status and
-// the status page (/ and /status/history), whose sampler Start runs.
+// the status page (/ and /status/history, made in New; Start runs its
+// sampler).
 func (f *Follower) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
@@ -59,7 +59,6 @@ func (f *Follower) handler() http.Handler {
 	})
 	mux.Handle("GET /metrics", f.metrics.Handler())
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) { api.WriteJSON(w, f.Status()) })
-	f.page = statuspage.New(f, statuspage.Config{})
 	f.page.Mount(mux)
 	return mux
 }

@@ -18,24 +18,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"storesync/internal/testnet"
 )
 
 // callTimeout bounds one Chromium run: a hung browser fails the test in
 // seconds rather than at the test binary's timeout.
 const callTimeout = 30 * time.Second
 
-// Path returns the chromium binary, or fails the test saying how to get
-// it: the page tests are part of the suite, so a missing browser is a
-// failure, not a skip.
+// Path returns the chromium binary, or fails the test saying how to get it.
 func Path(t testing.TB) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "/usr/bin/chromium"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("headless Chromium is needed for the status page tests and was not found: install Debian's chromium (apt-get install -y chromium)")
-	return ""
+	return testnet.Tool(t, "chromium", "chromium")
 }
 
 // ScreenshotDir is where a test's screenshots go: kept in

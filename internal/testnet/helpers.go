@@ -5,9 +5,12 @@ import (
 	"context"
 	"io"
 	"net"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // FreeAddr is a loopback address with a port free a moment ago: for a
@@ -110,4 +113,28 @@ func (p *CutProxy) SetCut(cut bool) {
 		}
 		p.conns = map[net.Conn]bool{}
 	}
+}
+
+// Tool is the path of a program from Debian's package pkg that a test runs
+// for real (HAProxy, Prometheus, Chromium), or fails the test saying how
+// to get it: those tests are part of the suite, so a missing program is a
+// failure, not a skip (.ci/run installs each one).
+func Tool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	for _, p := range []string{name, "/usr/bin/" + name} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	t.Fatalf("%s not found in PATH or /usr/bin: install Debian's %s package (apt-get install -y %s); .ci/run installs it", name, pkg, pkg)
+	return ""
+}
+
+// VerifyNoLeaks is the TestMain of a package whose tests start stores:
+// it fails the run if they leave a goroutine behind. protoactor's
+// dead-letter throttle runs for one throttle interval after a dead letter
+// (a message to an actor that already stopped, as happens at shutdown); it
+// ends by itself and is not ours.
+func VerifyNoLeaks(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
 }
