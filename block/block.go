@@ -74,6 +74,21 @@ type Block struct {
 	Header    Header
 	Body      Body
 	Signature [ed25519.SignatureSize]byte
+	// verified is the last signature check that passed on this value: a
+	// follower checks a block's signature when it arrives (to blame a
+	// forging upstream at once) and again in the store's validation (the
+	// primary's checks define a valid block), and an Ed25519 verification
+	// is a third of a small block's validation. Not safe for concurrent
+	// VerifySignature calls on one value; nothing makes them.
+	verified *verifiedBy
+}
+
+// verifiedBy is what a passed signature check covered: the same key, header
+// and signature verify again without the curve arithmetic.
+type verifiedBy struct {
+	producer   string
+	commitment merkle.Hash
+	signature  [ed25519.SignatureSize]byte
 }
 
 // Commitment returns the hash of the encoded header: the block's identity.

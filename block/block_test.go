@@ -115,3 +115,56 @@ func bytesAllocated(f func()) int {
 	runtime.ReadMemStats(&after)
 	return int(after.TotalAlloc - before.TotalAlloc)
 }
+
+// TestVerifySignatureAgain: a block whose signature passed verifies again
+// (the follower checks it on arrival and in the store), but any change of
+// its header, its signature or the key asked for is checked afresh.
+func TestVerifySignatureAgain(t *testing.T) {
+	c, err := workload.BuildChain(5, workload.Profiles[0], 2, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer := c.Genesis.Producer()
+	fresh := func() *block.Block {
+		b, err := block.Decode(c.Blocks[0].Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.VerifySignature(producer); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.VerifySignature(producer); err != nil {
+			t.Fatalf("a verified block verifies no more: %v", err)
+		}
+		return b
+	}
+	other, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(b *block.Block) ed25519.PublicKey
+	}{
+		{"header changed", func(b *block.Block) ed25519.PublicKey { b.Header.Timestamp++; return producer }},
+		{"signature changed", func(b *block.Block) ed25519.PublicKey { b.Signature[7] ^= 1; return producer }},
+		{"signature of another block", func(b *block.Block) ed25519.PublicKey { b.Signature = c.Blocks[1].Signature; return producer }},
+		{"another key asked for", func(b *block.Block) ed25519.PublicKey {
+			copy(b.Header.ProducerKey[:], other)
+			return other
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := fresh()
+			key := tc.change(b)
+			if err := b.VerifySignature(key); !errors.Is(err, block.ErrSignature) {
+				t.Fatalf("changed after a passed check: %v, want ErrSignature", err)
+			}
+			// A copy carries what the check covered, and is held to it.
+			cp := *b
+			if err := cp.VerifySignature(key); !errors.Is(err, block.ErrSignature) {
+				t.Fatalf("copy: %v, want ErrSignature", err)
+			}
+		})
+	}
+}

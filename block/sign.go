@@ -36,8 +36,12 @@ func (b *Block) VerifySignature(producer ed25519.PublicKey) error {
 		return fmt.Errorf("%w: header names producer %x, genesis says %x", ErrSignature, b.Header.ProducerKey[:4], producer[:4])
 	}
 	c := b.Header.Commitment()
+	if v := b.verified; v != nil && v.producer == string(producer) && v.commitment == c && v.signature == b.Signature {
+		return nil
+	}
 	if !ed25519.Verify(producer, signedMessage(blockDomain, c), b.Signature[:]) {
 		return fmt.Errorf("%w: signature does not verify against producer key %x", ErrSignature, producer[:4])
 	}
+	b.verified = &verifiedBy{producer: string(producer), commitment: c, signature: b.Signature}
 	return nil
 }

@@ -21,7 +21,7 @@ type Report struct {
 	Start     time.Time
 	Validate  time.Duration // every check except the tree roots
 	Trees     time.Duration // computing the new trees and MMR
-	BlockFile time.Duration // write + fdatasync of the block file
+	BlockFile time.Duration // what validation did not hide of the block file's write + fdatasync
 	SQLite    time.Duration // the transaction, commit included
 	State     time.Duration // the state database batch: tree nodes, note index
 	// Nodes and Pruned: the tree records (Options.RecordLevels levels of
@@ -81,19 +81,31 @@ func (s *Store) ApplyBlocks(ctx context.Context, blocks []*block.Block) ([]Repor
 	}
 	cur := s.snap.Load()
 
+	// The block file is written and synced while the blocks are validated:
+	// bytes past the committed end are never read, and those of blocks
+	// that are rejected (or of a group that fails) are overwritten by the
+	// next write at the same offsets, or cut by Open.
+	// (A group that would open a segment is written after validation, so
+	// that a rejection never leaves a segment file of no committed block.)
+	files := make(chan fileWrite, 1)
+	early := !opensSegment(blocks)
+	if early {
+		go func() { files <- s.writeBlockFiles(cur.tipLoc, blocks) }()
+	}
+
 	// Validate each block on the state after the one before it: that
 	// state exists in memory (trees stacked on unpersisted trees) well
 	// before anything is durable.
 	applied := make([]*state.Applied, 0, len(blocks))
 	reps := make([]Report, 0, len(blocks))
-	var rejected error
+	var rejected, readErr error
 	prev := cur.State
 	for _, b := range blocks {
 		rep := Report{Number: b.Header.Number, Start: time.Now()}
 		next, err := prev.Apply(b, s.rules)
 		if err != nil {
 			if !errors.Is(err, state.ErrRejected) {
-				return nil, storageErr(fmt.Sprintf("apply block %d: read state", b.Header.Number), err)
+				readErr = storageErr(fmt.Sprintf("apply block %d: read state", b.Header.Number), err)
 			}
 			rejected = err
 			break
@@ -102,22 +114,39 @@ func (s *Store) ApplyBlocks(ctx context.Context, blocks []*block.Block) ([]Repor
 		applied, reps = append(applied, next), append(reps, rep)
 		prev = next.State
 	}
+	t := time.Now()
+	var fw fileWrite
+	if early {
+		fw = <-files
+		if fw.err == nil && len(applied) < len(blocks) {
+			// The rejected block and those after it: what a rejection
+			// leaves must be what it found.
+			s.blocks.cut(blocks[len(applied)].Header.Number, fw.locs[len(applied)].off)
+		}
+	}
+	if readErr != nil {
+		return nil, readErr
+	}
 	if len(applied) == 0 {
 		return nil, rejected
 	}
 	group := blocks[:len(applied)]
+	if !early {
+		fw = s.writeBlockFiles(cur.tipLoc, group)
+	}
+	fileTime := time.Since(t) // what validation did not hide of the write
 	first, last := group[0].Header.Number, group[len(group)-1].Header.Number
 	op := fmt.Sprintf("apply block %d", first)
 	if last != first {
 		op = fmt.Sprintf("apply blocks %d..%d", first, last)
 	}
-
-	t := time.Now()
-	locs, hashes, err := s.writeBlockFiles(cur.tipLoc, group, reps)
-	if err != nil {
-		return nil, storageErr(op, err)
+	if fw.err != nil {
+		return nil, storageErr(op, fw.err)
 	}
-	fileTime := time.Since(t)
+	locs, hashes := fw.locs[:len(group)], fw.hashes[:len(group)]
+	for i := range reps {
+		reps[i].Bytes = fw.sizes[i]
+	}
 
 	t = time.Now()
 	if err := s.commitBlocks(ctx, group, applied, locs, hashes, cur.Committed()); err != nil {
@@ -132,53 +161,105 @@ func (s *Store) ApplyBlocks(ctx context.Context, blocks []*block.Block) ([]Repor
 	// Committed. The state batch follows; should the disk refuse it, the
 	// snapshot keeps the trees in memory and the next ApplyBlock (or Open)
 	// writes the batch again from the block files before anything else.
+	// The trees' nodes are written only once every few blocks (see
+	// stateDeferBlocks), and then after the publish: readers and the tip
+	// do not wait for them.
 	t = time.Now()
 	st := *applied[len(applied)-1].State
 	st.Chain = st.Chain.Persisted(s.mmr)
 	notes := make([]blockNotes, len(group))
+	bytes := 0
 	for i, b := range group {
 		notes[i] = blockNotes{n: b.Header.Number, ids: applied[i].NoteIDs, notes: b.Body.Notes}
+		bytes += reps[i].Bytes
 	}
-	if acc, nul, err := s.writeState(last, st.Accounts, st.Nullifiers, notes, t); err == nil {
-		st.Accounts, st.Nullifiers = acc, nul
-		reps[len(reps)-1].Nodes, reps[len(reps)-1].Pruned = s.state.lastNodes, s.state.lastPruned
+	persist := s.state.deferDue(len(group), bytes, t)
+	_, _, err := s.writeState(last, st.Accounts, st.Nullifiers, notes, false, t)
+	if err == nil {
+		s.state.deferBlocks(len(group), bytes, t)
 	}
 	stateTime := time.Since(t)
 
 	k := time.Duration(len(reps))
 	for i := range reps {
-		reps[i].BlockFile, reps[i].SQLite, reps[i].State = fileTime/k, sqliteTime/k, stateTime/k
+		reps[i].BlockFile, reps[i].SQLite = fileTime/k, sqliteTime/k
 		reps[i].Group = len(reps)
 	}
-	s.publish(&Snapshot{
+	sn := &Snapshot{
 		st:         s,
 		State:      &st,
 		Proven:     cur.Proven,
 		tipLoc:     locs[len(locs)-1],
 		proofLoc:   cur.proofLoc,
 		ApplyStart: reps[0].Start,
-	})
+	}
+	s.publish(sn)
+	if err == nil && persist {
+		t = time.Now()
+		if s.persistDeferred(sn, t) == nil {
+			reps[len(reps)-1].Nodes, reps[len(reps)-1].Pruned = s.state.lastNodes, s.state.lastPruned
+		}
+		stateTime += time.Since(t)
+	}
+	for i := range reps {
+		reps[i].State = stateTime / k
+	}
 	return reps, rejected
 }
 
+// persistDeferred writes the trees of sn, the published snapshot, with the
+// nodes of every block deferred since the last write, and puts the same
+// snapshot reading them from the state database in its place: the tips do
+// not move, so no one is woken. A failure leaves the trees in memory and
+// the deferred blocks to be replayed from their files (catchUpState).
+// CONTRACT: s.mu must be locked.
+func (s *Store) persistDeferred(sn *Snapshot, now time.Time) error {
+	if s.state.deferred == 0 {
+		return nil
+	}
+	acc, nul, err := s.writeState(sn.Committed(), sn.State.Accounts, sn.State.Nullifiers, nil, true, now)
+	if err != nil {
+		return err
+	}
+	st := *sn.State
+	st.Accounts, st.Nullifiers = acc, nul
+	next := *sn
+	next.State = &st
+	if s.snap.CompareAndSwap(sn, &next) {
+		return nil
+	}
+	return fmt.Errorf("persist trees of block %d: snapshot replaced under the writer", sn.Committed())
+}
+
+// opensSegment reports whether blocks include the first of a segment.
+func opensSegment(blocks []*block.Block) bool {
+	first := blocks[0].Header.Number
+	return first%SegmentSpan == 0 || first%SegmentSpan+uint64(len(blocks)) > SegmentSpan
+}
+
+// fileWrite is what writeBlockFiles did.
+type fileWrite struct {
+	locs   []loc
+	hashes []merkle.Hash
+	sizes  []int
+	err    error
+}
+
 // writeBlockFiles writes the encoded blocks after tip (the committed tip's
-// location) with one write and fdatasync per segment, sets each report's
-// Bytes, and returns where each block lies and its bytes' hash. A failed
-// write gives back what the group's writes took; nothing of SQLite was
-// touched yet. CONTRACT: s.mu must be locked.
-func (s *Store) writeBlockFiles(tip loc, group []*block.Block, reps []Report) ([]loc, []merkle.Hash, error) {
+// location) with one write and fdatasync per segment, and returns where
+// each block lies, its bytes' hash and its size. A failed write gives back
+// what the group's writes took; nothing of SQLite was touched yet.
+// CONTRACT: s.mu must be locked, and no other write of the files run.
+func (s *Store) writeBlockFiles(tip loc, group []*block.Block) fileWrite {
 	items := make([][]byte, len(group))
-	hashes := make([]merkle.Hash, len(group))
+	fw := fileWrite{hashes: make([]merkle.Hash, len(group)), sizes: make([]int, len(group))}
 	for i, b := range group {
 		items[i] = b.Encode()
-		hashes[i] = merkle.Sum(items[i])
-		reps[i].Bytes = len(items[i])
+		fw.hashes[i] = merkle.Sum(items[i])
+		fw.sizes[i] = len(items[i])
 	}
-	locs, err := s.blocks.writeItems(group[0].Header.Number, tip.end(), func(uint64) bool { return false }, items)
-	if err != nil {
-		return nil, nil, err
-	}
-	return locs, hashes, nil
+	fw.locs, fw.err = s.blocks.writeItems(group[0].Header.Number, tip.end(), func(uint64) bool { return false }, items)
+	return fw
 }
 
 // catchUpState writes the state batches of committed blocks the state
@@ -196,7 +277,7 @@ func (s *Store) catchUpState(ctx context.Context) error {
 		}
 		return &StorageError{Op: op, Reason: reason, Err: err}
 	}
-	if s.state.tip == cur.Committed() {
+	if s.state.tip+uint64(s.state.deferred) == cur.Committed() {
 		return nil
 	}
 	if err := s.replayTail(ctx); err != nil {
@@ -209,6 +290,7 @@ func (s *Store) catchUpState(ctx context.Context) error {
 // publishes the trees reading from it. CONTRACT: s.mu must be locked.
 func (s *Store) replayTail(ctx context.Context) error {
 	cur := s.snap.Load()
+	s.state.deferred, s.state.deferredBytes = 0, 0
 	rec, ok, err := s.state.readTip()
 	if err != nil {
 		return err

@@ -222,9 +222,10 @@ func TestOpenRollsStateBack(t *testing.T) {
 // database from growing with every version.
 func TestOldSnapshotsAndPruning(t *testing.T) {
 	c := testChain(t, "standard", 20)
-	oldBlocks, oldAge := stateRetainBlocks, stateRetainAge
-	t.Cleanup(func() { stateRetainBlocks, stateRetainAge = oldBlocks, oldAge })
-	stateRetainBlocks, stateRetainAge = 4, 0
+	oldBlocks, oldAge, oldDefer := stateRetainBlocks, stateRetainAge, stateDeferBlocks
+	t.Cleanup(func() { stateRetainBlocks, stateRetainAge, stateDeferBlocks = oldBlocks, oldAge, oldDefer })
+	// A version a block: the trees written at each.
+	stateRetainBlocks, stateRetainAge, stateDeferBlocks = 4, 0, 1
 
 	// Few levels pinned, so that a purged cache sends the old snapshot's
 	// reads to the disk: a tree this small is pinned whole by default.
@@ -263,4 +264,65 @@ func TestOldSnapshotsAndPruning(t *testing.T) {
 	if n := len(s.state.retained); n > stateRetainBlocks+1 {
 		t.Fatalf("%d versions retained, want at most %d", n, stateRetainBlocks+1)
 	}
+}
+
+// TestDeferredTrees: the trees' nodes of the last blocks are written only
+// every few blocks, yet every reader sees the tip (its notes by ID
+// included), a clean stop writes them (the next Open replays nothing), and
+// a stop without Close loses nothing: Open replays what was deferred.
+func TestDeferredTrees(t *testing.T) {
+	c := testChain(t, "standard", 12)
+	oldBlocks := stateDeferBlocks
+	t.Cleanup(func() { stateDeferBlocks = oldBlocks })
+	stateDeferBlocks = 5
+
+	dir := t.TempDir()
+	s := openStore(t, dir, c)
+	if got := s.Replayed(); got != 1 {
+		t.Fatalf("a fresh store replayed %d blocks, want 1 (genesis)", got)
+	}
+	applyAll(t, s, c.Blocks[:3])
+	if s.state.tip != 0 || s.state.deferred != 3 {
+		t.Fatalf("after 3 blocks the state database is at block %d with %d deferred, want 0 and 3", s.state.tip, s.state.deferred)
+	}
+	sn := s.Snapshot()
+	notes := c.Blocks[2].NoteIDs()[:3]
+	if got, err := sn.NotesByID(context.Background(), notes); err != nil || len(got) != len(notes) {
+		t.Fatalf("notes of a deferred block: %d of %d (%v)", len(got), len(notes), err)
+	}
+	nf := c.Blocks[2].Body.Nullifiers[0]
+	if st, err := sn.Nullifiers([]merkle.Hash{nf}); err != nil || st[0].SpentAt != 3 {
+		t.Fatalf("nullifier of a deferred block: %+v (%v)", st, err)
+	}
+	applyAll(t, s, c.Blocks[3:5])
+	if s.state.tip != 5 || s.state.deferred != 0 {
+		t.Fatalf("after 5 blocks the state database is at block %d with %d deferred, want 5 and 0", s.state.tip, s.state.deferred)
+	}
+	applyAll(t, s, c.Blocks[5:9])
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir, c)
+	if got := s.Replayed(); got != 0 {
+		t.Errorf("after a clean stop Open replayed %d blocks, want 0", got)
+	}
+	if s.Snapshot().State.Commitment != c.States[9].Commitment {
+		t.Fatal("reopened store is not at block 9")
+	}
+
+	// Without Close: what is deferred and what the memtable held are
+	// replayed from the block files.
+	applyAll(t, s, c.Blocks[9:11])
+	crashed := filepath.Join(t.TempDir(), "crashed")
+	copyDir(t, dir, crashed)
+	s.Close()
+	r := openStore(t, crashed, c)
+	defer r.Close()
+	if got := r.Replayed(); got < 2 {
+		t.Errorf("after a stop without Close Open replayed %d blocks, want at least the 2 deferred", got)
+	}
+	if r.Snapshot().State.Commitment != c.States[11].Commitment {
+		t.Fatal("store copied without Close is not at block 11")
+	}
+	applyAll(t, r, c.Blocks[11:])
 }

@@ -21,9 +21,11 @@ import (
 // that are hashes land anywhere in a B-tree, so in SQLite every one of them
 // would dirty a page of its own at each commit; an LSM appends them.
 //
-// It is written after the SQLite commit of the block it belongs to, one
-// batch per block, to its memtable only: SQLite's tips row stays the only
-// commit point, and the database has no log of its own (a failed log write
+// It is written after the SQLite commit of the blocks it belongs to, one
+// batch per group of blocks committed together, to its memtable only: the
+// note index entries at once, the trees' new nodes and the tip record once
+// every few blocks (stateDeferBlocks; until then they are in the published
+// snapshot's memory). SQLite's tips row stays the only commit point, and the database has no log of its own (a failed log write
 // is fatal to Pebble, where a store must refuse the write and go on). Its
 // memtable is flushed every stateFlushBytes or stateFlushBlocks; its tip
 // record says which block the flushed trees are at, and Open brings it to
@@ -60,6 +62,13 @@ type stateDB struct {
 	// Since the last flush was asked for.
 	unflushedBytes  int
 	unflushedBlocks int
+	// deferred counts the committed blocks past tip whose note index
+	// entries are in the database but whose tree nodes are only in memory,
+	// in the published snapshot's trees (see stateDeferBlocks); bytes is
+	// their encoded size, since when the first of them committed.
+	deferred      int
+	deferredBytes int
+	deferredSince time.Time
 
 	// fault is the last error of a background flush or compaction, cleared
 	// by the next flush that succeeds; stalled is set while Pebble holds
@@ -67,6 +76,9 @@ type stateDB struct {
 	// rather than let batches pile up in memory.
 	fault   atomic.Pointer[error]
 	stalled atomic.Bool
+	// flushing is closed when the last flush asked for is done (nil: none
+	// asked for yet). Guarded by the store's mutex.
+	flushing <-chan struct{}
 	// faulted is closed at the first fault: a flush on a disk refusing
 	// writes never ends, and Close waits no longer than it takes to see
 	// the first failure.
@@ -91,6 +103,40 @@ var (
 	stateRetainBlocks = 32
 	stateRetainAge    = 1 * time.Second
 )
+
+// stateDeferBlocks, stateDeferBytes and stateDeferAge bound how long the
+// trees' new nodes stay in memory only, in the published snapshot, before
+// they are written: a block's batch then holds only its note index entries,
+// and one batch writes the trees of every block since the last. A node that
+// a later block replaces within that span is never written (nor pruned):
+// the upper levels, which every block rewrites, are written once a span
+// instead of once a block. What a crash takes is replayed from the block
+// files at Open, as for an unflushed memtable; the age bound keeps it to
+// about that much apply work, the bytes bound keeps the nodes held in
+// memory to a few MB. Variables so that tests can write every block.
+var (
+	stateDeferBlocks = 64
+	stateDeferBytes  = 4 << 20
+	stateDeferAge    = 500 * time.Millisecond
+)
+
+// deferDue reports whether the trees must be written now, with blocks more
+// committed (bytes long) on top of those deferred.
+func (s *stateDB) deferDue(blocks, bytes int, now time.Time) bool {
+	if s.deferred == 0 {
+		return blocks >= stateDeferBlocks || bytes >= stateDeferBytes
+	}
+	return s.deferred+blocks >= stateDeferBlocks || s.deferredBytes+bytes >= stateDeferBytes || now.Sub(s.deferredSince) >= stateDeferAge
+}
+
+// deferBlocks records blocks more committed with their trees in memory.
+func (s *stateDB) deferBlocks(blocks, bytes int, now time.Time) {
+	if s.deferred == 0 {
+		s.deferredSince = now
+	}
+	s.deferred += blocks
+	s.deferredBytes += bytes
+}
 
 const (
 	// stateFlushBytes and stateFlushBlocks bound what a crash takes from
@@ -268,11 +314,33 @@ func (s *stateDB) refusing() error {
 	return nil
 }
 
-// flushPending reports whether a memtable is still waiting to reach the
-// disk. Asking for another flush then could block: Pebble holds back a new
-// memtable while too many wait, and on a disk refusing writes they wait
-// for ever.
-func (s *stateDB) flushPending() bool { return s.db.Metrics().MemTable.Count > 1 }
+// flushPending reports whether the last flush asked for has not reached
+// the disk yet. Asking for another then would queue a memtable more, and
+// Pebble holds writes back while too many wait (on a disk refusing writes,
+// for ever). Pebble's own count of memtables does not tell: a small
+// memtable rotated out when a batch outgrew it waits in the queue, unflushed,
+// until enough bytes follow it.
+func (s *stateDB) flushPending() bool {
+	if s.flushing == nil {
+		return false
+	}
+	select {
+	case <-s.flushing:
+		return false
+	default:
+		return true
+	}
+}
+
+// flush asks for the memtable to be flushed in the background.
+func (s *stateDB) flush() error {
+	done, err := s.db.AsyncFlush()
+	if err != nil {
+		return err
+	}
+	s.flushing = done
+	return nil
+}
 
 // probe writes, syncs and removes a small file beside the state directory.
 func (s *stateDB) probe() error {
@@ -526,17 +594,39 @@ func (sb *stateBatch) commit(rec tipRecord, now time.Time) error {
 	}
 	s.retained = retained
 	s.tip = rec.block
+	s.deferred, s.deferredBytes = 0, 0
 	s.lastNodes, s.lastPruned = sb.nodes, sb.pruned
-	s.unflushedBytes += len(sb.b.Repr())
+	s.written(len(sb.b.Repr()))
+	return nil
+}
+
+// commitNotes writes a batch of note index entries alone: the trees stay
+// deferred and the tip record where it is.
+func (sb *stateBatch) commitNotes() error {
+	s := sb.s
+	defer sb.b.Close()
+	if err := s.refusing(); err != nil {
+		return err
+	}
+	if err := sb.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("write state database: %w", err)
+	}
+	s.lastNodes, s.lastPruned = 0, 0
+	s.written(len(sb.b.Repr()))
+	return nil
+}
+
+// written counts a batch towards the next flush, and asks for it when due.
+func (s *stateDB) written(bytes int) {
+	s.unflushedBytes += bytes
 	s.unflushedBlocks++
 	if (s.unflushedBytes >= stateFlushBytes || s.unflushedBlocks >= stateFlushBlocks) && !s.flushPending() {
 		// In the background: the writer does not wait for the disk. A
 		// flush that cannot start is asked for again at the next batch.
-		if _, err := s.db.AsyncFlush(); err == nil {
+		if s.flush() == nil {
 			s.unflushedBytes, s.unflushedBlocks = 0, 0
 		}
 	}
-	return nil
 }
 
 // prune deletes, in batch b, the nodes block n's trees replaced and its
@@ -643,15 +733,21 @@ func (s *stateDB) close() error {
 	// disk refuses it: then the next Open replays those blocks, so a
 	// failure here loses nothing and is not the caller's to handle.
 	var err error
-	if s.fault.Load() == nil && !s.flushPending() {
-		if done, ferr := s.db.AsyncFlush(); ferr != nil {
+	wait := func(done <-chan struct{}, timeout <-chan time.Time) bool {
+		select {
+		case <-done:
+			return true
+		case <-s.faulted:
+		case <-timeout:
+		}
+		return false
+	}
+	timeout := time.After(stateCloseWait)
+	if s.fault.Load() == nil && (s.flushing == nil || wait(s.flushing, timeout)) {
+		if ferr := s.flush(); ferr != nil {
 			err = fmt.Errorf("flush state database: %w", ferr)
 		} else {
-			select {
-			case <-done:
-			case <-s.faulted:
-			case <-time.After(stateCloseWait):
-			}
+			wait(s.flushing, timeout)
 		}
 	}
 	cerr := s.db.Close()

@@ -66,6 +66,10 @@ type Store struct {
 	stopPreload atomic.Bool
 	preloaded   chan struct{}
 
+	// replayed is how many blocks the last Open replayed into the state
+	// database (set by Open, then read only).
+	replayed int
+
 	snap    atomic.Pointer[Snapshot]      // what readers see
 	changed atomic.Pointer[chan struct{}] // closed and replaced at each publish
 }
@@ -417,6 +421,9 @@ func (s *Store) loadState(ctx context.Context, tip block.Header) (accounts, null
 	if err := s.state.loadRetained(); err != nil {
 		return nil, nil, err
 	}
+	if from <= committed {
+		s.replayed = int(committed - from + 1)
+	}
 	if accounts, nullifiers, err = s.replayStates(ctx, from, committed, accounts, nullifiers); err != nil {
 		return nil, nil, err
 	}
@@ -441,11 +448,13 @@ func (s *Store) storedTrees(rec tipRecord) (accounts, nullifiers *merkle.SMT, er
 }
 
 // replayStates replays committed blocks from..to (none if from > to) into
-// the trees and the state database.
+// the trees and the state database, writing the trees every
+// stateDeferBlocks blocks and at the last.
 func (s *Store) replayStates(ctx context.Context, from, to uint64, accounts, nullifiers *merkle.SMT) (*merkle.SMT, *merkle.SMT, error) {
 	var err error
 	for n := from; n <= to; n++ {
-		if accounts, nullifiers, err = s.replayState(ctx, n, accounts, nullifiers); err != nil {
+		persist := n == to || (n-from+1)%uint64(max(stateDeferBlocks, 1)) == 0
+		if accounts, nullifiers, err = s.replayState(ctx, n, accounts, nullifiers, persist); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -454,7 +463,7 @@ func (s *Store) replayStates(ctx context.Context, from, to uint64, accounts, nul
 
 // replayState applies committed block n's changes to the trees and writes
 // its state batch, as ApplyBlock does after its commit.
-func (s *Store) replayState(ctx context.Context, n uint64, accounts, nullifiers *merkle.SMT) (*merkle.SMT, *merkle.SMT, error) {
+func (s *Store) replayState(ctx context.Context, n uint64, accounts, nullifiers *merkle.SMT, persist bool) (*merkle.SMT, *merkle.SMT, error) {
 	l, err := s.blockLoc(ctx, n)
 	if err != nil {
 		return nil, nil, err
@@ -475,24 +484,24 @@ func (s *Store) replayState(ctx context.Context, n uint64, accounts, nullifiers 
 			return nil, nil, fmt.Errorf("%w: block %d from its file does not give its header's tree roots", ErrDamaged, n)
 		}
 	}
-	acc, nul, err := s.writeState(n, accounts, nullifiers, []blockNotes{{n: n, ids: b.NoteIDs(), notes: b.Body.Notes}}, time.Now())
+	now := time.Now()
+	acc, nul, err := s.writeState(n, accounts, nullifiers, []blockNotes{{n: n, ids: b.NoteIDs(), notes: b.Body.Notes}}, persist, now)
 	if err != nil {
 		return nil, nil, storageErr(fmt.Sprintf("replay block %d into the state database", n), err)
+	}
+	if !persist {
+		s.state.deferBlocks(1, len(data), now)
 	}
 	return acc, nul, nil
 }
 
-// writeState writes the state batch that brings the database to block n:
-// the trees' new nodes (of every block stacked since the last batch), the
-// index entries of the notes of those blocks, and the tip record. CONTRACT: s.mu must be locked (or Open
-// still running).
-func (s *Store) writeState(n uint64, accounts, nullifiers *merkle.SMT, notes []blockNotes, now time.Time) (*merkle.SMT, *merkle.SMT, error) {
+// writeState writes the state batch of committed blocks up to n: the index
+// entries of their notes and, with persist, the trees' new nodes (of every
+// block stacked on them since the last batch that wrote them) and the tip
+// record. Without persist it returns the trees as they were, in memory.
+// CONTRACT: s.mu must be locked (or Open still running).
+func (s *Store) writeState(n uint64, accounts, nullifiers *merkle.SMT, notes []blockNotes, persist bool, now time.Time) (*merkle.SMT, *merkle.SMT, error) {
 	sb := s.state.newBatch()
-	acc, nul, rec, err := sb.persistTrees(n, accounts, nullifiers)
-	if err != nil {
-		sb.b.Close()
-		return nil, nil, err
-	}
 	for _, bn := range notes {
 		for i, id := range bn.ids {
 			if err := sb.putNote(id, bn.notes[i].Tag, notePos(bn.n, uint32(i))); err != nil {
@@ -500,6 +509,17 @@ func (s *Store) writeState(n uint64, accounts, nullifiers *merkle.SMT, notes []b
 				return nil, nil, err
 			}
 		}
+	}
+	if !persist {
+		if err := sb.commitNotes(); err != nil {
+			return nil, nil, err
+		}
+		return accounts, nullifiers, nil
+	}
+	acc, nul, rec, err := sb.persistTrees(n, accounts, nullifiers)
+	if err != nil {
+		sb.b.Close()
+		return nil, nil, err
 	}
 	if err := sb.commit(rec, now); err != nil {
 		return nil, nil, err
@@ -569,6 +589,11 @@ func (s *Store) Close() error {
 	if s.preloaded != nil {
 		<-s.preloaded
 	}
+	if s.state != nil && s.state.deferred > 0 && s.state.refusing() == nil {
+		// The trees of the last blocks, so that the next Open need not
+		// replay them; should the write fail, it will.
+		_ = s.persistDeferred(s.snap.Load(), time.Now())
+	}
 	return s.closeAll()
 }
 
@@ -594,6 +619,11 @@ func (s *Store) closeAll() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Replayed returns how many committed blocks Open replayed from their files
+// into the state database: those whose batches a crash took (or, for a
+// fresh store, the genesis block). After a clean stop, none. thread-safe.
+func (s *Store) Replayed() int { return s.replayed }
 
 // Genesis returns the genesis file the store was opened with.
 func (s *Store) Genesis() *genesis.File { return s.genesis }
