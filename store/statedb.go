@@ -25,9 +25,10 @@ import (
 // batch per group of blocks committed together, to its memtable only: the
 // note index entries at once, the trees' new nodes and the tip record once
 // every few blocks (stateDeferBlocks; until then they are in the published
-// snapshot's memory). SQLite's tips row stays the only commit point, and the database has no log of its own (a failed log write
-// is fatal to Pebble, where a store must refuse the write and go on). Its
-// memtable is flushed every stateFlushBytes or stateFlushBlocks; its tip
+// snapshot's memory). SQLite's tips row stays the only commit point, and
+// the database has no log of its own (a failed log write is fatal to
+// Pebble, where a store must refuse the write and go on). Its memtable is
+// flushed every stateFlushBytes or stateFlushBlocks; its tip
 // record says which block the flushed trees are at, and Open brings it to
 // SQLite's committed tip by replaying the blocks past it from their files
 // (the batches a crash took: at most about two flush intervals) or by going

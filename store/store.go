@@ -589,7 +589,7 @@ func (s *Store) Close() error {
 	if s.preloaded != nil {
 		<-s.preloaded
 	}
-	if s.state != nil && s.state.deferred > 0 && s.state.refusing() == nil {
+	if s.state != nil && s.state.refusing() == nil {
 		// The trees of the last blocks, so that the next Open need not
 		// replay them; should the write fail, it will.
 		_ = s.persistDeferred(s.snap.Load(), time.Now())
