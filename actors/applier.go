@@ -33,8 +33,11 @@ type applier struct {
 	peers *peers
 
 	// owned by the actor, rebuilt from the store at every (re)start
-	core  *ApplyCore
-	retry *selfTimer
+	core      *ApplyCore
+	retry     *selfTimer
+	pending   map[uint64]*pendingGroup // by the core's group id
+	inStore   int                      // groups staging or committing
+	busySince time.Time                // since when inStore > 0
 }
 
 // retryApply is sent by the applier's timer to try the pending group again.
@@ -53,8 +56,12 @@ func (a *applier) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.cfg.Hooks.started(ApplierName)
+		// The commits an earlier incarnation started end first: the
+		// tips then say where the store is.
+		a.cfg.Store.WaitCommits()
 		committed, _ := a.cfg.Store.Tips()
 		a.core = NewApplyCore(a.cfg.ApplyConfig(), committed+1)
+		a.pending = map[uint64]*pendingGroup{}
 		a.retry = newSelfTimer(ctx, retryApply{})
 		// Whatever the Fetcher delivered to an earlier incarnation is gone.
 		// (At the engine's first start the Fetcher starts from the store.)
@@ -73,6 +80,11 @@ func (a *applier) Receive(ctx actor.Context) {
 	case retryApply:
 		a.cfg.Hooks.receive(ApplierName, m)
 		a.step(ctx, RetryDue{})
+	case commitDone:
+		a.cfg.Hooks.receive(ApplierName, m)
+		if m.core == a.core { // else staged by an earlier incarnation
+			a.commitEnded(ctx, m)
+		}
 	}
 }
 
@@ -104,17 +116,34 @@ func (a *applier) step(ctx actor.Context, ev any) {
 			ds[i] = g.(*messages.Deliver)
 		}
 		start := time.Now()
-		out, committed := a.apply(ctx, ds)
+		out, staged := a.stage(ctx, r.ID, ds)
 		if out == ApplyClosed {
 			return
 		}
-		a.core.Step(time.Now(), Applied{Outcome: out, Committed: committed, Took: time.Since(start)})
+		a.core.Step(time.Now(), Staged{Outcome: out, Accepted: staged, Took: time.Since(start)})
 	}
 }
 
-// apply applies one group and sends what follows from it; it returns how
-// the apply ended and how many of the group's blocks committed.
-func (a *applier) apply(ctx actor.Context, group []*messages.Deliver) (ApplyOutcome, int) {
+// pendingGroup is a group staged whose commit is under way.
+type pendingGroup struct {
+	group   []*messages.Deliver
+	parents []context.Context // each block's journey
+	taken   time.Time         // when its stage began
+}
+
+// commitDone is what a group's commit, in its own goroutine, sends back.
+type commitDone struct {
+	core *ApplyCore // of the incarnation that staged it
+	id   uint64
+	reps []store.Report
+	err  error
+	took time.Duration
+	end  time.Time
+}
+
+// stage stages one group and starts its commit in the background; it
+// returns how the stage ended and how many of the group's blocks it staged.
+func (a *applier) stage(ctx actor.Context, id uint64, group []*messages.Deliver) (ApplyOutcome, int) {
 	taken := time.Now()
 	blocks := make([]*block.Block, len(group))
 	parents := make([]context.Context, len(group))
@@ -124,42 +153,96 @@ func (a *applier) apply(ctx actor.Context, group []*messages.Deliver) (ApplyOutc
 		_, wait := a.e.journeys.tracer.Start(parents[i], "queue.wait", trace.WithTimestamp(d.FetchedAt))
 		wait.End(trace.WithTimestamp(taken))
 	}
-	reps, err := a.cfg.Store.ApplyBlocks(context.Background(), blocks)
-	end := time.Now()
-	a.e.stats.Applying.Add(int64(end.Sub(taken)))
-	a.e.journeys.groupSpans(parents, reps, taken, end, err)
-	for i, rep := range reps {
-		a.committed(ctx, group[i], rep)
+	a.busy(1, taken)
+	g, err := a.cfg.Store.Stage(context.Background(), blocks)
+	staged := 0
+	if g != nil {
+		// Committed in the background: the next group is staged meanwhile,
+		// on the state this one leaves, and nothing of this one is
+		// reported before its commit returns.
+		staged = g.Blocks()
+		a.pending[id] = &pendingGroup{group: group[:staged], parents: parents[:staged], taken: taken}
+		a.busy(1, taken)
+		self, root, core, st := ctx.Self(), ctx.ActorSystem().Root, a.core, a.cfg.Store
+		go func() {
+			start := time.Now()
+			reps, err := st.Commit(context.Background(), g)
+			end := time.Now()
+			root.Send(self, commitDone{core: core, id: id, reps: reps, err: err, took: end.Sub(start), end: end})
+		}()
 	}
-	if len(reps) > 0 {
-		a.cfg.Metrics.Group(len(reps))
-		a.e.stats.GroupSizes[min(len(reps), MaxGroupStat)].Add(1)
+	end := time.Now()
+	a.busy(-1, end)
+	if err != nil {
+		a.e.journeys.groupSpans(parents[staged:], nil, taken, end, err)
+	}
+	if r := state.Rejection(err); r != nil {
+		d := group[staged]
+		n := d.Block.Header.Number
+		a.e.journeys.event(n, end, "rejected", attribute.String("upstream", d.Upstream), attribute.String("check", string(r.Check)), attribute.String("reason", r.Reason))
+		ctx.Send(a.peers.fetcher, &messages.Rejected{Number: n, Upstream: d.Upstream, Check: r.Check, Reason: r.Reason})
+		return ApplyRejected, staged
+	}
+	if err != nil {
+		return a.failed(err, group), 0
+	}
+	return ApplyOK, staged
+}
+
+// commitEnded reports the commit of a group: each block, or the failure.
+func (a *applier) commitEnded(ctx actor.Context, m commitDone) {
+	p := a.pending[m.id]
+	delete(a.pending, m.id)
+	if p == nil {
+		return
+	}
+	a.busy(-1, m.end)
+	a.e.journeys.groupSpans(p.parents, m.reps, p.taken, m.end, m.err)
+	out := ApplyOK
+	if m.err != nil {
+		out = a.failed(m.err, p.group)
+	} else {
+		for i, rep := range m.reps {
+			a.committed(ctx, p.group[i], rep)
+		}
+		a.cfg.Metrics.Group(len(m.reps))
+		a.e.stats.GroupSizes[min(len(m.reps), MaxGroupStat)].Add(1)
 		if a.e.storage.Load() != nil {
 			a.e.storage.Store(nil)
 		}
 	}
-	if r := state.Rejection(err); r != nil {
-		d := group[len(reps)]
-		n := d.Block.Header.Number
-		a.e.journeys.event(n, time.Now(), "rejected", attribute.String("upstream", d.Upstream), attribute.String("check", string(r.Check)), attribute.String("reason", r.Reason))
-		ctx.Send(a.peers.fetcher, &messages.Rejected{Number: n, Upstream: d.Upstream, Check: r.Check, Reason: r.Reason})
-		return ApplyRejected, len(reps)
+	a.step(ctx, Applied{ID: m.id, Outcome: out, Took: m.took})
+}
+
+// failed classifies a stage or commit that failed, and says so once.
+func (a *applier) failed(err error, group []*messages.Deliver) ApplyOutcome {
+	switch {
+	case errors.Is(err, store.ErrClosed):
+		return ApplyClosed
+	case errors.Is(err, store.ErrStaleGroup):
+		return ApplyStale
 	}
-	if err != nil {
-		if errors.Is(err, store.ErrClosed) {
-			return ApplyClosed, 0
+	n := group[0].Block.Header.Number
+	if reason, ok := store.StorageFault(err); ok {
+		if old := a.e.storage.Swap(&reason); old == nil || *old != reason {
+			a.cfg.Log.Error("storage refuses writes: applying paused, retrying", "block", n, "blocks", len(group), "reason", reason, "err", err)
 		}
-		n := group[0].Block.Header.Number
-		if reason, ok := store.StorageFault(err); ok {
-			if old := a.e.storage.Swap(&reason); old == nil || *old != reason {
-				a.cfg.Log.Error("storage refuses writes: applying paused, retrying", "block", n, "blocks", len(group), "reason", reason, "err", err)
-			}
-		} else if a.core.Attempts() == 0 {
-			a.cfg.Log.Error("applying blocks failed; retrying", "block", n, "blocks", len(group), "err", err)
-		}
-		return ApplyFailed, 0
+	} else if a.core.Attempts() == 0 {
+		a.cfg.Log.Error("applying blocks failed; retrying", "block", n, "blocks", len(group), "err", err)
 	}
-	return ApplyOK, len(reps)
+	return ApplyFailed
+}
+
+// busy counts the groups in the store (staging or committing) and adds the
+// time any was to Stats.Applying.
+func (a *applier) busy(delta int, now time.Time) {
+	if a.inStore == 0 && delta > 0 {
+		a.busySince = now
+	}
+	a.inStore += delta
+	if a.inStore == 0 && delta < 0 {
+		a.e.stats.Applying.Add(int64(now.Sub(a.busySince)))
+	}
 }
 
 // committed reports one block of a group that committed: its journey's

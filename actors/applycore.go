@@ -7,25 +7,32 @@ import (
 // ApplyCore is the Applier's decision logic as a deterministic state
 // machine: which delivered blocks to apply together, what to tell the
 // others after, when to try again after a failed write. The Applier actor
-// applies each group (store.ApplyBlocks) and sends the messages.
+// stages each group (store.Stage: validated, in the block file), commits it
+// in the background (store.Commit) and sends the messages.
 // thread-compatible.
 //
-// Groups: deliveries wait in order in a queue. After each commit the core
-// asks the shell to drain (Ready.Drain), which it does after the messages
-// already waiting for it (the actor sends itself a message, which comes
-// after the deliveries that arrived during the commit), so that a group
-// holds every consecutive block delivered by then, up to the bounds:
-// blocks, bytes, and the time the group would take at the last groups'
-// rate per block. A block that finds the core idle (no group out, no
-// drain due: caught up) is handed out at once, alone, exactly as with
-// groups off.
+// Groups: deliveries wait in order in a queue. After each group is staged
+// the core asks the shell to drain (Ready.Drain), which it does after the
+// messages already waiting for it (the actor sends itself a message, which
+// comes after the deliveries that arrived meanwhile), so that a group holds
+// every consecutive block delivered by then, up to the bounds: blocks,
+// bytes, and the time the group would take at the last groups' rate per
+// block. A block that finds the core idle (no group out, no drain due:
+// caught up) is handed out at once, alone, exactly as with groups off.
+//
+// Overlap: the next group is handed out while the one before commits
+// (validated on the state that one leaves), but no further: at most one
+// group waits for its commit behind the one committing. A commit that
+// fails takes the groups staged after it with it; they are staged again.
 type ApplyCore struct {
 	cfg      ApplyConfig
-	next     uint64   // the block number the store expects
-	queue    []queued // delivered, in order from next, not yet applied
-	group    int      // blocks of queue in the group handed out (0: none)
-	drain    bool     // a drain was asked for and has not come
-	failed   bool     // the group's write failed: retried at the timer
+	next     uint64        // the first block not committed
+	queue    []queued      // delivered, in order from next, not yet committed
+	staged   []stagedGroup // groups staged, their commits under way, in order: the queue's first blocks
+	group    int           // blocks after the staged ones in the group handed out (0: none)
+	id       uint64        // the id of the last group handed out
+	drain    bool          // a drain was asked for and has not come
+	failed   bool          // a write failed: the next group waits for the timer
 	attempts int
 	perBlock time.Duration // recent apply time per block (0: none yet)
 	ready    ApplyReady
@@ -38,32 +45,44 @@ type queued struct {
 	block any
 }
 
+// stagedGroup is a group whose commit is under way.
+type stagedGroup struct {
+	id     uint64
+	blocks int
+	took   time.Duration // its staging
+}
+
 // ApplyConfig configures an ApplyCore. A zero group bound is no bound but
 // the others; GroupBlocks 1 turns grouping off: each block is handed out
-// as it is delivered, with no drain.
+// as it is delivered, with no drain. NoOverlap hands out a group only once
+// the one before has committed.
 type ApplyConfig struct {
 	RetryInitial, RetryMax time.Duration
 	GroupBlocks            int           // blocks in a group, at most
 	GroupBytes             int           // encoded bytes in a group, at most (a larger block is a group alone)
 	GroupTime              time.Duration // a group's expected apply time, at most
+	NoOverlap              bool
 }
 
-// ApplyOutcome is how an apply ended.
+// ApplyOutcome is how a stage or a commit ended.
 type ApplyOutcome int
 
 const (
-	ApplyOK       ApplyOutcome = iota // committed
-	ApplyRejected                     // a block failed validation: those before it committed, it and later ones not
-	ApplyFailed                       // an I/O failure: nothing committed; retried after a backoff
+	ApplyOK       ApplyOutcome = iota // staged, or committed
+	ApplyRejected                     // (stage) a block failed validation: those before it are staged, it and later ones not
+	ApplyFailed                       // an I/O failure: nothing staged, or nothing committed; retried after a backoff
 	ApplyClosed                       // the store is closing: nothing more to do
+	ApplyStale                        // (commit) staged on a group that did not commit: nothing committed; staged again at once
 )
 
 // ApplyReady holds the effects of the steps since the last Ready.
 type ApplyReady struct {
-	// Apply blocks First..First+Count-1 now (Group returns them), then
-	// step Applied with the result. Count 0: nothing to apply.
+	// Stage blocks First..First+Count-1 now (Group returns them) as group
+	// ID, then step Staged with the result, and once it is staged commit it
+	// and step Applied. Count 0: nothing to stage.
 	First    uint64
 	Count    int
+	ID       uint64
 	Drain    bool   // step DrainDue once the messages waiting now are in
 	Acked    uint64 // tell the Fetcher the committed tip (a bare acknowledgement; 0: none)
 	Resync   uint64 // tell the Fetcher to deliver from here (0: none)
@@ -84,13 +103,20 @@ type (
 	}
 	// DrainDue: the drain the core asked for.
 	DrainDue struct{}
-	// Applied: the apply of the group handed out ended so, after Took;
-	// Committed blocks of it are in (all of them for ApplyOK, those
-	// before the bad one for ApplyRejected, none otherwise).
+	// Staged: the stage of the group handed out ended so, after Took;
+	// Accepted of its blocks are staged (all of them for ApplyOK, those
+	// before the bad one for ApplyRejected, none otherwise). A group of
+	// at least one block must then be committed.
+	Staged struct {
+		Outcome  ApplyOutcome
+		Accepted int
+		Took     time.Duration
+	}
+	// Applied: the commit of staged group ID ended so, after Took.
 	Applied struct {
-		Outcome   ApplyOutcome
-		Committed int
-		Took      time.Duration
+		ID      uint64
+		Outcome ApplyOutcome
+		Took    time.Duration
 	}
 	// RetryDue: the retry timer fired.
 	RetryDue struct{}
@@ -104,14 +130,15 @@ func NewApplyCore(cfg ApplyConfig, next uint64) *ApplyCore {
 // Next is the block the store expects.
 func (a *ApplyCore) Next() uint64 { return a.next }
 
-// Attempts is how many times in a row the pending group's write failed.
+// Attempts is how many times in a row a write failed.
 func (a *ApplyCore) Attempts() int { return a.attempts }
 
 // Group returns the blocks of the group handed out, in order.
 func (a *ApplyCore) Group() []any {
+	off := a.stagedBlocks()
 	out := make([]any, a.group)
 	for i := range out {
-		out[i] = a.queue[i].block
+		out[i] = a.queue[off+i].block
 	}
 	return out
 }
@@ -150,58 +177,108 @@ func (a *ApplyCore) Step(now time.Time, ev any) {
 	case RetryDue:
 		if a.failed {
 			a.failed = false
-			a.ready.First, a.ready.Count = a.next, a.group
+			a.handOut()
 		}
-	case Applied:
+	case Staged:
 		if a.group == 0 {
 			return // no group out: a stale result
 		}
-		done := min(max(e.Committed, 0), a.group)
+		done := min(max(e.Accepted, 0), a.group)
 		switch e.Outcome {
 		case ApplyOK:
 			done = a.group
-			if a.attempts > 0 {
-				a.ready.Resumed, a.attempts = a.attempts, 0
-			}
-			if e.Took > 0 {
-				a.learn(e.Took / time.Duration(done))
-			}
 		case ApplyRejected:
 			// The blocks after the bad one go back to the Fetcher,
 			// which delivers again from it.
 			a.ready.Rejected = true
-			a.next += uint64(done)
-			a.queue, a.group = a.queue[:0], 0
-			return
+			a.queue = a.queue[:a.stagedBlocks()+done]
 		case ApplyFailed:
-			a.failed = true
-			a.attempts++
-			a.ready.Retried, a.ready.Attempts = true, a.attempts
-			a.ready.RetryAt = now.Add(Backoff(a.attempts, a.cfg.RetryInitial, a.cfg.RetryMax, nil))
+			a.group = 0
+			a.fail(now)
 			return
 		case ApplyClosed:
+			a.group = 0
 			return
 		}
-		a.next += uint64(done)
-		a.queue = append(a.queue[:0], a.queue[done:]...)
 		a.group = 0
-		if a.cfg.GroupBlocks == 1 {
-			a.handOut() // groups off: the next block at once, no drain
-			return
+		if done > 0 {
+			a.staged = append(a.staged, stagedGroup{id: a.id, blocks: done, took: e.Took})
 		}
-		// What arrived during the commit waits in the mailbox: drain
-		// after it (with nothing there, the drain finds nothing).
-		a.drain = true
-		a.ready.Drain = true
+		a.afterStage()
+	case Applied:
+		if len(a.staged) == 0 || a.staged[0].id != e.ID {
+			return // a group dropped after a commit before it failed
+		}
+		g := a.staged[0]
+		switch e.Outcome {
+		case ApplyOK:
+			if a.attempts > 0 {
+				a.ready.Resumed, a.attempts = a.attempts, 0
+			}
+			if took := g.took + e.Took; took > 0 {
+				a.learn(took / time.Duration(g.blocks))
+			}
+			a.next += uint64(g.blocks)
+			a.queue = append(a.queue[:0], a.queue[g.blocks:]...)
+			a.staged = a.staged[1:]
+			if !a.drain {
+				a.handOut()
+			}
+		case ApplyFailed, ApplyStale:
+			// The groups staged on it are stale too: all are staged
+			// again from the committed tip.
+			a.staged, a.group = a.staged[:0], 0
+			if e.Outcome == ApplyFailed {
+				a.fail(now)
+			} else if !a.drain {
+				a.handOut()
+			}
+		case ApplyClosed:
+		}
 	}
 }
 
-// handOut hands out the next group, if none is out.
-func (a *ApplyCore) handOut() {
-	if a.group > 0 || len(a.queue) == 0 {
+// afterStage follows a stage that ended: what arrived during it waits in the
+// mailbox, so the next group is handed out at the drain after it (with
+// nothing there, the drain finds nothing); with groups off, at once.
+func (a *ApplyCore) afterStage() {
+	if a.cfg.GroupBlocks == 1 {
+		a.handOut()
 		return
 	}
-	limit := len(a.queue)
+	a.drain = true
+	a.ready.Drain = true
+}
+
+// fail schedules the retry of a failed write.
+func (a *ApplyCore) fail(now time.Time) {
+	a.failed = true
+	a.attempts++
+	a.ready.Retried, a.ready.Attempts = true, a.attempts
+	a.ready.RetryAt = now.Add(Backoff(a.attempts, a.cfg.RetryInitial, a.cfg.RetryMax, nil))
+}
+
+// stagedBlocks is how many of the queue's blocks are in staged groups.
+func (a *ApplyCore) stagedBlocks() int {
+	k := 0
+	for _, g := range a.staged {
+		k += g.blocks
+	}
+	return k
+}
+
+// handOut hands out the next group, if none is out and the commits under
+// way leave room for one.
+func (a *ApplyCore) handOut() {
+	off := a.stagedBlocks()
+	ahead := 2 // one committing, one waiting behind it
+	if a.cfg.NoOverlap {
+		ahead = 1
+	}
+	if a.group > 0 || a.failed || len(a.staged) >= ahead || len(a.queue) == off {
+		return
+	}
+	limit := len(a.queue) - off
 	if a.cfg.GroupBlocks > 0 {
 		limit = min(limit, a.cfg.GroupBlocks)
 	}
@@ -210,14 +287,15 @@ func (a *ApplyCore) handOut() {
 	}
 	k, bytes := 0, 0
 	for k < limit {
-		bytes += a.queue[k].bytes
+		bytes += a.queue[off+k].bytes
 		if k > 0 && a.cfg.GroupBytes > 0 && bytes > a.cfg.GroupBytes {
 			break
 		}
 		k++
 	}
 	a.group = k
-	a.ready.First, a.ready.Count = a.next, k
+	a.id++
+	a.ready.First, a.ready.Count, a.ready.ID = a.next+uint64(off), k, a.id
 }
 
 // learn folds one group's time per block into the estimate the time bound

@@ -18,12 +18,17 @@ func TestApplyCore(t *testing.T) {
 		ev   any
 		want ApplyReady
 	}
-	ok := func(k int) Applied { return Applied{Outcome: ApplyOK, Committed: k} }
-	failed := Applied{Outcome: ApplyFailed}
+	staged := func(k int) Staged { return Staged{Outcome: ApplyOK, Accepted: k} }
+	committed := func(id uint64) Applied { return Applied{ID: id, Outcome: ApplyOK} }
 	d := func(n uint64) Delivered { return Delivered{N: n, Bytes: 10, Block: n} }
 	sized := func(n uint64, bytes int) Delivered { return Delivered{N: n, Bytes: bytes, Block: n} }
 	drain := ApplyReady{Drain: true}
-	group := func(first uint64, count int) ApplyReady { return ApplyReady{First: first, Count: count} }
+	group := func(first uint64, count int, id uint64) ApplyReady {
+		return ApplyReady{First: first, Count: count, ID: id}
+	}
+	retried := func(attempts int, at time.Duration) ApplyReady {
+		return ApplyReady{Retried: true, Attempts: attempts, RetryAt: t0.Add(at)}
+	}
 	for _, tc := range []struct {
 		name   string
 		cfg    func(*ApplyConfig)
@@ -33,104 +38,156 @@ func TestApplyCore(t *testing.T) {
 		blocks []uint64 // Group() at the end, if set
 	}{
 		{"caught up: each block a group of one, at once", nil, 1, []step{
-			{0, d(1), group(1, 1)},
-			{0, ok(1), drain},
-			{0, DrainDue{}, ApplyReady{}}, // nothing arrived during the commit
-			{0, d(2), group(2, 1)},
-			{0, ok(1), drain},
+			{0, d(1), group(1, 1, 1)},
+			{0, staged(1), drain},
+			{0, DrainDue{}, ApplyReady{}}, // nothing arrived during the stage
+			{0, committed(1), ApplyReady{}},
+			{0, d(2), group(2, 1, 2)},
+			{0, staged(1), drain},
 			{0, DrainDue{}, ApplyReady{}},
+			{0, committed(2), ApplyReady{}},
 		}, 3, nil},
-		{"deliveries waiting at the drain are one group", nil, 1, []step{
-			{0, d(1), group(1, 1)},
-			{0, d(2), ApplyReady{}}, // queued behind the group out
+		{"the next group is staged while one commits, no further", nil, 1, []step{
+			{0, d(1), group(1, 1, 1)},
+			{0, staged(1), drain},
+			{0, d(2), ApplyReady{}}, // in the mailbox before the drain
 			{0, d(3), ApplyReady{}},
-			{0, ok(1), drain},
-			{0, d(4), ApplyReady{}}, // in the mailbox before the drain
-			{0, DrainDue{}, group(2, 3)},
-			{0, ok(3), drain},
+			{0, DrainDue{}, group(2, 2, 2)}, // on the state group 1 leaves
+			{0, staged(2), drain},
+			{0, d(4), ApplyReady{}},
+			{0, DrainDue{}, ApplyReady{}}, // one committing, one waiting
+			{0, committed(1), group(4, 1, 3)},
+			{0, staged(1), drain},
+			{0, committed(2), ApplyReady{}}, // a drain is due
 			{0, DrainDue{}, ApplyReady{}},
-			{0, d(5), group(5, 1)},
-		}, 5, []uint64{5}},
-		{"bounded by blocks", func(c *ApplyConfig) { c.GroupBlocks = 2 }, 1, []step{
-			{0, d(1), group(1, 1)},
+			{0, committed(3), ApplyReady{}},
+		}, 5, []uint64{}},
+		{"no overlap: the next group once the one before committed", func(c *ApplyConfig) { c.NoOverlap = true }, 1, []step{
+			{0, d(1), group(1, 1, 1)},
+			{0, staged(1), drain},
 			{0, d(2), ApplyReady{}},
+			{0, DrainDue{}, ApplyReady{}},
+			{0, d(3), ApplyReady{}},
+			{0, committed(1), group(2, 2, 2)},
+		}, 2, []uint64{2, 3}},
+		{"bounded by blocks", func(c *ApplyConfig) { c.GroupBlocks = 2 }, 1, []step{
+			{0, d(1), group(1, 1, 1)},
+			{0, d(2), ApplyReady{}}, // a group is out
 			{0, d(3), ApplyReady{}},
 			{0, d(4), ApplyReady{}},
-			{0, ok(1), drain},
-			{0, DrainDue{}, group(2, 2)},
-			{0, ok(2), drain},
-			{0, DrainDue{}, group(4, 1)},
-		}, 4, []uint64{4}},
+			{0, staged(1), drain},
+			{0, DrainDue{}, group(2, 2, 2)},
+			{0, staged(2), drain},
+			{0, DrainDue{}, ApplyReady{}},
+			{0, committed(1), group(4, 1, 3)},
+		}, 2, []uint64{4}},
 		{"bounded by bytes; a larger block alone", func(c *ApplyConfig) { c.GroupBytes = 100 }, 1, []step{
-			{0, sized(1, 10), group(1, 1)},
+			{0, sized(1, 10), group(1, 1, 1)},
 			{0, sized(2, 60), ApplyReady{}},
 			{0, sized(3, 60), ApplyReady{}},
 			{0, sized(4, 30), ApplyReady{}},
 			{0, sized(5, 150), ApplyReady{}},
-			{0, ok(1), drain},
-			{0, DrainDue{}, group(2, 1)},
-			{0, ok(1), drain},
-			{0, DrainDue{}, group(3, 2)},
-			{0, ok(2), drain},
-			{0, DrainDue{}, group(5, 1)},
-		}, 5, []uint64{5}},
+			{0, staged(1), drain},
+			{0, DrainDue{}, group(2, 1, 2)},
+			{0, staged(1), drain},
+			{0, DrainDue{}, ApplyReady{}},
+			{0, committed(1), group(3, 2, 3)},
+			{0, staged(2), drain},
+			{0, committed(2), ApplyReady{}},
+			{0, DrainDue{}, group(5, 1, 4)},
+		}, 3, []uint64{5}},
 		{"bounded by the time at the last rate", func(c *ApplyConfig) { c.GroupTime = 100 * time.Millisecond }, 1, []step{
-			{0, d(1), group(1, 1)},
+			{0, d(1), group(1, 1, 1)},
+			{0, Staged{Outcome: ApplyOK, Accepted: 1, Took: 30 * time.Millisecond}, drain},
+			{0, Applied{ID: 1, Outcome: ApplyOK, Took: 10 * time.Millisecond}, ApplyReady{}},
 			{0, d(2), ApplyReady{}},
 			{0, d(3), ApplyReady{}},
 			{0, d(4), ApplyReady{}},
-			{0, Applied{Outcome: ApplyOK, Committed: 1, Took: 40 * time.Millisecond}, drain},
-			{0, DrainDue{}, group(2, 2)}, // 100 ms at 40 ms a block
+			{0, DrainDue{}, group(2, 2, 2)}, // 100 ms at 40 ms a block
 		}, 2, []uint64{2, 3}},
 		{"duplicate: acked", nil, 5, []step{
 			{0, d(3), ApplyReady{Acked: 4}},
 			{0, d(4), ApplyReady{Acked: 4}},
-			{0, d(5), group(5, 1)},
+			{0, d(5), group(5, 1, 1)},
 			{0, d(5), ApplyReady{Acked: 4}}, // already queued
 		}, 5, []uint64{5}},
 		{"gap: resync from the end of the queue", nil, 5, []step{
 			{0, d(7), ApplyReady{Resync: 5}},
-			{0, d(5), group(5, 1)},
+			{0, d(5), group(5, 1, 1)},
 			{0, d(7), ApplyReady{Resync: 6}},
 		}, 5, []uint64{5}},
 		{"rejected in the middle: the prefix commits, the rest goes", nil, 4, []step{
-			{0, d(4), group(4, 1)},
+			{0, d(4), group(4, 1, 1)},
 			{0, d(5), ApplyReady{}},
 			{0, d(6), ApplyReady{}},
 			{0, d(7), ApplyReady{}},
 			{0, d(8), ApplyReady{}},
-			{0, ok(1), drain},
-			{0, DrainDue{}, group(5, 4)},
-			{0, Applied{Outcome: ApplyRejected, Committed: 1}, ApplyReady{Rejected: true}},
+			{0, staged(1), drain},
+			{0, DrainDue{}, group(5, 4, 2)},
+			{0, Staged{Outcome: ApplyRejected, Accepted: 1}, ApplyReady{Rejected: true, Drain: true}},
 			{0, d(8), ApplyReady{Resync: 6}}, // sent before the Fetcher heard
-			{0, d(6), group(6, 1)},           // delivered again
-		}, 6, []uint64{6}},
-		{"write failure: retried with backoff, the queue grows behind it", nil, 1, []step{
-			{0, d(1), group(1, 1)},
-			{0, failed, ApplyReady{Retried: true, Attempts: 1, RetryAt: t0.Add(10 * time.Millisecond)}},
-			{time.Millisecond, d(2), ApplyReady{}},
-			{10 * time.Millisecond, RetryDue{}, group(1, 1)},
-			{10 * time.Millisecond, failed, ApplyReady{Retried: true, Attempts: 2, RetryAt: t0.Add(30 * time.Millisecond)}},
-			{30 * time.Millisecond, RetryDue{}, group(1, 1)},
-			{30 * time.Millisecond, failed, ApplyReady{Retried: true, Attempts: 3, RetryAt: t0.Add(70 * time.Millisecond)}},
-			{70 * time.Millisecond, RetryDue{}, group(1, 1)},
-			{70 * time.Millisecond, failed, ApplyReady{Retried: true, Attempts: 4, RetryAt: t0.Add(110 * time.Millisecond)}}, // capped
-			{80 * time.Millisecond, d(3), ApplyReady{}},
-			{110 * time.Millisecond, RetryDue{}, group(1, 1)},
-			{110 * time.Millisecond, ok(1), ApplyReady{Resumed: 4, Drain: true}},
-			{110 * time.Millisecond, RetryDue{}, ApplyReady{}}, // a stale timer
-			{110 * time.Millisecond, DrainDue{}, group(2, 2)},
-			{110 * time.Millisecond, failed, ApplyReady{Retried: true, Attempts: 1, RetryAt: t0.Add(120 * time.Millisecond)}},
-		}, 2, []uint64{2, 3}},
-		{"groups off: each block at once, no drain", func(c *ApplyConfig) { c.GroupBlocks = 1 }, 1, []step{
-			{0, d(1), group(1, 1)},
-			{0, d(2), ApplyReady{}}, // queued behind the block out
-			{0, ok(1), group(2, 1)},
-			{0, ok(1), ApplyReady{}},
-		}, 3, []uint64{}},
-		{"stale drain and result: nothing", nil, 1, []step{
 			{0, DrainDue{}, ApplyReady{}},
-			{0, ok(1), ApplyReady{}},
+			{0, committed(1), ApplyReady{}},
+			{0, d(6), group(6, 1, 3)}, // delivered again, staged on block 5
+			{0, committed(2), ApplyReady{}},
+		}, 6, []uint64{6}},
+		{"commit failure: the group staged on it goes too; retried with backoff", nil, 1, []step{
+			{0, d(1), group(1, 1, 1)},
+			{0, staged(1), drain},
+			{0, d(2), ApplyReady{}},
+			{0, DrainDue{}, group(2, 1, 2)},
+			{0, staged(1), drain},
+			{0, DrainDue{}, ApplyReady{}},
+			{0, Applied{ID: 1, Outcome: ApplyFailed}, retried(1, 10*time.Millisecond)},
+			{0, Applied{ID: 2, Outcome: ApplyStale}, ApplyReady{}}, // dropped with it
+			{time.Millisecond, d(3), ApplyReady{}},
+			{10 * time.Millisecond, RetryDue{}, group(1, 3, 3)},
+			{10 * time.Millisecond, staged(3), drain},
+			{10 * time.Millisecond, DrainDue{}, ApplyReady{}},
+			{10 * time.Millisecond, Applied{ID: 3, Outcome: ApplyFailed}, retried(2, 30*time.Millisecond)},
+			{30 * time.Millisecond, RetryDue{}, group(1, 3, 4)},
+			{30 * time.Millisecond, staged(3), drain},
+			{30 * time.Millisecond, committed(4), ApplyReady{Resumed: 2}},
+			{30 * time.Millisecond, RetryDue{}, ApplyReady{}}, // a stale timer
+			{30 * time.Millisecond, DrainDue{}, ApplyReady{}},
+		}, 4, []uint64{}},
+		{"stage failure: retried with backoff, the queue grows behind it", nil, 1, []step{
+			{0, d(1), group(1, 1, 1)},
+			{0, Staged{Outcome: ApplyFailed}, retried(1, 10*time.Millisecond)},
+			{time.Millisecond, d(2), ApplyReady{}},
+			{10 * time.Millisecond, RetryDue{}, group(1, 2, 2)},
+			{10 * time.Millisecond, Staged{Outcome: ApplyFailed}, retried(2, 30*time.Millisecond)},
+			{30 * time.Millisecond, RetryDue{}, group(1, 2, 3)},
+			{30 * time.Millisecond, Staged{Outcome: ApplyFailed}, retried(3, 70*time.Millisecond)},
+			{70 * time.Millisecond, RetryDue{}, group(1, 2, 4)},
+			{70 * time.Millisecond, Staged{Outcome: ApplyFailed}, retried(4, 110*time.Millisecond)}, // capped
+			{110 * time.Millisecond, RetryDue{}, group(1, 2, 5)},
+			{110 * time.Millisecond, staged(2), drain},
+			{110 * time.Millisecond, committed(5), ApplyReady{Resumed: 4}},
+		}, 3, nil},
+		{"stale commit: staged again at once", nil, 1, []step{
+			{0, d(1), group(1, 1, 1)},
+			{0, staged(1), drain},
+			{0, DrainDue{}, ApplyReady{}},
+			{0, d(2), group(2, 1, 2)},
+			{0, staged(1), drain},
+			{0, Applied{ID: 1, Outcome: ApplyStale}, ApplyReady{}}, // a drain is due
+			{0, DrainDue{}, group(1, 2, 3)},
+			{0, Applied{ID: 2, Outcome: ApplyStale}, ApplyReady{}}, // dropped with group 1
+		}, 1, []uint64{1, 2}},
+		{"groups off: each block at once, no drain", func(c *ApplyConfig) { c.GroupBlocks = 1 }, 1, []step{
+			{0, d(1), group(1, 1, 1)},
+			{0, d(2), ApplyReady{}}, // queued behind the block out
+			{0, staged(1), group(2, 1, 2)},
+			{0, d(3), ApplyReady{}},
+			{0, staged(1), ApplyReady{}}, // one committing, one waiting
+			{0, committed(1), group(3, 1, 3)},
+			{0, committed(2), ApplyReady{}},
+		}, 3, []uint64{3}},
+		{"stale drain and results: nothing", nil, 1, []step{
+			{0, DrainDue{}, ApplyReady{}},
+			{0, staged(1), ApplyReady{}},
+			{0, committed(7), ApplyReady{}},
 		}, 1, []uint64{}},
 	} {
 		cfg := testApplyConfig()
@@ -159,23 +216,30 @@ func TestApplyCore(t *testing.T) {
 	}
 }
 
-// TestApplyCoreAttempts: Attempts counts the failed writes in a row of
-// the pending group, and goes back to 0 once it is committed.
+// TestApplyCoreAttempts: Attempts counts the failed writes in a row, of a
+// stage or of a commit, and goes back to 0 once a group is committed.
 func TestApplyCoreAttempts(t *testing.T) {
 	a := NewApplyCore(testApplyConfig(), 1)
 	a.Step(t0, Delivered{N: 1, Block: 1})
-	a.Step(t0, DrainDue{})
-	a.Ready()
-	for k := 1; k <= 3; k++ {
-		a.Step(t0, Applied{Outcome: ApplyFailed})
+	for k := 1; k <= 4; k++ {
+		id := a.Ready().ID
+		if k%2 == 1 {
+			a.Step(t0, Staged{Outcome: ApplyFailed})
+		} else {
+			a.Step(t0, Staged{Outcome: ApplyOK, Accepted: 1})
+			a.Step(t0, Applied{ID: id, Outcome: ApplyFailed})
+		}
 		if a.Attempts() != k {
 			t.Fatalf("attempts %d after %d failures", a.Attempts(), k)
 		}
+		a.Ready()
 		a.Step(t0, RetryDue{})
 	}
-	a.Step(t0, Applied{Outcome: ApplyOK, Committed: 1})
-	if a.Attempts() != 0 {
-		t.Fatalf("attempts %d after the commit", a.Attempts())
+	id := a.Ready().ID
+	a.Step(t0, Staged{Outcome: ApplyOK, Accepted: 1})
+	a.Step(t0, Applied{ID: id, Outcome: ApplyOK})
+	if a.Attempts() != 0 || a.Next() != 2 {
+		t.Fatalf("attempts %d, next %d after the commit", a.Attempts(), a.Next())
 	}
 }
 

@@ -29,9 +29,13 @@ type Config struct {
 	// ApplyCore): at most GroupBlocks (1: every block alone, as it is
 	// delivered), GroupBytes, the blocks the last groups' rate says fit
 	// in GroupTime, and the Credits (the Applier holds no more).
-	GroupBlocks   int
-	GroupBytes    int
-	GroupTime     time.Duration
+	GroupBlocks int
+	GroupBytes  int
+	GroupTime   time.Duration
+	// NoOverlap stages (validates) the next group only once the one
+	// before has committed; by default it is staged while that one
+	// commits, on the state it leaves.
+	NoOverlap     bool
 	FetchTimeout  time.Duration // per GetBlockByNumber call
 	PollInterval  time.Duration // asking for the next block once caught up
 	RetryInitial  time.Duration // first retry delay after a failed fetch
@@ -156,7 +160,7 @@ func (c *Config) ProofConfig() ProofConfig {
 
 // ApplyConfig is the ApplyCore's part of the configuration.
 func (c *Config) ApplyConfig() ApplyConfig {
-	return ApplyConfig{RetryInitial: c.RetryInitial, RetryMax: c.RetryMax, GroupBlocks: c.GroupBlocks, GroupBytes: c.GroupBytes, GroupTime: c.GroupTime}
+	return ApplyConfig{RetryInitial: c.RetryInitial, RetryMax: c.RetryMax, GroupBlocks: c.GroupBlocks, GroupBytes: c.GroupBytes, GroupTime: c.GroupTime, NoOverlap: c.NoOverlap}
 }
 
 // Hooks let tests inject failures and watch lifecycles. Receive runs

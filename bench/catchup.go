@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"storesync/actors"
 	"storesync/api/storev1"
 	"storesync/runtime"
 	"storesync/store"
@@ -20,6 +21,9 @@ type CatchupRow struct {
 	Profile   string  `json:"profile"`
 	Blocks    int     `json:"blocks"`
 	EngineBPS float64 `json:"engine_bps"`
+	// NoOverlapBPS: the engine with --no-overlap (the next group validated
+	// only once the one before committed), the same blocks and link.
+	NoOverlapBPS float64 `json:"no_overlap_bps"`
 	NaiveBPS  float64 `json:"naive_bps"`
 	LimitBPS  float64 `json:"limit_bps"`
 	// GroupedLimitBPS: the same blocks from memory in groups of the
@@ -33,9 +37,9 @@ type CatchupRow struct {
 	EngineMBps     float64 `json:"engine_mb_per_s"`
 	RatioToLimit   float64 `json:"ratio_to_limit"`
 	SpeedupVsNaive float64 `json:"speedup_vs_naive"`
-	// ApplierBusy is the share of the engine's catch-up its Applier spent
-	// in ApplyBlock: near 1, the apply path itself is slower than the
-	// limit's; well below, it waited for blocks.
+	// ApplierBusy is the share of the engine's catch-up with a group in
+	// the store (being validated or committing): near 1, the apply path
+	// itself is the bound; well below, it waited for blocks.
 	ApplierBusy float64 `json:"applier_busy"`
 }
 
@@ -96,7 +100,14 @@ func catchup(quick bool, profiles []string) (*CatchupResult, error) {
 			var busy float64
 			var median int
 			pprof.Do(context.Background(), pprof.Labels("contender", "engine"), func(context.Context) {
-				engine, busy, median, err = engineCatchup(served, l.addr())
+				engine, busy, median, err = engineCatchup(served, l.addr(), false)
+			})
+			if err != nil {
+				return nil, err
+			}
+			var serial time.Duration
+			pprof.Do(context.Background(), pprof.Labels("contender", "engine-no-overlap"), func(context.Context) {
+				serial, _, _, err = engineCatchup(served, l.addr(), true)
 			})
 			if err != nil {
 				return nil, err
@@ -115,23 +126,23 @@ func catchup(quick bool, profiles []string) (*CatchupResult, error) {
 			l.close()
 			n := float64(sz.blocks)
 			row := CatchupRow{RTTms: rtt.Milliseconds(), Profile: sz.profile, Blocks: sz.blocks,
-				EngineBPS: n / engine.Seconds(), NaiveBPS: float64(naiveN) / naive.Seconds(), NaiveBlocks: naiveN, LimitBPS: n / limit.Seconds(),
+				EngineBPS: n / engine.Seconds(), NoOverlapBPS: n / serial.Seconds(), NaiveBPS: float64(naiveN) / naive.Seconds(), NaiveBlocks: naiveN, LimitBPS: n / limit.Seconds(),
 				GroupedLimitBPS: n / grouped.Seconds(), MedianGroup: median,
 				EngineMBps: float64(served.bytes) / 1e6 / engine.Seconds(), ApplierBusy: busy}
 			row.RatioToLimit = row.EngineBPS / row.LimitBPS
 			row.RatioToGrouped = row.EngineBPS / row.GroupedLimitBPS
 			row.SpeedupVsNaive = row.EngineBPS / row.NaiveBPS
 			res.Rows = append(res.Rows, row)
-			fmt.Fprintf(os.Stderr, "catchup %s rtt %s: engine %.1f (median group %d), naive %.1f, limit %.1f, grouped limit %.1f blocks/s\n", sz.profile, rtt, row.EngineBPS, median, row.NaiveBPS, row.LimitBPS, row.GroupedLimitBPS)
+			fmt.Fprintf(os.Stderr, "catchup %s rtt %s: engine %.1f (median group %d; no overlap %.1f), naive %.1f, limit %.1f, grouped limit %.1f blocks/s\n", sz.profile, rtt, row.EngineBPS, median, row.NoOverlapBPS, row.NaiveBPS, row.LimitBPS, row.GroupedLimitBPS)
 		}
 		served.stop()
 	}
 	fmt.Println("\n### catchup: a fresh follower syncing a primary's chain (blocks/s)")
 	fmt.Println()
-	fmt.Println("| profile | RTT ms | blocks | engine | median group | naive loop (blocks) | apply-only limit, per block | engine/limit | grouped limit | engine/grouped | engine/naive | engine MB/s | applier busy |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| profile | RTT ms | blocks | engine | no overlap | median group | naive loop (blocks) | apply-only limit, per block | engine/limit | grouped limit | engine/grouped | engine/naive | engine MB/s | applier busy |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range res.Rows {
-		fmt.Printf("| %s | %d | %d | %.1f | %d | %.1f (%d) | %.1f | %.2f | %.1f | %.2f | %.1fx | %.1f | %.0f%% |\n", r.Profile, r.RTTms, r.Blocks, r.EngineBPS, r.MedianGroup, r.NaiveBPS, r.NaiveBlocks,
+		fmt.Printf("| %s | %d | %d | %.1f | %.1f | %d | %.1f (%d) | %.1f | %.2f | %.1f | %.2f | %.1fx | %.1f | %.0f%% |\n", r.Profile, r.RTTms, r.Blocks, r.EngineBPS, r.NoOverlapBPS, r.MedianGroup, r.NaiveBPS, r.NaiveBlocks,
 			r.LimitBPS, r.RatioToLimit, r.GroupedLimitBPS, r.RatioToGrouped, r.SpeedupVsNaive, r.EngineMBps, 100*r.ApplierBusy)
 	}
 	return res, nil
@@ -163,17 +174,17 @@ func applyOnly(c *workload.Chain, group int) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-// engineCatchup times a fresh follower (default configuration) to the tip,
-// and reports the share of that time its Applier spent applying and the
-// median size of the groups it committed.
-func engineCatchup(s *servedChain, upstream string) (time.Duration, float64, int, error) {
+// engineCatchup times a fresh follower (default configuration, but for
+// noOverlap) to the tip, and reports the share of that time its Applier
+// had a group in the store and the median size of the groups it committed.
+func engineCatchup(s *servedChain, upstream string, noOverlap bool) (time.Duration, float64, int, error) {
 	dir, err := os.MkdirTemp("", "bench-engine-")
 	if err != nil {
 		return 0, 0, 0, err
 	}
 	defer os.RemoveAll(dir)
 	f, err := runtime.New(runtime.Config{DataDir: dir, Genesis: s.genesisPath(), Upstreams: []string{upstream},
-		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Log: quiet})
+		Listen: "127.0.0.1:0", ShutdownGrace: time.Second, Log: quiet, Engine: actors.Config{NoOverlap: noOverlap}})
 	if err != nil {
 		return 0, 0, 0, err
 	}

@@ -140,6 +140,19 @@ func (m *MMR) Unpersisted() (first uint64, nodes []Hash) {
 	return m.base, nodes
 }
 
+// Since returns the nodes m holds in memory past those of stored, an MMR m
+// grew from whose nodes are all in a store (nil: none are): what a store
+// writes when m's leaves commit after stored's. Like Unpersisted, from
+// position first.
+func (m *MMR) Since(stored *MMR) (first uint64, nodes []Hash) {
+	first, nodes = m.Unpersisted()
+	if stored != nil && stored.size() > first {
+		skip := min(stored.size()-first, uint64(len(nodes)))
+		first, nodes = first+skip, nodes[skip:]
+	}
+	return first, nodes
+}
+
 // Persisted returns m as an MMR whose nodes are all in src, the caller
 // having just written Unpersisted there: the same leaves and peaks, nothing
 // else held in memory. m stays valid, and keeps the memory it holds for as

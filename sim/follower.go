@@ -249,7 +249,7 @@ func (f *follower) applyEffects(r *actors.ApplyReady) {
 		f.kickApply()
 		return
 	}
-	group := f.apply.Group()
+	group, id := f.apply.Group(), r.ID
 	f.applying = true
 	f.w.at(f.w.now+time.Duration(len(group))*f.w.cfg.ApplyTime, func() {
 		f.applying = false
@@ -260,11 +260,16 @@ func (f *follower) applyEffects(r *actors.ApplyReady) {
 			b := d.Payload.(*block)
 			if b.lie {
 				f.st.rejected++
-				f.apply.Step(now, actors.Applied{Outcome: actors.ApplyRejected, Committed: i})
-				f.apply.Ready()
+				// The blocks before it commit at once; the apply time
+				// above is the stage's and the commit's together.
+				f.apply.Step(now, actors.Staged{Outcome: actors.ApplyRejected, Accepted: i})
+				if i > 0 {
+					f.apply.Step(now, actors.Applied{ID: id, Outcome: actors.ApplyOK})
+				}
+				r := *f.apply.Ready()
 				f.stepFetch(actors.BlockRejected{N: d.N, Upstream: b.from, Why: "state root differs"})
 				f.applyQ = f.applyQ[:0] // the Fetcher redelivers from here
-				f.kickApply()
+				f.applyEffects(&r)
 				return
 			}
 			f.committed = d.N
@@ -278,7 +283,8 @@ func (f *follower) applyEffects(r *actors.ApplyReady) {
 			f.stepFetch(actors.BlockAcked{Tip: d.N})
 			f.stepProof(actors.Committed{N: d.N, Time: f.w.wall(f.w.commitAt[d.N])})
 		}
-		f.apply.Step(now, actors.Applied{Outcome: actors.ApplyOK, Committed: len(group), Took: time.Duration(len(group)) * f.w.cfg.ApplyTime})
+		f.apply.Step(now, actors.Staged{Outcome: actors.ApplyOK, Accepted: len(group), Took: time.Duration(len(group)) * f.w.cfg.ApplyTime})
+		f.apply.Step(now, actors.Applied{ID: id, Outcome: actors.ApplyOK})
 		f.applyEffects(f.apply.Ready())
 	})
 }

@@ -66,20 +66,104 @@ func (s *Store) ApplyBlock(ctx context.Context, b *block.Block) (Report, error) 
 // *state.RejectError; it and those after it change nothing. Any other
 // error (I/O) commits none of the group. Nothing is published before the
 // group's commit: readers, Tips and Changed see the tip move once, to the
-// last block. thread-safe: writers are serialised.
+// last block. It is Stage then Commit. thread-safe: writers are serialised.
 func (s *Store) ApplyBlocks(ctx context.Context, blocks []*block.Block) ([]Report, error) {
+	g, rejected := s.Stage(ctx, blocks)
+	if g == nil {
+		return nil, rejected
+	}
+	reps, err := s.Commit(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	return reps, rejected
+}
+
+// Staged is a group of blocks validated and in the block file, not yet
+// committed: Stage makes it, Commit commits it. Nothing of it is visible to
+// readers, Tips or Changed before its Commit returns.
+type Staged struct {
+	blocks  []*block.Block
+	applied []*state.Applied
+	reps    []Report
+	locs    []loc
+	hashes  []merkle.Hash
+	bytes   int
+	// What it was validated on: the group staged before it, still to
+	// commit then, or (parent nil) the committed state base.
+	parent *Staged
+	base   *state.State
+	// persist: its commit writes the trees (see stateDeferBlocks); after
+	// is what stays deferred once it committed.
+	persist bool
+	after   deferral
+	// done is closed when its Commit has ended; published is the state
+	// that Commit published (nil: it did not commit). A group staged on it
+	// commits only on that state.
+	done      chan struct{}
+	published *state.State
+}
+
+// Blocks is how many blocks the group holds (those that passed).
+func (g *Staged) Blocks() int { return len(g.blocks) }
+
+// next is the number of the block after the group.
+func (g *Staged) next() uint64 { return g.blocks[len(g.blocks)-1].Header.Number + 1 }
+
+// Stage validates blocks in order by the same checks as ApplyBlock, each on
+// the state the one before it leaves, and writes those that pass to the
+// block file (synced), but commits nothing: Commit does. The first block is
+// validated on the state of the group staged last, when it follows that
+// group and that group's commit is still to come: so the next group is
+// validated while the one before commits. (It waits for that commit when
+// the commit writes the trees, or when the blocks do not follow the group;
+// it then validates on the committed state.) A rejected block returns the
+// group of the blocks before it (nil if none) with its *state.RejectError;
+// any other error stages nothing. Every group staged must be passed to
+// Commit. thread-safe: Stage calls are serialised.
+func (s *Store) Stage(ctx context.Context, blocks []*block.Block) (*Staged, error) {
 	if len(blocks) == 0 {
 		return nil, nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, ErrClosed
+	s.stageMu.Lock()
+	defer s.stageMu.Unlock()
+	g := &Staged{parent: s.tail, done: make(chan struct{})}
+	if p := g.parent; p != nil {
+		select {
+		case <-p.done:
+			g.parent = nil // committed or failed: the committed state is what it left
+		default:
+			if p.persist || blocks[0].Header.Number != p.next() {
+				// The trees its commit writes are what this group's
+				// would be stacked on; blocks that do not follow it are
+				// validated on the tip it leaves, as ApplyBlock does.
+				<-p.done
+				g.parent = nil
+			}
+		}
 	}
-	if err := s.catchUpState(ctx); err != nil {
-		return nil, err
+	var (
+		prev   *state.State
+		tipLoc loc
+		def    deferral
+	)
+	if p := g.parent; p != nil {
+		prev, tipLoc, def = p.applied[len(p.applied)-1].State, p.locs[len(p.locs)-1], p.after
+	} else {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if err := s.catchUpState(ctx); err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+		cur := s.snap.Load()
+		prev, tipLoc, def = cur.State, cur.tipLoc, s.state.deferred
+		g.base = prev
+		s.mu.Unlock()
 	}
-	cur := s.snap.Load()
 
 	// The block file is written and synced while the blocks are validated:
 	// bytes past the committed end are never read, and those of blocks
@@ -90,7 +174,7 @@ func (s *Store) ApplyBlocks(ctx context.Context, blocks []*block.Block) ([]Repor
 	files := make(chan fileWrite, 1)
 	early := !opensSegment(blocks)
 	if early {
-		go func() { files <- s.writeBlockFiles(cur.tipLoc, blocks) }()
+		go func() { files <- s.writeBlockFiles(tipLoc, blocks) }()
 	}
 
 	// Validate each block on the state after the one before it: that
@@ -99,7 +183,6 @@ func (s *Store) ApplyBlocks(ctx context.Context, blocks []*block.Block) ([]Repor
 	applied := make([]*state.Applied, 0, len(blocks))
 	reps := make([]Report, 0, len(blocks))
 	var rejected, readErr error
-	prev := cur.State
 	for _, b := range blocks {
 		rep := Report{Number: b.Header.Number, Start: time.Now()}
 		next, err := prev.Apply(b, s.rules)
@@ -132,24 +215,75 @@ func (s *Store) ApplyBlocks(ctx context.Context, blocks []*block.Block) ([]Repor
 	}
 	group := blocks[:len(applied)]
 	if !early {
-		fw = s.writeBlockFiles(cur.tipLoc, group)
-	}
-	fileTime := time.Since(t) // what validation did not hide of the write
-	first, last := group[0].Header.Number, group[len(group)-1].Header.Number
-	op := fmt.Sprintf("apply block %d", first)
-	if last != first {
-		op = fmt.Sprintf("apply blocks %d..%d", first, last)
+		fw = s.writeBlockFiles(tipLoc, group)
 	}
 	if fw.err != nil {
-		return nil, storageErr(op, fw.err)
+		return nil, storageErr(groupOp(group), fw.err)
 	}
-	locs, hashes := fw.locs[:len(group)], fw.hashes[:len(group)]
+	fileTime := time.Since(t) / time.Duration(len(group)) // what validation did not hide of the write
+	g.blocks, g.applied, g.reps = group, applied, reps
+	g.locs, g.hashes = fw.locs[:len(group)], fw.hashes[:len(group)]
 	for i := range reps {
-		reps[i].Bytes = fw.sizes[i]
+		reps[i].Bytes, reps[i].BlockFile = fw.sizes[i], fileTime
+		g.bytes += fw.sizes[i]
 	}
+	if g.persist = def.due(len(group), g.bytes, t); !g.persist {
+		g.after = def.add(len(group), g.bytes, t)
+	}
+	s.tail = g
+	return g, rejected
+}
 
-	t = time.Now()
-	if err := s.commitBlocks(ctx, group, applied, locs, hashes, cur.Committed()); err != nil {
+// WaitCommits returns once every group staged so far has committed (or
+// failed to). thread-safe.
+func (s *Store) WaitCommits() {
+	s.stageMu.Lock()
+	tail := s.tail
+	s.stageMu.Unlock()
+	if tail != nil {
+		<-tail.done
+	}
+}
+
+// groupOp names the apply of a group in errors.
+func groupOp(group []*block.Block) string {
+	first, last := group[0].Header.Number, group[len(group)-1].Header.Number
+	if last != first {
+		return fmt.Sprintf("apply blocks %d..%d", first, last)
+	}
+	return fmt.Sprintf("apply block %d", first)
+}
+
+// Commit commits a group Stage made, once the group it was staged on (if
+// any) has ended its Commit: one SQLite transaction (the commit point),
+// then the state database batch, then the publish. It returns the blocks'
+// reports. A group staged on one that did not commit (or on a state that
+// another write replaced since) commits nothing and returns ErrStaleGroup:
+// stage its blocks again. Any other error (I/O) commits none of the group.
+// thread-safe: commits are serialised, in the order of their groups.
+func (s *Store) Commit(ctx context.Context, g *Staged) ([]Report, error) {
+	defer close(g.done)
+	if g.parent != nil {
+		<-g.parent.done
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	op := groupOp(g.blocks)
+	cur := s.snap.Load()
+	on := g.base
+	if g.parent != nil {
+		on = g.parent.published
+	}
+	if on == nil || cur.State != on || s.state.tip+uint64(s.state.deferred.blocks) != cur.Committed() {
+		return nil, fmt.Errorf("%s: %w", op, ErrStaleGroup)
+	}
+	group, applied, reps, last := g.blocks, g.applied, g.reps, g.blocks[len(g.blocks)-1].Header.Number
+
+	t := time.Now()
+	if err := s.commitBlocks(ctx, group, applied, g.locs, g.hashes, cur); err != nil {
 		// The blocks' bytes stay in their files past the committed end: a
 		// retry of the same blocks writes them again at the same offsets,
 		// and Open cuts them if none comes. They are not cut here: a commit
@@ -159,7 +293,7 @@ func (s *Store) ApplyBlocks(ctx context.Context, blocks []*block.Block) ([]Repor
 	sqliteTime := time.Since(t)
 
 	// Committed. The state batch follows; should the disk refuse it, the
-	// snapshot keeps the trees in memory and the next ApplyBlock (or Open)
+	// snapshot keeps the trees in memory and the next Stage (or Open)
 	// writes the batch again from the block files before anything else.
 	// The trees' nodes are written only once every few blocks (see
 	// stateDeferBlocks), and then after the publish: readers and the tip
@@ -168,33 +302,30 @@ func (s *Store) ApplyBlocks(ctx context.Context, blocks []*block.Block) ([]Repor
 	st := *applied[len(applied)-1].State
 	st.Chain = st.Chain.Persisted(s.mmr)
 	notes := make([]blockNotes, len(group))
-	bytes := 0
 	for i, b := range group {
 		notes[i] = blockNotes{n: b.Header.Number, ids: applied[i].NoteIDs, notes: b.Body.Notes}
-		bytes += reps[i].Bytes
 	}
-	persist := s.state.deferDue(len(group), bytes, t)
 	_, _, err := s.writeState(last, st.Accounts, st.Nullifiers, notes, false, t)
 	if err == nil {
-		s.state.deferBlocks(len(group), bytes, t)
+		s.state.deferred = s.state.deferred.add(len(group), g.bytes, t)
 	}
 	stateTime := time.Since(t)
 
 	k := time.Duration(len(reps))
 	for i := range reps {
-		reps[i].BlockFile, reps[i].SQLite = fileTime/k, sqliteTime/k
+		reps[i].SQLite = sqliteTime / k
 		reps[i].Group = len(reps)
 	}
 	sn := &Snapshot{
 		st:         s,
 		State:      &st,
 		Proven:     cur.Proven,
-		tipLoc:     locs[len(locs)-1],
+		tipLoc:     g.locs[len(g.locs)-1],
 		proofLoc:   cur.proofLoc,
 		ApplyStart: reps[0].Start,
 	}
 	s.publish(sn)
-	if err == nil && persist {
+	if err == nil && g.persist {
 		t = time.Now()
 		if s.persistDeferred(sn, t) == nil {
 			reps[len(reps)-1].Nodes, reps[len(reps)-1].Pruned = s.state.lastNodes, s.state.lastPruned
@@ -204,7 +335,8 @@ func (s *Store) ApplyBlocks(ctx context.Context, blocks []*block.Block) ([]Repor
 	for i := range reps {
 		reps[i].State = stateTime / k
 	}
-	return reps, rejected
+	g.published = s.snap.Load().State
+	return reps, nil
 }
 
 // persistDeferred writes the trees of sn, the published snapshot, with the
@@ -214,7 +346,7 @@ func (s *Store) ApplyBlocks(ctx context.Context, blocks []*block.Block) ([]Repor
 // the deferred blocks to be replayed from their files (catchUpState).
 // CONTRACT: s.mu must be locked.
 func (s *Store) persistDeferred(sn *Snapshot, now time.Time) error {
-	if s.state.deferred == 0 {
+	if s.state.deferred.blocks == 0 {
 		return nil
 	}
 	acc, nul, err := s.writeState(sn.Committed(), sn.State.Accounts, sn.State.Nullifiers, nil, true, now)
@@ -277,7 +409,7 @@ func (s *Store) catchUpState(ctx context.Context) error {
 		}
 		return &StorageError{Op: op, Reason: reason, Err: err}
 	}
-	if s.state.tip+uint64(s.state.deferred) == cur.Committed() {
+	if s.state.tip+uint64(s.state.deferred.blocks) == cur.Committed() {
 		return nil
 	}
 	if err := s.replayTail(ctx); err != nil {
@@ -290,7 +422,7 @@ func (s *Store) catchUpState(ctx context.Context) error {
 // publishes the trees reading from it. CONTRACT: s.mu must be locked.
 func (s *Store) replayTail(ctx context.Context) error {
 	cur := s.snap.Load()
-	s.state.deferred, s.state.deferredBytes = 0, 0
+	s.state.deferred = deferral{}
 	rec, ok, err := s.state.readTip()
 	if err != nil {
 		return err
@@ -316,7 +448,7 @@ func (s *Store) replayTail(ctx context.Context) error {
 // commitBlocks runs the group's SQLite transaction, the commit point: every
 // block's rows, the MMR nodes the group added, and the committed tip moved
 // from parent to the last block. CONTRACT: s.mu must be locked.
-func (s *Store) commitBlocks(ctx context.Context, group []*block.Block, applied []*state.Applied, locs []loc, hashes []merkle.Hash, parent uint64) error {
+func (s *Store) commitBlocks(ctx context.Context, group []*block.Block, applied []*state.Applied, locs []loc, hashes []merkle.Hash, cur *Snapshot) error {
 	// Once begun, the transaction is not abandoned halfway because the
 	// caller's context ended: either it commits or it rolls back.
 	ctx = context.WithoutCancel(ctx)
@@ -331,12 +463,13 @@ func (s *Store) commitBlocks(ctx context.Context, group []*block.Block, applied 
 	}
 	if err == nil {
 		// Each block's MMR grew from the one before, all from the committed
-		// tip's: the last holds every node the group added.
-		err = s.insertMMRNodes(ctx, applied[len(applied)-1].State.Chain)
+		// tip's (through a group staged before, perhaps): the last holds
+		// every node the group added.
+		err = s.insertMMRNodes(ctx, applied[len(applied)-1].State.Chain, cur.State.Chain)
 	}
 	last := group[len(group)-1].Header.Number
 	if err == nil {
-		err = execOne(ctx, s.w.setCommitted, "set committed tip", last, parent)
+		err = execOne(ctx, s.w.setCommitted, "set committed tip", last, cur.Committed())
 	}
 	if err == nil {
 		if err = s.w.commit(ctx); err == nil {
@@ -367,10 +500,11 @@ func (s *Store) insertBlockRows(ctx context.Context, b *block.Block, a *state.Ap
 	return nil
 }
 
-// insertMMRNodes writes the nodes of chain not yet in SQLite.
+// insertMMRNodes writes the nodes of chain not yet in SQLite: those past
+// stored, the MMR it grew from whose nodes are (nil: none are).
 // CONTRACT: s.mu must be locked and a transaction open.
-func (s *Store) insertMMRNodes(ctx context.Context, chain *merkle.MMR) error {
-	first, nodes := chain.Unpersisted()
+func (s *Store) insertMMRNodes(ctx context.Context, chain, stored *merkle.MMR) error {
+	first, nodes := chain.Since(stored)
 	if err := s.w.insMMR.insert(ctx, len(nodes), func(i int, args []any) []any {
 		return append(args, first+uint64(i), nodes[i][:])
 	}); err != nil {

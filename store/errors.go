@@ -17,6 +17,10 @@ var (
 	// ErrSnapshotGone: a reader held its snapshot so long that the tree
 	// nodes of its version were deleted; a new snapshot answers.
 	ErrSnapshotGone = errors.New("snapshot too old")
+	// ErrStaleGroup: a group was staged on one that did not commit (or on a
+	// state a later write replaced): nothing of it was committed; stage its
+	// blocks again.
+	ErrStaleGroup = errors.New("staged on a group that did not commit")
 	// ErrGenesis: the data directory belongs to another chain.
 	ErrGenesis = errors.New("genesis mismatch")
 )

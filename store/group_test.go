@@ -3,9 +3,12 @@ package store
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"storesync/block"
+	"storesync/internal/diskfault"
 	"storesync/state"
 )
 
@@ -154,4 +157,135 @@ func TestApplyBlocksEmptyAndClosed(t *testing.T) {
 	if _, err := s.ApplyBlocks(t.Context(), c.Blocks); !errors.Is(err, ErrClosed) {
 		t.Fatalf("group on a closed store: %v, want ErrClosed", err)
 	}
+}
+
+// TestStageWhileCommitting: a group staged while the one before it is
+// still to commit is validated on the state that one leaves, commits after
+// it whatever order the commits are called in, and gives the chain's state;
+// a group whose commit will write the trees, or blocks that do not follow
+// the group staged last, wait for that commit and are validated on the
+// committed state (the blocks committed meanwhile are rejected, as
+// concurrent writers of one block are); a group staged on one whose commit
+// the disk refused commits nothing (ErrStaleGroup), and its blocks stage
+// again once the disk takes writes.
+func TestStageWhileCommitting(t *testing.T) {
+	c := testChain(t, "small", 14)
+	dir := t.TempDir()
+	diskfault.MountTmpfs(t, dir, "8m")
+	blocks := filepath.Join(dir, "blocks")
+	if err := os.Mkdir(blocks, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	diskfault.MountTmpfs(t, blocks, "8m")
+	s := openStore(t, dir, c)
+	defer func() { s.Close() }()
+	ctx := t.Context()
+	stage := func(from, to int) *Staged {
+		t.Helper()
+		g, err := s.Stage(ctx, c.Blocks[from-1:to])
+		if err != nil || g == nil || g.Blocks() != to-from+1 {
+			t.Fatalf("stage %d..%d: %v", from, to, err)
+		}
+		return g
+	}
+	tip := func(want int) {
+		t.Helper()
+		if committed, _ := s.Tips(); committed != uint64(want) {
+			t.Fatalf("committed tip %d, want %d", committed, want)
+		}
+		if s.Snapshot().State.Commitment != c.States[want].Commitment {
+			t.Fatalf("at block %d the state is not the chain's", want)
+		}
+	}
+
+	g1 := stage(1, 3)
+	g2 := stage(4, 5)
+	if g2.parent != g1 {
+		t.Fatal("blocks 4..5 were not validated on the group of 1..3 still to commit")
+	}
+	tip(0) // nothing is visible before its commit
+	// The second commit called first waits for the first.
+	second := make(chan error, 1)
+	go func() {
+		_, err := s.Commit(ctx, g2)
+		second <- err
+	}()
+	if reps, err := s.Commit(ctx, g1); err != nil || len(reps) != 3 {
+		t.Fatalf("commit 1..3: %d reports, %v", len(reps), err)
+	}
+	if err := <-second; err != nil {
+		t.Fatalf("commit 4..5 staged on 1..3: %v", err)
+	}
+	tip(5)
+
+	// Blocks that do not follow the group staged last: validated on the
+	// committed state once that group commits, where block 6 is in.
+	g3 := stage(6, 6)
+	again := make(chan error, 1)
+	go func() {
+		g, err := s.Stage(ctx, c.Blocks[5:7])
+		if g != nil {
+			_, _ = s.Commit(ctx, g)
+		}
+		again <- err
+	}()
+	if _, err := s.Commit(ctx, g3); err != nil {
+		t.Fatal(err)
+	}
+	if r := state.Rejection(<-again); r == nil || r.Check != state.CheckNumber {
+		t.Fatalf("block 6 staged again while its first staging committed: %v, want a rejection by number", r)
+	}
+	tip(6)
+
+	// A group whose commit writes the trees: the next one waits for it.
+	old := stateDeferBlocks
+	stateDeferBlocks = 1
+	g4 := stage(7, 7)
+	stateDeferBlocks = old
+	if !g4.persist {
+		t.Fatal("a group past the deferral bound does not write the trees")
+	}
+	staged := make(chan *Staged, 1)
+	go func() {
+		g, err := s.Stage(ctx, c.Blocks[7:8])
+		if err != nil {
+			t.Error(err)
+		}
+		staged <- g
+	}()
+	if _, err := s.Commit(ctx, g4); err != nil {
+		t.Fatal(err)
+	}
+	g5 := <-staged
+	if g5 == nil || g5.parent != nil || g5.base != g4.published {
+		t.Fatal("the group after one writing the trees was not validated on the committed state")
+	}
+	if _, err := s.Commit(ctx, g5); err != nil {
+		t.Fatal(err)
+	}
+	tip(8)
+
+	// The disk refuses the commit: the group staged on it is stale.
+	g6 := stage(9, 10)
+	g7 := stage(11, 12)
+	filler := filepath.Join(dir, "filler")
+	diskfault.Fill(t, filler)
+	if _, err := s.Commit(ctx, g6); err == nil {
+		t.Fatal("commit on a full disk succeeded")
+	}
+	if reps, err := s.Commit(ctx, g7); !errors.Is(err, ErrStaleGroup) || len(reps) != 0 {
+		t.Fatalf("commit of a group staged on a failed one: %d reports, %v; want ErrStaleGroup", len(reps), err)
+	}
+	tip(8)
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ApplyBlocks(ctx, c.Blocks[8:]); err != nil {
+		t.Fatalf("blocks 9.. staged again: %v", err)
+	}
+	tip(14)
+	want := takeFingerprint(t, s)
+	s.Close()
+	s = openStore(t, dir, c)
+	sameFingerprint(t, want, takeFingerprint(t, s))
 }

@@ -282,8 +282,8 @@ func TestDeferredTrees(t *testing.T) {
 		t.Fatalf("a fresh store replayed %d blocks, want 1 (genesis)", got)
 	}
 	applyAll(t, s, c.Blocks[:3])
-	if s.state.tip != 0 || s.state.deferred != 3 {
-		t.Fatalf("after 3 blocks the state database is at block %d with %d deferred, want 0 and 3", s.state.tip, s.state.deferred)
+	if s.state.tip != 0 || s.state.deferred.blocks != 3 {
+		t.Fatalf("after 3 blocks the state database is at block %d with %d deferred, want 0 and 3", s.state.tip, s.state.deferred.blocks)
 	}
 	sn := s.Snapshot()
 	notes := c.Blocks[2].NoteIDs()[:3]
@@ -295,8 +295,8 @@ func TestDeferredTrees(t *testing.T) {
 		t.Fatalf("nullifier of a deferred block: %+v (%v)", st, err)
 	}
 	applyAll(t, s, c.Blocks[3:5])
-	if s.state.tip != 5 || s.state.deferred != 0 {
-		t.Fatalf("after 5 blocks the state database is at block %d with %d deferred, want 5 and 0", s.state.tip, s.state.deferred)
+	if s.state.tip != 5 || s.state.deferred.blocks != 0 {
+		t.Fatalf("after 5 blocks the state database is at block %d with %d deferred, want 5 and 0", s.state.tip, s.state.deferred.blocks)
 	}
 	applyAll(t, s, c.Blocks[5:9])
 	if err := s.Close(); err != nil {

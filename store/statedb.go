@@ -65,11 +65,8 @@ type stateDB struct {
 	unflushedBlocks int
 	// deferred counts the committed blocks past tip whose note index
 	// entries are in the database but whose tree nodes are only in memory,
-	// in the published snapshot's trees (see stateDeferBlocks); bytes is
-	// their encoded size, since when the first of them committed.
-	deferred      int
-	deferredBytes int
-	deferredSince time.Time
+	// in the published snapshot's trees (see stateDeferBlocks).
+	deferred deferral
 
 	// fault is the last error of a background flush or compaction, cleared
 	// by the next flush that succeeds; stalled is set while Pebble holds
@@ -121,22 +118,30 @@ var (
 	stateDeferAge    = 500 * time.Millisecond
 )
 
-// deferDue reports whether the trees must be written now, with blocks more
-// committed (bytes long) on top of those deferred.
-func (s *stateDB) deferDue(blocks, bytes int, now time.Time) bool {
-	if s.deferred == 0 {
-		return blocks >= stateDeferBlocks || bytes >= stateDeferBytes
-	}
-	return s.deferred+blocks >= stateDeferBlocks || s.deferredBytes+bytes >= stateDeferBytes || now.Sub(s.deferredSince) >= stateDeferAge
+// deferral counts committed blocks whose trees are in memory only: how
+// many, their encoded bytes, since when the first of them committed.
+type deferral struct {
+	blocks, bytes int
+	since         time.Time
 }
 
-// deferBlocks records blocks more committed with their trees in memory.
-func (s *stateDB) deferBlocks(blocks, bytes int, now time.Time) {
-	if s.deferred == 0 {
-		s.deferredSince = now
+// due reports whether the trees must be written now, with blocks more
+// committed (bytes long) on top of those d counts.
+func (d deferral) due(blocks, bytes int, now time.Time) bool {
+	if d.blocks == 0 {
+		return blocks >= stateDeferBlocks || bytes >= stateDeferBytes
 	}
-	s.deferred += blocks
-	s.deferredBytes += bytes
+	return d.blocks+blocks >= stateDeferBlocks || d.bytes+bytes >= stateDeferBytes || now.Sub(d.since) >= stateDeferAge
+}
+
+// add counts blocks more committed (bytes long) at now.
+func (d deferral) add(blocks, bytes int, now time.Time) deferral {
+	if d.blocks == 0 {
+		d.since = now
+	}
+	d.blocks += blocks
+	d.bytes += bytes
+	return d
 }
 
 const (
@@ -595,7 +600,7 @@ func (sb *stateBatch) commit(rec tipRecord, now time.Time) error {
 	}
 	s.retained = retained
 	s.tip = rec.block
-	s.deferred, s.deferredBytes = 0, 0
+	s.deferred = deferral{}
 	s.lastNodes, s.lastPruned = sb.nodes, sb.pruned
 	s.written(len(sb.b.Repr()))
 	return nil

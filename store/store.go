@@ -60,6 +60,10 @@ type Store struct {
 	mu     sync.Mutex // the single writer; guards w, closed and state's writer fields
 	w      *writer
 	closed bool
+	// stageMu serialises Stage, and is taken before mu; tail is the group
+	// staged last (nil: none yet). Guarded by stageMu.
+	stageMu sync.Mutex
+	tail    *Staged
 
 	// stopPreload asks the read-in of the trees' pinned tops after Open to
 	// end; preloaded is closed when it has.
@@ -241,7 +245,7 @@ func (s *Store) initGenesis(ctx context.Context) error {
 		if err := s.insertBlockRows(ctx, b, &state.Applied{State: st}, loc{0, uint32(len(data))}, merkle.Sum(data)); err != nil {
 			return err
 		}
-		return s.insertMMRNodes(ctx, st.Chain)
+		return s.insertMMRNodes(ctx, st.Chain, nil)
 	}()
 	if err == nil {
 		err = s.w.commit(ctx)
@@ -490,7 +494,7 @@ func (s *Store) replayState(ctx context.Context, n uint64, accounts, nullifiers 
 		return nil, nil, storageErr(fmt.Sprintf("replay block %d into the state database", n), err)
 	}
 	if !persist {
-		s.state.deferBlocks(1, len(data), now)
+		s.state.deferred = s.state.deferred.add(1, len(data), now)
 	}
 	return acc, nul, nil
 }
@@ -579,6 +583,8 @@ func (m mmrNodes) ReadMMRNodes(pos []uint64, out []merkle.Hash) error {
 // Close closes the store. Readers still holding a Snapshot get ErrClosed
 // from reads that need the files or the database.
 func (s *Store) Close() error {
+	s.stageMu.Lock() // no Stage reads the state database while it closes
+	defer s.stageMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

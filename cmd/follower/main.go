@@ -84,6 +84,7 @@ func run(args []string) error {
 	fs.IntVar(&e.GroupBlocks, "group-blocks", d.GroupBlocks, "blocks waiting to be applied that are committed together, at most (one block-file sync, one SQLite transaction); 1: every block alone, as it is delivered")
 	fs.IntVar(&e.GroupBytes, "group-bytes", d.GroupBytes, "encoded bytes in one group, at most (a larger block is a group alone)")
 	fs.DurationVar(&e.GroupTime, "group-time", d.GroupTime, "a group's expected apply time at the recent rate, at most, so the tip moves on a slow disk")
+	fs.BoolVar(&e.NoOverlap, "no-overlap", d.NoOverlap, "validate the next group only once the one before has committed (by default it is validated while that one commits)")
 	fs.DurationVar(&e.FetchTimeout, "fetch-timeout", d.FetchTimeout, "timeout of one GetBlockByNumber call")
 	fs.DurationVar(&e.PollInterval, "poll-interval", d.PollInterval, "how often to ask for the next block once caught up")
 	fs.DurationVar(&e.RetryInitial, "retry-initial", d.RetryInitial, "first retry delay after a failed call (doubles, with jitter)")
