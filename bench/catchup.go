@@ -24,8 +24,8 @@ type CatchupRow struct {
 	// NoOverlapBPS: the engine with --no-overlap (the next group validated
 	// only once the one before committed), the same blocks and link.
 	NoOverlapBPS float64 `json:"no_overlap_bps"`
-	NaiveBPS  float64 `json:"naive_bps"`
-	LimitBPS  float64 `json:"limit_bps"`
+	NaiveBPS     float64 `json:"naive_bps"`
+	LimitBPS     float64 `json:"limit_bps"`
 	// GroupedLimitBPS: the same blocks from memory in groups of the
 	// median size the engine committed (MedianGroup), one ApplyBlocks each.
 	GroupedLimitBPS float64 `json:"grouped_limit_bps"`
