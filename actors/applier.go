@@ -37,7 +37,7 @@ type applier struct {
 	retry     *selfTimer
 	pending   map[uint64]*pendingGroup // by the core's group id
 	inStore   int                      // groups staging or committing
-	busySince time.Time                // since when inStore > 0
+	busySince time.Time                // the last change of inStore
 }
 
 // retryApply is sent by the applier's timer to try the pending group again.
@@ -116,11 +116,11 @@ func (a *applier) step(ctx actor.Context, ev any) {
 			ds[i] = g.(*messages.Deliver)
 		}
 		start := time.Now()
-		out, staged := a.stage(ctx, r.ID, ds)
+		out, staged, barrier := a.stage(ctx, r.ID, ds)
 		if out == ApplyClosed {
 			return
 		}
-		a.core.Step(time.Now(), Staged{Outcome: out, Accepted: staged, Took: time.Since(start)})
+		a.core.Step(time.Now(), Staged{Outcome: out, Accepted: staged, Took: time.Since(start), Barrier: barrier})
 	}
 }
 
@@ -142,8 +142,9 @@ type commitDone struct {
 }
 
 // stage stages one group and starts its commit in the background; it
-// returns how the stage ended and how many of the group's blocks it staged.
-func (a *applier) stage(ctx actor.Context, id uint64, group []*messages.Deliver) (ApplyOutcome, int) {
+// returns how the stage ended, how many of the group's blocks it staged and
+// whether the next group must wait for this one's commit.
+func (a *applier) stage(ctx actor.Context, id uint64, group []*messages.Deliver) (ApplyOutcome, int, bool) {
 	taken := time.Now()
 	blocks := make([]*block.Block, len(group))
 	parents := make([]context.Context, len(group))
@@ -155,12 +156,12 @@ func (a *applier) stage(ctx actor.Context, id uint64, group []*messages.Deliver)
 	}
 	a.busy(1, taken)
 	g, err := a.cfg.Store.Stage(context.Background(), blocks)
-	staged := 0
+	staged, barrier := 0, false
 	if g != nil {
 		// Committed in the background: the next group is staged meanwhile,
 		// on the state this one leaves, and nothing of this one is
 		// reported before its commit returns.
-		staged = g.Blocks()
+		staged, barrier = g.Blocks(), g.WritesTrees()
 		a.pending[id] = &pendingGroup{group: group[:staged], parents: parents[:staged], taken: taken}
 		a.busy(1, taken)
 		self, root, core, st := ctx.Self(), ctx.ActorSystem().Root, a.core, a.cfg.Store
@@ -181,12 +182,12 @@ func (a *applier) stage(ctx actor.Context, id uint64, group []*messages.Deliver)
 		n := d.Block.Header.Number
 		a.e.journeys.event(n, end, "rejected", attribute.String("upstream", d.Upstream), attribute.String("check", string(r.Check)), attribute.String("reason", r.Reason))
 		ctx.Send(a.peers.fetcher, &messages.Rejected{Number: n, Upstream: d.Upstream, Check: r.Check, Reason: r.Reason})
-		return ApplyRejected, staged
+		return ApplyRejected, staged, barrier
 	}
 	if err != nil {
-		return a.failed(err, group), 0
+		return a.failed(err, group), 0, false
 	}
-	return ApplyOK, staged
+	return ApplyOK, staged, barrier
 }
 
 // commitEnded reports the commit of a group: each block, or the failure.
@@ -234,15 +235,14 @@ func (a *applier) failed(err error, group []*messages.Deliver) ApplyOutcome {
 }
 
 // busy counts the groups in the store (staging or committing) and adds the
-// time any was to Stats.Applying.
+// time any was to Stats.Applying, at each change (a catch-up may keep one
+// there from start to end).
 func (a *applier) busy(delta int, now time.Time) {
-	if a.inStore == 0 && delta > 0 {
-		a.busySince = now
-	}
-	a.inStore += delta
-	if a.inStore == 0 && delta < 0 {
+	if a.inStore > 0 {
 		a.e.stats.Applying.Add(int64(now.Sub(a.busySince)))
 	}
+	a.busySince = now
+	a.inStore += delta
 }
 
 // committed reports one block of a group that committed: its journey's

@@ -21,9 +21,13 @@ import (
 // caught up) is handed out at once, alone, exactly as with groups off.
 //
 // Overlap: the next group is handed out while the one before commits
-// (validated on the state that one leaves), but no further: at most one
-// group waits for its commit behind the one committing. A commit that
-// fails takes the groups staged after it with it; they are staged again.
+// (validated on the state that one leaves) once it is full (a bound cuts
+// it); a part group waits for that commit to end, gathering what comes
+// meanwhile. No further: at most one group waits for its commit behind the
+// one committing, and none behind a barrier (a group whose commit the next
+// one's validation must wait for).
+// A commit that fails takes the groups staged after it with it; they are
+// staged again.
 type ApplyCore struct {
 	cfg      ApplyConfig
 	next     uint64        // the first block not committed
@@ -47,9 +51,10 @@ type queued struct {
 
 // stagedGroup is a group whose commit is under way.
 type stagedGroup struct {
-	id     uint64
-	blocks int
-	took   time.Duration // its staging
+	id      uint64
+	blocks  int
+	took    time.Duration // its staging
+	barrier bool
 }
 
 // ApplyConfig configures an ApplyCore. A zero group bound is no bound but
@@ -111,6 +116,11 @@ type (
 		Outcome  ApplyOutcome
 		Accepted int
 		Took     time.Duration
+		// Barrier: the next group can be validated only once this one
+		// committed (store.Staged.WritesTrees), so none is handed out
+		// before: a group formed then holds every block delivered
+		// meanwhile.
+		Barrier bool
 	}
 	// Applied: the commit of staged group ID ended so, after Took.
 	Applied struct {
@@ -202,7 +212,7 @@ func (a *ApplyCore) Step(now time.Time, ev any) {
 		}
 		a.group = 0
 		if done > 0 {
-			a.staged = append(a.staged, stagedGroup{id: a.id, blocks: done, took: e.Took})
+			a.staged = append(a.staged, stagedGroup{id: a.id, blocks: done, took: e.Took, barrier: e.Barrier})
 		}
 		a.afterStage()
 	case Applied:
@@ -272,26 +282,34 @@ func (a *ApplyCore) stagedBlocks() int {
 func (a *ApplyCore) handOut() {
 	off := a.stagedBlocks()
 	ahead := 2 // one committing, one waiting behind it
-	if a.cfg.NoOverlap {
+	if a.cfg.NoOverlap || (len(a.staged) > 0 && a.staged[len(a.staged)-1].barrier) {
 		ahead = 1
 	}
 	if a.group > 0 || a.failed || len(a.staged) >= ahead || len(a.queue) == off {
 		return
 	}
-	limit := len(a.queue) - off
+	waiting := len(a.queue) - off
+	bound := waiting // the blocks a group may hold, bytes aside
 	if a.cfg.GroupBlocks > 0 {
-		limit = min(limit, a.cfg.GroupBlocks)
+		bound = min(bound, a.cfg.GroupBlocks)
 	}
 	if a.cfg.GroupTime > 0 && a.perBlock > 0 {
-		limit = min(limit, max(1, int(a.cfg.GroupTime/a.perBlock)))
+		bound = min(bound, max(1, int(a.cfg.GroupTime/a.perBlock)))
 	}
 	k, bytes := 0, 0
-	for k < limit {
+	for k < bound {
 		bytes += a.queue[off+k].bytes
 		if k > 0 && a.cfg.GroupBytes > 0 && bytes > a.cfg.GroupBytes {
 			break
 		}
 		k++
+	}
+	if len(a.staged) > 0 && k == waiting && (a.cfg.GroupBlocks <= 0 || k < a.cfg.GroupBlocks) {
+		// A commit is under way and the group is not full: the blocks
+		// delivered until that commit ends join it. Staging a part
+		// group now would only make more, smaller groups; the overlap
+		// is for the full ones a catch-up brings.
+		return
 	}
 	a.group = k
 	a.id++

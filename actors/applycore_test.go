@@ -47,7 +47,7 @@ func TestApplyCore(t *testing.T) {
 			{0, DrainDue{}, ApplyReady{}},
 			{0, committed(2), ApplyReady{}},
 		}, 3, nil},
-		{"the next group is staged while one commits, no further", nil, 1, []step{
+		{"a full group is staged while one commits, no further", func(c *ApplyConfig) { c.GroupBlocks = 2 }, 1, []step{
 			{0, d(1), group(1, 1, 1)},
 			{0, staged(1), drain},
 			{0, d(2), ApplyReady{}}, // in the mailbox before the drain
@@ -55,13 +55,22 @@ func TestApplyCore(t *testing.T) {
 			{0, DrainDue{}, group(2, 2, 2)}, // on the state group 1 leaves
 			{0, staged(2), drain},
 			{0, d(4), ApplyReady{}},
-			{0, DrainDue{}, ApplyReady{}}, // one committing, one waiting
-			{0, committed(1), group(4, 1, 3)},
-			{0, staged(1), drain},
+			{0, DrainDue{}, ApplyReady{}},   // one committing, one waiting
+			{0, committed(1), ApplyReady{}}, // block 4 alone is no full group
+			{0, d(5), group(4, 2, 3)},
+			{0, staged(2), drain},
 			{0, committed(2), ApplyReady{}}, // a drain is due
 			{0, DrainDue{}, ApplyReady{}},
 			{0, committed(3), ApplyReady{}},
-		}, 5, []uint64{}},
+		}, 6, []uint64{}},
+		{"a part group waits for the commit under way", nil, 1, []step{
+			{0, d(1), group(1, 1, 1)},
+			{0, staged(1), drain},
+			{0, d(2), ApplyReady{}},
+			{0, DrainDue{}, ApplyReady{}},
+			{0, d(3), ApplyReady{}},
+			{0, committed(1), group(2, 2, 2)},
+		}, 2, []uint64{2, 3}},
 		{"no overlap: the next group once the one before committed", func(c *ApplyConfig) { c.NoOverlap = true }, 1, []step{
 			{0, d(1), group(1, 1, 1)},
 			{0, staged(1), drain},
@@ -70,6 +79,12 @@ func TestApplyCore(t *testing.T) {
 			{0, d(3), ApplyReady{}},
 			{0, committed(1), group(2, 2, 2)},
 		}, 2, []uint64{2, 3}},
+		{"behind a barrier: the next group once it committed", func(c *ApplyConfig) { c.GroupBlocks = 1 }, 1, []step{
+			{0, d(1), group(1, 1, 1)},
+			{0, Staged{Outcome: ApplyOK, Accepted: 1, Barrier: true}, ApplyReady{}},
+			{0, d(2), ApplyReady{}}, // a full group, but behind a barrier
+			{0, committed(1), group(2, 1, 2)},
+		}, 2, []uint64{2}},
 		{"bounded by blocks", func(c *ApplyConfig) { c.GroupBlocks = 2 }, 1, []step{
 			{0, d(1), group(1, 1, 1)},
 			{0, d(2), ApplyReady{}}, // a group is out
@@ -79,8 +94,9 @@ func TestApplyCore(t *testing.T) {
 			{0, DrainDue{}, group(2, 2, 2)},
 			{0, staged(2), drain},
 			{0, DrainDue{}, ApplyReady{}},
-			{0, committed(1), group(4, 1, 3)},
-		}, 2, []uint64{4}},
+			{0, committed(1), ApplyReady{}}, // block 4 alone is no full group
+			{0, committed(2), group(4, 1, 3)},
+		}, 4, []uint64{4}},
 		{"bounded by bytes; a larger block alone", func(c *ApplyConfig) { c.GroupBytes = 100 }, 1, []step{
 			{0, sized(1, 10), group(1, 1, 1)},
 			{0, sized(2, 60), ApplyReady{}},
@@ -94,8 +110,9 @@ func TestApplyCore(t *testing.T) {
 			{0, committed(1), group(3, 2, 3)},
 			{0, staged(2), drain},
 			{0, committed(2), ApplyReady{}},
-			{0, DrainDue{}, group(5, 1, 4)},
-		}, 3, []uint64{5}},
+			{0, DrainDue{}, ApplyReady{}}, // block 5 alone is no full group
+			{0, committed(3), group(5, 1, 4)},
+		}, 5, []uint64{5}},
 		{"bounded by the time at the last rate", func(c *ApplyConfig) { c.GroupTime = 100 * time.Millisecond }, 1, []step{
 			{0, d(1), group(1, 1, 1)},
 			{0, Staged{Outcome: ApplyOK, Accepted: 1, Took: 30 * time.Millisecond}, drain},
@@ -123,34 +140,31 @@ func TestApplyCore(t *testing.T) {
 			{0, d(7), ApplyReady{}},
 			{0, d(8), ApplyReady{}},
 			{0, staged(1), drain},
-			{0, DrainDue{}, group(5, 4, 2)},
+			{0, DrainDue{}, ApplyReady{}},
+			{0, committed(1), group(5, 4, 2)},
 			{0, Staged{Outcome: ApplyRejected, Accepted: 1}, ApplyReady{Rejected: true, Drain: true}},
 			{0, d(8), ApplyReady{Resync: 6}}, // sent before the Fetcher heard
 			{0, DrainDue{}, ApplyReady{}},
-			{0, committed(1), ApplyReady{}},
-			{0, d(6), group(6, 1, 3)}, // delivered again, staged on block 5
-			{0, committed(2), ApplyReady{}},
+			{0, d(6), ApplyReady{}}, // delivered again, after block 5 commits
+			{0, committed(2), group(6, 1, 3)},
 		}, 6, []uint64{6}},
-		{"commit failure: the group staged on it goes too; retried with backoff", nil, 1, []step{
+		{"commit failure: the group staged on it goes too; retried with backoff", func(c *ApplyConfig) { c.GroupBlocks = 1 }, 1, []step{
 			{0, d(1), group(1, 1, 1)},
-			{0, staged(1), drain},
-			{0, d(2), ApplyReady{}},
-			{0, DrainDue{}, group(2, 1, 2)},
-			{0, staged(1), drain},
-			{0, DrainDue{}, ApplyReady{}},
+			{0, staged(1), ApplyReady{}},
+			{0, d(2), group(2, 1, 2)}, // a full group: staged while 1 commits
+			{0, staged(1), ApplyReady{}},
 			{0, Applied{ID: 1, Outcome: ApplyFailed}, retried(1, 10*time.Millisecond)},
 			{0, Applied{ID: 2, Outcome: ApplyStale}, ApplyReady{}}, // dropped with it
 			{time.Millisecond, d(3), ApplyReady{}},
-			{10 * time.Millisecond, RetryDue{}, group(1, 3, 3)},
-			{10 * time.Millisecond, staged(3), drain},
-			{10 * time.Millisecond, DrainDue{}, ApplyReady{}},
+			{10 * time.Millisecond, RetryDue{}, group(1, 1, 3)},
+			{10 * time.Millisecond, staged(1), group(2, 1, 4)},
 			{10 * time.Millisecond, Applied{ID: 3, Outcome: ApplyFailed}, retried(2, 30*time.Millisecond)},
-			{30 * time.Millisecond, RetryDue{}, group(1, 3, 4)},
-			{30 * time.Millisecond, staged(3), drain},
-			{30 * time.Millisecond, committed(4), ApplyReady{Resumed: 2}},
+			{30 * time.Millisecond, RetryDue{}, group(1, 1, 5)},
+			{30 * time.Millisecond, staged(1), group(2, 1, 6)},
+			{30 * time.Millisecond, staged(1), ApplyReady{}},
+			{30 * time.Millisecond, committed(5), ApplyReady{Resumed: 2, First: 3, Count: 1, ID: 7}},
 			{30 * time.Millisecond, RetryDue{}, ApplyReady{}}, // a stale timer
-			{30 * time.Millisecond, DrainDue{}, ApplyReady{}},
-		}, 4, []uint64{}},
+		}, 2, []uint64{3}},
 		{"stage failure: retried with backoff, the queue grows behind it", nil, 1, []step{
 			{0, d(1), group(1, 1, 1)},
 			{0, Staged{Outcome: ApplyFailed}, retried(1, 10*time.Millisecond)},
@@ -169,12 +183,16 @@ func TestApplyCore(t *testing.T) {
 			{0, d(1), group(1, 1, 1)},
 			{0, staged(1), drain},
 			{0, DrainDue{}, ApplyReady{}},
+			{0, Applied{ID: 1, Outcome: ApplyStale}, group(1, 1, 2)},
+		}, 1, []uint64{1}},
+		{"stale commit: the group staged on it goes too", func(c *ApplyConfig) { c.GroupBlocks = 1 }, 1, []step{
+			{0, d(1), group(1, 1, 1)},
+			{0, staged(1), ApplyReady{}},
 			{0, d(2), group(2, 1, 2)},
-			{0, staged(1), drain},
-			{0, Applied{ID: 1, Outcome: ApplyStale}, ApplyReady{}}, // a drain is due
-			{0, DrainDue{}, group(1, 2, 3)},
+			{0, staged(1), ApplyReady{}},
+			{0, Applied{ID: 1, Outcome: ApplyStale}, group(1, 1, 3)},
 			{0, Applied{ID: 2, Outcome: ApplyStale}, ApplyReady{}}, // dropped with group 1
-		}, 1, []uint64{1, 2}},
+		}, 1, []uint64{1}},
 		{"groups off: each block at once, no drain", func(c *ApplyConfig) { c.GroupBlocks = 1 }, 1, []step{
 			{0, d(1), group(1, 1, 1)},
 			{0, d(2), ApplyReady{}}, // queued behind the block out

@@ -69,10 +69,11 @@ type Config struct {
 // flags take theirs from. ProofMaxWait, when unset, is 16 poll intervals.
 var DefaultConfig = Config{
 	// A window of 256 keeps small blocks coming at 5,000 a second over a
-	// 50 ms round trip; 64 credits let groups reach GroupBlocks.
+	// 50 ms round trip; 128 credits let a full group (GroupBlocks) wait
+	// behind one committing, so that it is validated meanwhile.
 	FetchWindow:      256,
 	FetchWindowBytes: 64 << 20,
-	Credits:          64,
+	Credits:          128,
 	GroupBlocks:      64,
 	GroupBytes:       16 << 20,
 	GroupTime:        500 * time.Millisecond,

@@ -106,8 +106,9 @@ func catchup(quick bool, profiles []string) (*CatchupResult, error) {
 				return nil, err
 			}
 			var serial time.Duration
+			var serialMedian int
 			pprof.Do(context.Background(), pprof.Labels("contender", "engine-no-overlap"), func(context.Context) {
-				serial, _, _, err = engineCatchup(served, l.addr(), true)
+				serial, _, serialMedian, err = engineCatchup(served, l.addr(), true)
 			})
 			if err != nil {
 				return nil, err
@@ -133,7 +134,7 @@ func catchup(quick bool, profiles []string) (*CatchupResult, error) {
 			row.RatioToGrouped = row.EngineBPS / row.GroupedLimitBPS
 			row.SpeedupVsNaive = row.EngineBPS / row.NaiveBPS
 			res.Rows = append(res.Rows, row)
-			fmt.Fprintf(os.Stderr, "catchup %s rtt %s: engine %.1f (median group %d; no overlap %.1f), naive %.1f, limit %.1f, grouped limit %.1f blocks/s\n", sz.profile, rtt, row.EngineBPS, median, row.NoOverlapBPS, row.NaiveBPS, row.LimitBPS, row.GroupedLimitBPS)
+			fmt.Fprintf(os.Stderr, "catchup %s rtt %s: engine %.1f (median group %d; no overlap %.1f, median group %d), naive %.1f, limit %.1f, grouped limit %.1f blocks/s\n", sz.profile, rtt, row.EngineBPS, median, row.NoOverlapBPS, serialMedian, row.NaiveBPS, row.LimitBPS, row.GroupedLimitBPS)
 		}
 		served.stop()
 	}

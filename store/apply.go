@@ -107,6 +107,11 @@ type Staged struct {
 // Blocks is how many blocks the group holds (those that passed).
 func (g *Staged) Blocks() int { return len(g.blocks) }
 
+// WritesTrees reports whether the group's commit writes the trees: the
+// next group is then validated only once that commit ended (Stage waits for
+// it), so a caller has nothing to gain from staging it sooner.
+func (g *Staged) WritesTrees() bool { return g.persist }
+
 // next is the number of the block after the group.
 func (g *Staged) next() uint64 { return g.blocks[len(g.blocks)-1].Header.Number + 1 }
 
@@ -127,6 +132,9 @@ func (s *Store) Stage(ctx context.Context, blocks []*block.Block) (*Staged, erro
 	}
 	s.stageMu.Lock()
 	defer s.stageMu.Unlock()
+	if s.stageClosed {
+		return nil, ErrClosed
+	}
 	g := &Staged{parent: s.tail, done: make(chan struct{})}
 	if p := g.parent; p != nil {
 		select {
@@ -260,7 +268,8 @@ func groupOp(group []*block.Block) string {
 // reports. A group staged on one that did not commit (or on a state that
 // another write replaced since) commits nothing and returns ErrStaleGroup:
 // stage its blocks again. Any other error (I/O) commits none of the group.
-// thread-safe: commits are serialised, in the order of their groups.
+// Each group is committed once. thread-safe: commits are serialised, in
+// the order of their groups.
 func (s *Store) Commit(ctx context.Context, g *Staged) ([]Report, error) {
 	defer close(g.done)
 	if g.parent != nil {

@@ -61,9 +61,11 @@ type Store struct {
 	w      *writer
 	closed bool
 	// stageMu serialises Stage, and is taken before mu; tail is the group
-	// staged last (nil: none yet). Guarded by stageMu.
-	stageMu sync.Mutex
-	tail    *Staged
+	// staged last (nil: none yet), stageClosed set by Close. Guarded by
+	// stageMu (Stage does not take mu while a commit may hold it).
+	stageMu     sync.Mutex
+	tail        *Staged
+	stageClosed bool
 
 	// stopPreload asks the read-in of the trees' pinned tops after Open to
 	// end; preloaded is closed when it has.
@@ -585,6 +587,7 @@ func (m mmrNodes) ReadMMRNodes(pos []uint64, out []merkle.Hash) error {
 func (s *Store) Close() error {
 	s.stageMu.Lock() // no Stage reads the state database while it closes
 	defer s.stageMu.Unlock()
+	s.stageClosed = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

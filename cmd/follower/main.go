@@ -80,11 +80,11 @@ func run(args []string) error {
 	d := actors.DefaultConfig
 	fs.IntVar(&e.FetchWindow, "fetch-window", d.FetchWindow, "blocks in flight or waiting to be applied, at most")
 	fs.Int64Var(&e.FetchWindowBytes, "fetch-window-bytes", d.FetchWindowBytes, "bytes of blocks in flight or waiting, at most")
-	fs.IntVar(&e.Credits, "credits", d.Credits, "blocks handed to the applier but not yet applied, at most (also the largest group)")
+	fs.IntVar(&e.Credits, "credits", d.Credits, "blocks handed to the applier but not yet applied, at most: room for a group committing and a full one behind it")
 	fs.IntVar(&e.GroupBlocks, "group-blocks", d.GroupBlocks, "blocks waiting to be applied that are committed together, at most (one block-file sync, one SQLite transaction); 1: every block alone, as it is delivered")
 	fs.IntVar(&e.GroupBytes, "group-bytes", d.GroupBytes, "encoded bytes in one group, at most (a larger block is a group alone)")
 	fs.DurationVar(&e.GroupTime, "group-time", d.GroupTime, "a group's expected apply time at the recent rate, at most, so the tip moves on a slow disk")
-	fs.BoolVar(&e.NoOverlap, "no-overlap", d.NoOverlap, "validate the next group only once the one before has committed (by default it is validated while that one commits)")
+	fs.BoolVar(&e.NoOverlap, "no-overlap", d.NoOverlap, "validate the next group only once the one before has committed (by default a full group is validated while that one commits)")
 	fs.DurationVar(&e.FetchTimeout, "fetch-timeout", d.FetchTimeout, "timeout of one GetBlockByNumber call")
 	fs.DurationVar(&e.PollInterval, "poll-interval", d.PollInterval, "how often to ask for the next block once caught up")
 	fs.DurationVar(&e.RetryInitial, "retry-initial", d.RetryInitial, "first retry delay after a failed call (doubles, with jitter)")
