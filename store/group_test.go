@@ -170,13 +170,7 @@ func TestApplyBlocksEmptyAndClosed(t *testing.T) {
 // again once the disk takes writes.
 func TestStageWhileCommitting(t *testing.T) {
 	c := testChain(t, "small", 14)
-	dir := t.TempDir()
-	diskfault.MountTmpfs(t, dir, "8m")
-	blocks := filepath.Join(dir, "blocks")
-	if err := os.Mkdir(blocks, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	diskfault.MountTmpfs(t, blocks, "8m")
+	dir := faultDir(t)
 	s := openStore(t, dir, c)
 	defer func() { s.Close() }()
 	ctx := t.Context()

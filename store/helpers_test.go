@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"storesync/block"
+	"storesync/internal/diskfault"
 	"storesync/merkle"
 	"storesync/workload"
 )
@@ -48,6 +49,19 @@ func openStore(tb testing.TB, dir string, c *workload.Chain) *Store {
 		tb.Fatalf("open store: %v", err)
 	}
 	return s
+}
+
+// faultDir returns a data directory whose SQLite side and block files are
+// two small file systems of their own (8 MB each), for a test to fill one.
+func faultDir(tb testing.TB) string {
+	dir := tb.TempDir()
+	diskfault.MountTmpfs(tb, dir, "8m")
+	blocks := filepath.Join(dir, "blocks")
+	if err := os.Mkdir(blocks, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	diskfault.MountTmpfs(tb, blocks, "8m")
+	return dir
 }
 
 func applyAll(tb testing.TB, s *Store, blocks []*block.Block) {

@@ -29,13 +29,7 @@ func TestApplyAfterStorageFailure(t *testing.T) {
 		{"block file of a group refused", "blocks", 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			diskfault.MountTmpfs(t, dir, "8m")
-			blocks := filepath.Join(dir, "blocks")
-			if err := os.Mkdir(blocks, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			diskfault.MountTmpfs(t, blocks, "8m")
+			dir := faultDir(t)
 			s := openStore(t, dir, c)
 			t.Cleanup(func() { s.Close() })
 			applyAll(t, s, c.Blocks[:5])
