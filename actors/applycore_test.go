@@ -71,12 +71,12 @@ func TestApplyCore(t *testing.T) {
 			{0, d(3), ApplyReady{}},
 			{0, committed(1), group(2, 2, 2)},
 		}, 2, []uint64{2, 3}},
-		{"no overlap: the next group once the one before committed", func(c *ApplyConfig) { c.NoOverlap = true }, 1, []step{
+		{"no overlap: even a full group once the one before committed", func(c *ApplyConfig) { c.NoOverlap, c.GroupBlocks = true, 2 }, 1, []step{
 			{0, d(1), group(1, 1, 1)},
 			{0, staged(1), drain},
 			{0, d(2), ApplyReady{}},
-			{0, DrainDue{}, ApplyReady{}},
 			{0, d(3), ApplyReady{}},
+			{0, DrainDue{}, ApplyReady{}}, // full, yet it waits
 			{0, committed(1), group(2, 2, 2)},
 		}, 2, []uint64{2, 3}},
 		{"behind a barrier: the next group once it committed", func(c *ApplyConfig) { c.GroupBlocks = 1 }, 1, []step{
