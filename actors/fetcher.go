@@ -432,7 +432,7 @@ func (f *fetcher) fetch(ctx context.Context, up Upstream, c Call) *fetchResult {
 		if proof != nil {
 			// A bad proof is dropped and its upstream blamed; the block
 			// itself is fine and goes on (its proof is asked for later).
-			if err := f.cfg.Store.Genesis().Verifier().VerifyProof(c.N, commitment, proof); err != nil {
+			if err := f.cfg.Store.Verifier().VerifyProof(c.N, commitment, proof); err != nil {
 				d.BadProof = err.Error()
 			} else {
 				d.Proof, r.proof = true, proof

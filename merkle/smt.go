@@ -34,7 +34,48 @@ type SMT struct {
 	gen      uint64 // generation of the Update that made this tree; see branch.gen
 	// stale lists the stored nodes that Updates since the last Persist
 	// replaced (see Persist); nil for a tree that lives only in memory.
-	stale []uint64
+	stale *staleIDs
+}
+
+// staleIDs is a persistent list of stored node ids: the list of a tree an
+// Update made holds that Update's ids and shares the rest with the tree it
+// was made from (which may have other successors). A copy of the whole
+// list at each Update made the Updates between two Persists quadratic in
+// their count: a quarter of a catch-up's allocations with trees deferred
+// over hundreds of blocks.
+type staleIDs struct {
+	ids  []uint64
+	prev *staleIDs
+	n    int // ids here and in every prev
+}
+
+// add returns the list s with more after it; more is owned by the result.
+func (s *staleIDs) add(more []uint64) *staleIDs {
+	if len(more) == 0 {
+		return s
+	}
+	return &staleIDs{ids: more, prev: s, n: s.len() + len(more)}
+}
+
+func (s *staleIDs) len() int {
+	if s == nil {
+		return 0
+	}
+	return s.n
+}
+
+// all returns the ids in the order they were added.
+func (s *staleIDs) all() []uint64 {
+	if s == nil {
+		return nil
+	}
+	out := make([]uint64, s.n)
+	end := s.n
+	for c := s; c != nil; c = c.prev {
+		end -= len(c.ids)
+		copy(out[end:], c.ids)
+	}
+	return out
 }
 
 // node is a *leaf, a *branch or a *ref (a stored branch, see Persist); a

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"sync/atomic"
 
 	"github.com/maypok86/otter/v2"
@@ -373,7 +372,7 @@ func (t *SMT) Persist(src *NodeSource, alloc func() uint64, put func(id uint64, 
 	}
 	root := persist(t.root)
 	next := &SMT{root: root, rootHash: t.rootHash, size: t.size, gen: t.gen}
-	return next, PersistedSMT{Root: appendKid(nil, root), Hash: t.rootHash, Size: t.size}, t.stale, nil
+	return next, PersistedSMT{Root: appendKid(nil, root), Hash: t.rootHash, Size: t.size}, t.stale.all(), nil
 }
 
 // LoadSMT returns the persisted tree p, reading its nodes from src.
@@ -456,13 +455,5 @@ func (t *SMT) LoadTop(stop func() bool) (err error) {
 
 // Pending returns how many stored nodes the Updates since the last Persist
 // replaced (what Persist will report stale).
-func (t *SMT) Pending() int { return len(t.stale) }
+func (t *SMT) Pending() int { return t.stale.len() }
 
-// concatStale returns the stale ids of a tree made from t by an Update that
-// replaced more: a fresh slice, as t may have other successors.
-func concatStale(t []uint64, more []uint64) []uint64 {
-	if len(more) == 0 {
-		return t
-	}
-	return slices.Concat(t, more)
-}

@@ -26,7 +26,7 @@ var forkMinBatch = 128
 func (t *SMT) Update(kvs []KV) *SMT {
 	u := updater{gen: t.gen + 1, fork: forkMinBatch}
 	root := u.merge(t.root, t.rootHash, sortBatch(kvs, u.fork), 0)
-	next := &SMT{root: root, rootHash: t.rootHash, size: t.size + u.added, gen: u.gen, stale: concatStale(t.stale, u.stale)}
+	next := &SMT{root: root, rootHash: t.rootHash, size: t.size + u.added, gen: u.gen, stale: t.stale.add(u.stale)}
 	if root != t.root {
 		next.rootHash = u.hashOf(root)
 	}

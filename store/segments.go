@@ -113,7 +113,11 @@ func (s *segments) writeItems(first, end uint64, starts func(n uint64) bool, ite
 		case i > 0:
 			off = locs[i-1].end()
 		}
-		var buf []byte
+		size := 0
+		for _, it := range items[i:j] {
+			size += len(it)
+		}
+		buf := make([]byte, 0, size) // one allocation: grown by append, a group's bytes were copied about twice
 		for k := i; k < j; k++ {
 			locs[k] = loc{off: off + uint64(len(buf)), len: uint32(len(items[k]))}
 			buf = append(buf, items[k]...)

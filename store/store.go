@@ -114,7 +114,7 @@ func OpenWith(dir string, g *genesis.File, o Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &Store{dir: dir, genesis: g, rules: state.RulesOf(g), verifier: g.Verifier(), opts: o.withDefaults()}
+	s := &Store{dir: dir, genesis: g, rules: state.RulesOf(g), verifier: block.NewMemoVerifier(g.Verifier(), proofMemoSlots), opts: o.withDefaults()}
 	if err := s.open(); err != nil {
 		s.closeAll()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
@@ -633,6 +633,17 @@ func (s *Store) closeAll() error {
 // into the state database: those whose batches a crash took (or, for a
 // fresh store, the genesis block). After a clean stop, none. thread-safe.
 func (s *Store) Replayed() int { return s.replayed }
+
+// Verifier checks proofs against the genesis file's prover key and
+// remembers those that passed: a proof a caller checked with it before
+// ApplyProofs is not checked twice. thread-safe.
+func (s *Store) Verifier() block.Verifier { return s.verifier }
+
+// proofMemoSlots is how many proofs that passed the store's Verifier
+// remembers (about 0.6 MB): more than a follower fetches ahead of its
+// proven tip with the default window and credits, so a proof checked at
+// its fetch is still remembered when it is applied.
+const proofMemoSlots = 4096
 
 // Genesis returns the genesis file the store was opened with.
 func (s *Store) Genesis() *genesis.File { return s.genesis }
