@@ -83,6 +83,10 @@ func catchup(quick bool, profiles []string) (*CatchupResult, error) {
 		if err != nil {
 			return nil, err
 		}
+		// The states after each block (the primary's proofs needed them)
+		// are the bench's own, not any contender's: hundreds of MB of tree
+		// nodes that each contender's garbage collection would scan.
+		c.States = nil
 		for _, rtt := range rtts {
 			// The limit is measured next to each row, not once per profile:
 			// the machine's speed drifts over minutes, and a ratio is only
