@@ -300,6 +300,7 @@ func (s *Store) Commit(ctx context.Context, g *Staged) ([]Report, error) {
 		return nil, storageErr(op, err)
 	}
 	sqliteTime := time.Since(t)
+	s.blockLocs.put(group[0].Header.Number, g.locs)
 
 	// Committed. The state batch follows; should the disk refuse it, the
 	// snapshot keeps the trees in memory and the next Stage (or Open)
@@ -602,6 +603,7 @@ func (s *Store) ApplyProofs(ctx context.Context, first uint64, proofs [][]byte) 
 		s.w.rollback()
 		return storageErr(fmt.Sprintf("apply proofs %d..%d", first, last), err)
 	}
+	s.proofLocs.put(first, locs)
 	s.publish(&Snapshot{
 		st:       s,
 		State:    cur.State,

@@ -25,7 +25,7 @@ func (s *Snapshot) BlockBytes(n uint64) ([]byte, error) {
 	l := s.tipLoc
 	if n < s.Committed() {
 		var err error
-		if l, err = s.st.blockLoc(context.Background(), n); err != nil {
+		if l, err = s.st.blockLocs.lookup(context.Background(), s.st.db, n, s.Committed()); err != nil {
 			return nil, err
 		}
 	}
@@ -53,7 +53,7 @@ func (s *Snapshot) ProofBytes(n uint64) ([]byte, error) {
 	l := s.proofLoc
 	if n < s.Proven {
 		var err error
-		if l, err = s.st.proofLoc(context.Background(), n); err != nil {
+		if l, err = s.st.proofLocs.lookup(context.Background(), s.st.db, n, s.Proven); err != nil {
 			return nil, err
 		}
 	}

@@ -56,6 +56,8 @@ type Store struct {
 	blocks   *segments
 	proofs   *segments
 	state    *stateDB
+	// Where recent blocks and proofs lie in their files (see locIndex).
+	blockLocs, proofLocs *locIndex
 
 	mu     sync.Mutex // the single writer; guards w, closed and state's writer fields
 	w      *writer
@@ -114,7 +116,8 @@ func OpenWith(dir string, g *genesis.File, o Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &Store{dir: dir, genesis: g, rules: state.RulesOf(g), verifier: block.NewMemoVerifier(g.Verifier(), proofMemoSlots), opts: o.withDefaults()}
+	s := &Store{dir: dir, genesis: g, rules: state.RulesOf(g), verifier: block.NewMemoVerifier(g.Verifier(), proofMemoSlots), opts: o.withDefaults(),
+		blockLocs: newLocIndex("block", "blocks"), proofLocs: newLocIndex("proof", "proofs")}
 	if err := s.open(); err != nil {
 		s.closeAll()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
