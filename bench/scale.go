@@ -261,6 +261,7 @@ type ScaleReads struct {
 	Method string  `json:"method"`
 	PerS   float64 `json:"per_s"`
 	Calls  int64   `json:"calls"`
+	Items  int64   `json:"items"` // what the answers held (see scaleRead)
 	Errors int64   `json:"errors"`
 }
 
@@ -1403,7 +1404,10 @@ func scaleGrowUntimed(st *store.Store, seed uint64, keys workload.Keys, profile 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // scaleRead is one read method: a call with request fields drawn from r.
-type scaleRead func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) error
+// It returns how many items the answer held (blocks, accounts, nullifiers,
+// headers or notes): a page of notes by tag holds more of them on a longer
+// chain, so its calls are compared per note as well.
+type scaleRead func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) (int, error)
 
 // scaleReads serves st (the chain of seed) with the real read server over
 // gRPC on loopback and drives each of methods for `each`.
@@ -1446,37 +1450,37 @@ func scaleReads(st *store.Store, seed uint64, methods []string, each time.Durati
 		return out
 	}
 	reads := map[string]scaleRead{
-		"GetBlockByNumber+proof": func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) error {
+		"GetBlockByNumber+proof": func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) (int, error) {
 			mb, err := c.GetBlockByNumber(ctx, &storev1.BlockByNumberRequest{BlockNum: 1 + r.Uint64N(tip), IncludeProof: true})
 			if err == nil && (len(mb.Block) == 0 || len(mb.Proof) == 0) {
 				err = fmt.Errorf("no block or no proof")
 			}
-			return err
+			return 1, err
 		},
-		"GetAccount": func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) error {
+		"GetAccount": func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) (int, error) {
 			id := workload.AccountID(seed, r.Uint64N(accounts))
 			_, err := c.GetAccount(ctx, &storev1.GetAccountRequest{AccountId: id[:]})
-			return err
+			return 1, err
 		},
-		"CheckNullifiers": func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) error {
-			_, err := c.CheckNullifiers(ctx, &storev1.CheckNullifiersRequest{Nullifiers: pick(r, nfs)})
-			return err
+		"CheckNullifiers": func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) (int, error) {
+			out, err := c.CheckNullifiers(ctx, &storev1.CheckNullifiersRequest{Nullifiers: pick(r, nfs)})
+			return len(out.GetNullifiers()), err
 		},
-		"GetBlockHeaderByNumber+MMR": func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) error {
+		"GetBlockHeaderByNumber+MMR": func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) (int, error) {
 			n := r.Uint64N(tip)
 			h, err := c.GetBlockHeaderByNumber(ctx, &storev1.BlockHeaderByNumberRequest{BlockNum: &n, IncludeMmrProof: true})
 			if err == nil && len(h.MmrProof) == 0 {
 				err = fmt.Errorf("no MMR proof")
 			}
-			return err
+			return 1, err
 		},
-		"GetNotesById": func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) error {
-			_, err := c.GetNotesById(ctx, &storev1.GetNotesByIdRequest{NoteIds: pick(r, ids)})
-			return err
+		"GetNotesById": func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) (int, error) {
+			out, err := c.GetNotesById(ctx, &storev1.GetNotesByIdRequest{NoteIds: pick(r, ids)})
+			return len(out.GetNotes()), err
 		},
-		"SyncNotes": func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) error {
-			_, err := c.SyncNotes(ctx, &storev1.SyncNotesRequest{Tags: []uint32{tags[r.IntN(len(tags))]}, FromBlock: r.Uint64N(tip + 1)})
-			return err
+		"SyncNotes": func(ctx context.Context, c storev1.StoreClient, r *rand.Rand) (int, error) {
+			out, err := c.SyncNotes(ctx, &storev1.SyncNotesRequest{Tags: []uint32{tags[r.IntN(len(tags))]}, FromBlock: r.Uint64N(tip + 1)})
+			return len(out.GetNotes()), err
 		},
 	}
 
@@ -1502,7 +1506,7 @@ func scaleReads(st *store.Store, seed uint64, methods []string, each time.Durati
 		}
 		// One call first: a request the server refuses is a bug here, not
 		// a throughput of zero.
-		if err := call(context.Background(), client, rand.New(rand.NewPCG(0, 0))); err != nil {
+		if _, err := call(context.Background(), client, rand.New(rand.NewPCG(0, 0))); err != nil {
 			return nil, fmt.Errorf("reads: %s: %w", name, err)
 		}
 		rr, err := driveRead(client, call, each)
@@ -1524,7 +1528,7 @@ func driveRead(c storev1.StoreClient, call scaleRead, d time.Duration) (ScaleRea
 	defer cancel()
 	stop := time.AfterFunc(d, cancel)
 	defer stop.Stop()
-	var calls, errs atomic.Int64
+	var calls, items, errs atomic.Int64
 	var first atomic.Pointer[error]
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -1532,8 +1536,9 @@ func driveRead(c storev1.StoreClient, call scaleRead, d time.Duration) (ScaleRea
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(g), 11))
 			for i := 0; i < scaleMaxCalls && ctx.Err() == nil; i++ {
-				if err := call(ctx, c, r); err == nil {
+				if k, err := call(ctx, c, r); err == nil {
 					calls.Add(1)
+					items.Add(int64(k))
 				} else if ctx.Err() == nil {
 					errs.Add(1)
 					first.CompareAndSwap(nil, &err)
@@ -1543,7 +1548,7 @@ func driveRead(c storev1.StoreClient, call scaleRead, d time.Duration) (ScaleRea
 	}
 	wg.Wait()
 	el := time.Since(start)
-	out := ScaleReads{PerS: float64(calls.Load()) / el.Seconds(), Calls: calls.Load(), Errors: errs.Load()}
+	out := ScaleReads{PerS: float64(calls.Load()) / el.Seconds(), Calls: calls.Load(), Items: items.Load(), Errors: errs.Load()}
 	if p := first.Load(); p != nil {
 		if out.Calls == 0 {
 			return out, *p
@@ -1821,13 +1826,15 @@ func (a ScaleApply) cell(f func(float64) float64) string {
 	return fmt.Sprintf("%.1f / %.1f / %.1f / %.1f / %.1f / %.1f = %.1f", f(a.ValidateMs), f(a.TreesMs), f(a.FileMs), f(a.SQLiteMs), f(a.StateMs), f(a.RestMs), f(a.TotalMs))
 }
 
-func (m ScaleMeasure) read(method string) float64 {
+func (m ScaleMeasure) read(method string) float64 { return m.reads(method).PerS }
+
+func (m ScaleMeasure) reads(method string) ScaleReads {
 	for _, rr := range m.Reads {
 		if rr.Method == method {
-			return rr.PerS
+			return rr
 		}
 	}
-	return 0
+	return ScaleReads{}
 }
 
 func printScaleTable(res *ScaleResult) {
@@ -1854,6 +1861,17 @@ func printScaleTable(res *ScaleResult) {
 	}
 	if len(res.Rows) > 1 {
 		printScaleRatios(res.Rows[0], res.Rows[len(res.Rows)-1])
+	}
+	// A page of notes by tag holds more notes on a longer chain (the tags
+	// are a fixed space): per note is the like-for-like figure.
+	fmt.Println("\nSyncNotes per note (one tag, from a random block; a page holds at most 100):")
+	fmt.Println()
+	fmt.Println("| size | calls/s | notes a call | notes/s |")
+	fmt.Println("|---|---|---|---|")
+	for _, r := range res.Rows {
+		if rr := r.reads("SyncNotes"); rr.Calls > 0 {
+			fmt.Printf("| %s | %.0f | %.1f | %.0f |\n", sizeLabel(r.Size), rr.PerS, float64(rr.Items)/float64(rr.Calls), rr.PerS*float64(rr.Items)/float64(rr.Calls))
+		}
 	}
 	fmt.Println("\nTree records per block (the state database's writes and deletes; a record per band of --record-levels levels of each key's path below the levels the block's keys share):")
 	fmt.Println()
