@@ -214,7 +214,8 @@ type ScaleMeasure struct {
 	KilledIntoMs  float64 `json:"killed_into_ms"`
 	KillTip       uint64  `json:"kill_reported_tip"`
 	KillRecovered uint64  `json:"kill_recovered_tip"`
-	RSSOpenMB     float64 `json:"rss_open_mb"` // VmRSS after runtime.GC
+	KillReplayed  int     `json:"kill_replayed"` // blocks that reopen replayed into the state database
+	RSSOpenMB     float64 `json:"rss_open_mb"`   // VmRSS after runtime.GC
 	HeapOpenMB    float64 `json:"heap_open_mb"`
 	RSSBlocksMB   float64 `json:"rss_blocks_mb"`
 	HeapBlocksMB  float64 `json:"heap_blocks_mb"`
@@ -1173,8 +1174,8 @@ func scaleMeasure(cfg scaleChildConfig) (*ScaleMeasure, error) {
 	if cfg.Large > 0 || cfg.Standard > 0 {
 		applied = fmt.Sprintf("; %d large blocks %.1f ms, %d standard %.1f ms", m.Large.Blocks, m.Large.TotalMs, m.Standard.Blocks, m.Standard.TotalMs)
 	}
-	fmt.Fprintf(os.Stderr, "scale child: open %.2fs, RSS %.0f MB; compactions settled in %.1fs (%.0f MB of debt left)%s; reopen %.2fs clean, %.2fs after SIGKILL %.0f ms into block %d\n",
-		m.OpenS, m.RSSOpenMB, m.SettleS, m.DebtLeftMB, applied, m.ReopenCleanS, m.ReopenKillS, m.KilledIntoMs, m.KillTip+1)
+	fmt.Fprintf(os.Stderr, "scale child: open %.2fs, RSS %.0f MB; compactions settled in %.1fs (%.0f MB of debt left)%s; reopen %.2fs clean, %.2fs after SIGKILL %.0f ms into block %d (%d blocks replayed)\n",
+		m.OpenS, m.RSSOpenMB, m.SettleS, m.DebtLeftMB, applied, m.ReopenCleanS, m.ReopenKillS, m.KilledIntoMs, m.KillTip+1, m.KillReplayed)
 	return m, nil
 }
 
@@ -1650,6 +1651,7 @@ wait:
 	}
 	m.ReopenKillS = time.Since(t).Seconds()
 	m.KillRecovered, _ = st.Tips()
+	m.KillReplayed = st.Replayed()
 	if err := st.Close(); err != nil {
 		return err
 	}
