@@ -456,4 +456,3 @@ func (t *SMT) LoadTop(stop func() bool) (err error) {
 // Pending returns how many stored nodes the Updates since the last Persist
 // replaced (what Persist will report stale).
 func (t *SMT) Pending() int { return t.stale.len() }
-

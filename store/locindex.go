@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -33,9 +32,9 @@ const locReadAhead = 256
 
 type locIndex struct {
 	// immutable after construction
-	kind  string // "block" or "proof", for errors
-	one   string // the query of one location
-	ahead string // the query of a run of them
+	kind  string                                           // "block" or "proof", for errors
+	one   func(ctx context.Context, n uint64) (loc, error) // one row: Store.blockLoc or proofLoc
+	ahead string                                           // the query of a run of rows
 
 	mu    sync.Mutex
 	slots []locSlot
@@ -48,10 +47,10 @@ type locSlot struct {
 	loc loc
 }
 
-func newLocIndex(kind, table string) *locIndex {
+func newLocIndex(kind, table string, one func(context.Context, uint64) (loc, error)) *locIndex {
 	return &locIndex{
 		kind:  kind,
-		one:   `SELECT file_offset, file_length FROM ` + table + ` WHERE number = ?`,
+		one:   one,
 		ahead: `SELECT number, file_offset, file_length FROM ` + table + ` WHERE number >= ? AND number <= ? ORDER BY number`,
 		slots: make([]locSlot, locIndexSlots),
 	}
@@ -89,13 +88,9 @@ func (x *locIndex) lookup(ctx context.Context, db *sql.DB, n, last uint64) (loc,
 		_, inOrder = x.get(n - 1)
 	}
 	if !inOrder || end <= n {
-		var l loc
-		err := db.QueryRowContext(ctx, x.one, n).Scan(&l.off, &l.len)
-		if errors.Is(err, sql.ErrNoRows) {
-			return l, fmt.Errorf("%w: %s %d has no row in the database", ErrDamaged, x.kind, n)
-		}
+		l, err := x.one(ctx, n)
 		if err != nil {
-			return l, fmt.Errorf("read %s %d location: %w", x.kind, n, err)
+			return l, err
 		}
 		x.put(n, []loc{l})
 		return l, nil

@@ -116,8 +116,8 @@ func OpenWith(dir string, g *genesis.File, o Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &Store{dir: dir, genesis: g, rules: state.RulesOf(g), verifier: block.NewMemoVerifier(g.Verifier(), proofMemoSlots), opts: o.withDefaults(),
-		blockLocs: newLocIndex("block", "blocks"), proofLocs: newLocIndex("proof", "proofs")}
+	s := &Store{dir: dir, genesis: g, rules: state.RulesOf(g), verifier: block.NewMemoVerifier(g.Verifier(), proofMemoSlots), opts: o.withDefaults()}
+	s.blockLocs, s.proofLocs = newLocIndex("block", "blocks", s.blockLoc), newLocIndex("proof", "proofs", s.proofLoc)
 	if err := s.open(); err != nil {
 		s.closeAll()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
